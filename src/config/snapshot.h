@@ -1,0 +1,54 @@
+#pragma once
+// The immutable result of compiling the resource store: everything a worker needs to serve.
+// Workers hold shared_ptr<const Snapshot>; each request keeps the one it started with.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "http/http1_parser.h"
+#include "router/route_table.h"
+#include "upstream/cluster_spec.h"
+
+namespace proxenos::config {
+
+enum class SecurityModel : uint8_t { kXfp, kSecure, kInsecure };
+enum class ListenerProtocol : uint8_t { kHttp, kHttps, kHttpProxy, kHttpsProxy, kTcp, kTls };
+
+// The `ambassador` Module keys that reach the data plane, with their defaults.
+struct ModuleSettings {
+  std::string server_name = "envoy";          // Server response header
+  bool enable_http10 = false;
+  uint32_t max_request_headers_kb = 60;
+  bool merge_slashes = false;
+  bool use_remote_address = true;
+  uint32_t xff_num_trusted_hops = 0;
+  http::UnderscoreAction headers_with_underscores = http::UnderscoreAction::kReject;
+  uint32_t listener_idle_timeout_ms = 300 * 1000;  // downstream idle keep-alive connection
+  bool strip_matching_host_port = false;
+  bool preserve_external_request_id = false;
+  std::string log_type = "text";   // envoy_log_type
+  std::string log_format;          // envoy_log_format ("" = Emissary's default text format)
+  std::string log_path;            // envoy_log_path ("" = stdout)
+};
+
+struct ListenerSnapshot {
+  std::string name;  // "Listener/ns/name" or "default-8080"
+  std::string bind_address = "0.0.0.0";
+  uint16_t port = 8080;
+  ListenerProtocol protocol = ListenerProtocol::kHttp;
+  SecurityModel security_model = SecurityModel::kXfp;
+  uint32_t l7_depth = 0;
+  std::string stats_prefix;  // ingress_http etc.
+  std::shared_ptr<const router::RouteTable> routes;
+};
+
+struct Snapshot {
+  uint64_t generation = 0;
+  ModuleSettings module;
+  std::vector<ListenerSnapshot> listeners;
+  std::vector<upstream::ClusterSpec> clusters;  // RouteTarget::cluster indexes this
+};
+
+}  // namespace proxenos::config

@@ -1,0 +1,59 @@
+#pragma once
+// Incremental HTTP/1 body decoder: turns the bytes after a head into body data, for
+// Content-Length, chunked and read-until-close framing. Strict chunk syntax (smuggling defence):
+// hex size without sign or overflow, optional extensions without CTLs, CRLF only, trailers
+// validated like headers (and Content-Length/Transfer-Encoding in trailers rejected).
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "http/message_head.h"
+
+namespace proxenos::http {
+
+struct DecodeResult {
+  size_t consumed = 0;     // input bytes used by this call
+  std::string_view data;   // body bytes found (a view into the input); may be empty
+  bool done = false;       // the body ended (last chunk and trailers, or CL reached)
+  bool error = false;      // malformed framing; `reason` says what
+  std::string_view reason;
+};
+
+class BodyDecoder {
+ public:
+  void reset(BodyFraming framing, uint64_t content_length);
+
+  // Consumes input and returns at most one contiguous span of body data. Call again with the
+  // rest of the input (in.substr(consumed)) until it consumes nothing more or reports done/error.
+  // For kUntilClose every byte is data and done is never set (the caller ends at EOF).
+  DecodeResult decode(std::string_view in);
+
+  bool done() const { return state_ == State::kDone; }
+  BodyFraming framing() const { return framing_; }
+  uint64_t remaining() const { return remaining_; }  // for Content-Length framing
+
+ private:
+  enum class State : uint8_t {
+    kBody,        // CL or until-close data
+    kChunkSize,   // reading hex digits
+    kChunkExt,    // after size, until CR
+    kChunkSizeLf,
+    kChunkData,
+    kChunkDataCr,
+    kChunkDataLf,
+    kTrailerLineStart,
+    kTrailerLine,
+    kTrailerLf,
+    kFinalLf,
+    kDone,
+    kError,
+  };
+  BodyFraming framing_ = BodyFraming::kNone;
+  State state_ = State::kDone;
+  uint64_t remaining_ = 0;
+  uint32_t size_digits_ = 0;
+  size_t trailer_bytes_ = 0;
+};
+
+}  // namespace proxenos::http

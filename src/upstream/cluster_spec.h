@@ -1,0 +1,30 @@
+#pragma once
+// A cluster as the compiler hands it to the data plane: where to send requests and how.
+// Pure data; the per-worker runtime state (pools, endpoint choice) lives in upstream/cluster.h.
+
+#include <cstdint>
+#include <string>
+
+namespace proxenos::upstream {
+
+struct ClusterSpec {
+  std::string name;  // stable, derived from service + settings (e.g. "cluster_echo_8080_default")
+  std::string host;  // DNS name or IP literal, from the Mapping's service
+  uint16_t port = 80;
+  bool tls = false;  // https:// service (TLS origination lands with the TLS issue)
+  uint32_t connect_timeout_ms = 3000;
+  uint32_t idle_timeout_ms = 3600 * 1000;  // cluster_idle_timeout_ms: idle pooled connection close
+  uint32_t max_connection_lifetime_ms = 0;  // 0 = unlimited
+  bool enable_ipv4 = true;
+  bool enable_ipv6 = false;
+  std::string stats_name;
+
+  // Two specs with equal keys describe the same upstream; reloads keep its pooled connections.
+  bool same_upstream(const ClusterSpec& o) const {
+    return name == o.name && host == o.host && port == o.port && tls == o.tls &&
+           connect_timeout_ms == o.connect_timeout_ms && idle_timeout_ms == o.idle_timeout_ms &&
+           max_connection_lifetime_ms == o.max_connection_lifetime_ms;
+  }
+};
+
+}  // namespace proxenos::upstream
