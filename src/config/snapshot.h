@@ -3,10 +3,12 @@
 // Workers hold shared_ptr<const Snapshot>; each request keeps the one it started with.
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "config/diagnostic.h"
 #include "http/http1_parser.h"
 #include "router/route_table.h"
 #include "upstream/cluster_spec.h"
@@ -18,7 +20,7 @@ enum class ListenerProtocol : uint8_t { kHttp, kHttps, kHttpProxy, kHttpsProxy, 
 
 // The `ambassador` Module keys that reach the data plane, with their defaults.
 struct ModuleSettings {
-  std::string server_name = "envoy";          // Server response header
+  std::string server_name = "envoy";  // Server response header
   bool enable_http10 = false;
   uint32_t max_request_headers_kb = 60;
   bool merge_slashes = false;
@@ -28,9 +30,18 @@ struct ModuleSettings {
   uint32_t listener_idle_timeout_ms = 300 * 1000;  // downstream idle keep-alive connection
   bool strip_matching_host_port = false;
   bool preserve_external_request_id = false;
-  std::string log_type = "text";   // envoy_log_type
-  std::string log_format;          // envoy_log_format ("" = Emissary's default text format)
-  std::string log_path;            // envoy_log_path ("" = stdout)
+  std::string log_type = "text";  // envoy_log_type
+  std::string log_format;         // envoy_log_format ("" = Emissary's default text format)
+  std::string log_path;           // envoy_log_path ("" = stdout)
+  // Defaults the compiler applies to Mappings, kept here for config dumps and diagnostics.
+  uint32_t cluster_request_timeout_ms = 3000;       // default Mapping timeout_ms
+  uint32_t cluster_idle_timeout_ms = 3600 * 1000;   // default upstream idle timeout
+  uint32_t cluster_max_connection_lifetime_ms = 0;  // 0 = unlimited
+  bool add_linkerd_headers = false;
+  bool enable_ipv4 = true;
+  bool enable_ipv6 = false;
+  uint32_t regex_max_size = 200;  // RE2 program size limit for every regex in the config
+  std::string source;             // "Module/ns/ambassador", "" when no Module applies
 };
 
 struct ListenerSnapshot {
@@ -49,6 +60,9 @@ struct Snapshot {
   ModuleSettings module;
   std::vector<ListenerSnapshot> listeners;
   std::vector<upstream::ClusterSpec> clusters;  // RouteTarget::cluster indexes this
+  // Where each applied resource came from ("Mapping/ns/name" -> file:line), for `proxenos
+  // routes` and diagnostics.
+  std::map<std::string, Origin> resource_origins;
 };
 
 }  // namespace proxenos::config

@@ -13,13 +13,20 @@
 namespace proxenos::http {
 
 struct DecodeResult {
-  size_t consumed = 0;     // input bytes used by this call
-  std::string_view data;   // body bytes found (a view into the input); may be empty
-  bool done = false;       // the body ended (last chunk and trailers, or CL reached)
-  bool error = false;      // malformed framing; `reason` says what
+  size_t consumed = 0;    // input bytes used by this call
+  std::string_view data;  // body bytes found (a view into the input); may be empty
+  bool done = false;      // the body ended (last chunk and trailers, or CL reached)
+  bool error = false;     // malformed framing; `reason` says what
   std::string_view reason;
 };
 
+// Limits on chunk framing overhead, so a peer cannot make the decoder spin through unbounded
+// non-body bytes (Go CVE-2023-39326 style) or smuggle headers through a huge trailer section.
+inline constexpr size_t kMaxChunkExtBytes = 4 * 1024;  // per chunk-size line, after the ';'
+inline constexpr size_t kMaxTrailerBytes = 16 * 1024;  // whole trailer section incl. final CRLF
+inline constexpr size_t kTrailerNameProbe = 18;        // longest forbidden name + 1
+
+// Trailers are validated and then discarded: nothing downstream of the HTTP/1 codec uses them.
 class BodyDecoder {
  public:
   void reset(BodyFraming framing, uint64_t content_length);
@@ -35,25 +42,32 @@ class BodyDecoder {
 
  private:
   enum class State : uint8_t {
-    kBody,        // CL or until-close data
-    kChunkSize,   // reading hex digits
-    kChunkExt,    // after size, until CR
+    kBody,       // CL or until-close data
+    kChunkSize,  // reading hex digits
+    kChunkExt,   // after ';', until CR
     kChunkSizeLf,
     kChunkData,
     kChunkDataCr,
     kChunkDataLf,
     kTrailerLineStart,
-    kTrailerLine,
+    kTrailerName,
+    kTrailerValue,
     kTrailerLf,
     kFinalLf,
     kDone,
     kError,
   };
+  DecodeResult fail(DecodeResult r, std::string_view reason);
+
   BodyFraming framing_ = BodyFraming::kNone;
   State state_ = State::kDone;
-  uint64_t remaining_ = 0;
+  uint64_t remaining_ = 0;  // CL bytes left, or the current chunk's size / bytes left
   uint32_t size_digits_ = 0;
+  uint32_t ext_bytes_ = 0;
   size_t trailer_bytes_ = 0;
+  uint32_t name_len_ = 0;
+  char name_[kTrailerNameProbe] = {};  // lower-cased start of the trailer name being read
+  std::string_view error_;
 };
 
 }  // namespace proxenos::http

@@ -1,11 +1,39 @@
 #pragma once
 // Header fields as the HTTP/1 codec hands them out: views into bytes owned by a head object.
 
+#include <array>
 #include <cstdint>
 #include <string_view>
 #include <vector>
 
 namespace proxenos::http {
+
+// Byte classes of RFC 9110 §5.6.2 / §5.5, as 256-entry tables so the codec's hot loops cost one
+// load per byte. CR and LF are in none of them, which lets scanners run to the line end unguarded.
+namespace chars {
+constexpr bool is_alpha(unsigned c) {
+  return (c | 0x20) >= 'a' && (c | 0x20) <= 'z';
+}
+constexpr bool is_digit(unsigned c) {
+  return c >= '0' && c <= '9';
+}
+
+// tchar: "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~"
+// / DIGIT / ALPHA.
+inline constexpr std::array<bool, 256> kToken = [] {
+  std::array<bool, 256> t{};
+  for (unsigned c = 0; c < 256; ++c) t[c] = is_alpha(c) || is_digit(c);
+  for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}();
+
+// field-value bytes: VCHAR, obs-text, SP, HTAB (no CTLs, no DEL).
+inline constexpr std::array<bool, 256> kFieldValue = [] {
+  std::array<bool, 256> t{};
+  for (unsigned c = 0; c < 256; ++c) t[c] = (c >= 0x20 && c != 0x7f) || c == '\t';
+  return t;
+}();
+}  // namespace chars
 
 struct HeaderField {
   std::string_view name;   // as received (case preserved)

@@ -34,9 +34,20 @@ enum class ParseStatus : uint8_t { kIncomplete, kComplete, kError };
 
 struct ParseResult {
   ParseStatus status = ParseStatus::kIncomplete;
-  size_t consumed = 0;          // head length in bytes when kComplete
-  int error_status = 0;         // HTTP status to answer with when kError (400, 414, 431, 501, 505)
-  std::string_view error;       // short reason for logs and the plain-text error body
+  size_t consumed = 0;     // head length in bytes when kComplete
+  int error_status = 0;    // HTTP status to answer with when kError (400, 405, 414, 426, 431, 505;
+                           // always 502 from ResponseParser)
+  std::string_view error;  // short reason for logs and the plain-text error body
+};
+
+// Progress of the search for the end of a head across parse() calls, so each byte is looked at
+// once however the head trickles in.
+struct HeadScan {
+  size_t scanned = 0;      // bytes already searched for LF
+  size_t line_start = 0;   // start of the line being received
+  size_t head_start = 0;   // first byte of the start line (after skipped leading CRLFs)
+  size_t field_lines = 0;  // header lines seen so far (the count limit applies while incomplete)
+  bool start_line_done = false;
 };
 
 class RequestParser {
@@ -49,12 +60,13 @@ class RequestParser {
   // CR/LF, CTLs, invalid name chars), Host rules, CL/TE smuggling rules, limits.
   ParseResult parse(std::string_view data, RequestHead& out);
 
-  // Forget scan progress; call before parsing the next message.
-  void reset() { scanned_ = 0; }
+  // Forget scan progress; call before parsing the next message. (parse() also forgets it by
+  // itself once it returns kComplete or kError.)
+  void reset() { scan_ = {}; }
 
  private:
   ParserLimits limits_;
-  size_t scanned_ = 0;
+  HeadScan scan_;
 };
 
 class ResponseParser {
@@ -64,11 +76,11 @@ class ResponseParser {
   // `request_method_head`: the request was HEAD, so the response has no body whatever it says.
   // Errors here mean a broken upstream (the proxy answers 502).
   ParseResult parse(std::string_view data, bool request_method_head, ResponseHead& out);
-  void reset() { scanned_ = 0; }
+  void reset() { scan_ = {}; }
 
  private:
   ParserLimits limits_;
-  size_t scanned_ = 0;
+  HeadScan scan_;
 };
 
 }  // namespace proxenos::http

@@ -31,9 +31,9 @@ struct RequestHead {
 
   BodyFraming framing = BodyFraming::kNone;
   uint64_t content_length = 0;
-  bool keep_alive = true;       // after this request, per version and Connection header
+  bool keep_alive = true;        // after this request, per version and Connection header
   bool expect_continue = false;  // Expect: 100-continue
-  bool upgrade = false;         // Connection: upgrade together with an Upgrade header
+  bool upgrade = false;          // Connection: upgrade together with an Upgrade header
   std::string_view upgrade_protocol;
 
   std::string storage;  // raw head bytes; the views above point here

@@ -21,8 +21,7 @@ enum class TemplateVar : uint8_t {
   kProtocol,                            // %PROTOCOL%  HTTP/1.1
   kStartTime,                           // %START_TIME%  RFC 3339
   kHostname,                            // %HOSTNAME%
-  kRequestHeader,                       // %REQ(name)%
-  kRequestId,                           // %REQ(x-request-id)% shortcut is kRequestHeader
+  kRequestHeader,                       // %REQ(name)%  name lower-cased in `text`
 };
 
 struct TemplatePiece {

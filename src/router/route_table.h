@@ -1,8 +1,9 @@
 #pragma once
 // The route table of one listener: virtual hosts selected by authority, then routes in
-// Emissary's order. Lookup cost does not grow with the number of routes: exact and prefix paths
-// come from tries, regex paths from one RE2::Set pass, and only those candidates are checked
-// against their header/query predicates, in route order.
+// Emissary's order. Lookup cost does not grow with the number of routes: prefix paths come from
+// radix trees, exact paths from hash maps, regex paths from a trie of their leading literals or
+// one RE2::Set pass, and only those candidates are checked against their header/query
+// predicates, in route order.
 
 #include <memory>
 #include <string>
@@ -49,10 +50,23 @@ class RouteTable {
     const RouteTarget* target = nullptr;
     const VirtualHostSpec* host = nullptr;
   };
-  // `draw` is a uniform number in [0, 100) used for canary weights.
+  // `draw` is a uniform number in [0, 100) used for canary weights. No matching route (whether
+  // or not a virtual host matched) returns an all-null Match: the caller answers 404.
+  // Thread-safe; allocation-free unless a regex set matches or a matched header is repeated.
   virtual Match match(const RequestView& request, uint32_t draw) const = 0;
 
   virtual const std::vector<VirtualHostSpec>& hosts() const = 0;
 };
+
+// Emissary's host glob compatibility (irutils.py hostglob_matches), ASCII case-insensitive:
+// true when some hostname could match both `glob` (a Mapping hostname) and `hostname` (a Host's
+// hostname, itself possibly a glob). Only a leading or a trailing `*` is a wildcard, it never
+// matches the empty string, and `*` alone matches anything. Ports are compared literally.
+bool glob_matches_host(std::string_view glob, std::string_view hostname);
+
+// The `:authority` predicate for a Mapping `hostname` glob: `*` -> kAny, `*.x.com` / `*x.com` ->
+// kSuffix, `x.*` -> kPrefix, anything else kExact; always ignore_case. When the glob carries no
+// port, the router compares it with the request authority stripped of its `:port`.
+StringMatcher host_glob_matcher(std::string_view glob);
 
 }  // namespace proxenos::router

@@ -1,0 +1,243 @@
+#include "app/server.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include "admin/admin_server.h"
+#include "config/file_source.h"
+#include "net/address.h"
+
+namespace proxenos::app {
+
+namespace {
+// How often DNS names of clusters are resolved again.
+constexpr uint64_t kDnsRefreshMs = 5000;
+constexpr uint64_t kDrainPollMs = 50;
+
+class SignalHandler final : public net::IoHandler {
+ public:
+  explicit SignalHandler(std::function<void()> fn) : fn_(std::move(fn)) {}
+  void on_io(uint32_t) override { fn_(); }
+
+ private:
+  std::function<void()> fn_;
+};
+}  // namespace
+
+Server::Server(ServerOptions options) : options_(std::move(options)) {}
+
+Server::~Server() {
+  for (auto& w : workers_) w->stop_and_join();
+  if (signal_fd_ >= 0) close(signal_fd_);
+}
+
+void Server::resolve_endpoints(const config::Snapshot& snapshot, proxy::EndpointMap& out) {
+  for (const auto& c : snapshot.clusters) {
+    if (out.count(c.name)) continue;
+    std::string error;
+    auto addresses = net::resolve(c.host, c.port, c.enable_ipv4, c.enable_ipv6, &error);
+    if (addresses.empty()) {
+      spdlog::warn("cluster {}: cannot resolve {}:{}: {}", c.name, c.host, c.port, error);
+    }
+    out.emplace(c.name, std::move(addresses));
+  }
+}
+
+bool Server::load_and_apply(bool initial) {
+  auto t0 = std::chrono::steady_clock::now();
+  config::LoadResult loaded = config::load_path(options_.config_path);
+  config::CompileOptions copts;
+  copts.ambassador_id = options_.ambassador_id;
+  copts.generation = ++generation_;
+  config::CompileResult compiled = config::compile(loaded.resources, copts);
+  auto t1 = std::chrono::steady_clock::now();
+  for (const auto& d : loaded.diagnostics) spdlog::error("{}", d.to_string());
+  for (const auto& d : compiled.diagnostics) {
+    if (d.severity == config::Severity::kError) {
+      spdlog::error("{}", d.to_string());
+    } else {
+      spdlog::warn("{}", d.to_string());
+    }
+  }
+  for (const auto& note : compiled.notes) spdlog::info("{}", note);
+  size_t routes = 0;
+  for (const auto& l : compiled.snapshot->listeners) {
+    if (!l.routes) continue;
+    for (const auto& h : l.routes->hosts()) routes += h.routes.size();
+  }
+  spdlog::info("config generation {}: {} resources, {} listeners, {} routes, {} clusters; compiled in {} ms",
+               copts.generation, loaded.resources.size(), compiled.snapshot->listeners.size(),
+               routes, compiled.snapshot->clusters.size(),
+               std::chrono::duration_cast<std::chrono::milliseconds>(t1 - t0).count());
+
+  auto endpoints = std::make_shared<proxy::EndpointMap>();
+  resolve_endpoints(*compiled.snapshot, *endpoints);
+  snapshot_ = compiled.snapshot;
+  endpoints_ = endpoints;
+
+  std::shared_ptr<const observe::AccessLogFormat> format;
+  const auto& module = snapshot_->module;
+  std::string error;
+  std::string fmt_text = module.log_format.empty() ? std::string(observe::kDefaultAccessLogFormat)
+                                                   : module.log_format;
+  if (auto parsed = observe::AccessLogFormat::parse(fmt_text, &error)) {
+    format = std::make_shared<observe::AccessLogFormat>(std::move(*parsed));
+  } else {
+    spdlog::error("Module ambassador: envoy_log_format: {}; using the default format", error);
+    format = std::make_shared<observe::AccessLogFormat>(
+        *observe::AccessLogFormat::parse(observe::kDefaultAccessLogFormat, &error));
+  }
+
+  pending_applies_.store(static_cast<int>(workers_.size()));
+  apply_failures_.store(0);
+  for (auto& w : workers_) {
+    w->apply(snapshot_, endpoints_, format, [this, initial](int failures, std::string errors) {
+      if (failures > 0) {
+        apply_failures_.fetch_add(failures);
+        control_loop_.post([errors] { spdlog::error("cannot bind: {}", errors); });
+      }
+      if (pending_applies_.fetch_sub(1) == 1) {
+        control_loop_.post([this, initial] {
+          if (apply_failures_.load() == 0) {
+            if (initial) spdlog::info("ready: all listeners bound");
+            ready_.store(!draining_);
+          }
+        });
+      }
+    });
+  }
+  return true;
+}
+
+void Server::refresh_dns() {
+  if (!snapshot_ || draining_) return;
+  auto fresh = std::make_shared<proxy::EndpointMap>();
+  resolve_endpoints(*snapshot_, *fresh);
+  bool changed = !endpoints_ || fresh->size() != endpoints_->size();
+  if (!changed) {
+    for (const auto& [name, list] : *fresh) {
+      auto it = endpoints_->find(name);
+      if (it == endpoints_->end() || it->second.size() != list.size()) {
+        changed = true;
+        break;
+      }
+      for (size_t i = 0; i < list.size() && !changed; ++i) {
+        changed = list[i].to_string() != it->second[i].to_string();
+      }
+      if (changed) break;
+    }
+  }
+  if (changed) {
+    endpoints_ = fresh;
+    for (auto& w : workers_) w->update_endpoints(endpoints_);
+  }
+  dns_timer_->arm(kDnsRefreshMs);
+}
+
+void Server::on_signal() {
+  signalfd_siginfo info{};
+  while (read(signal_fd_, &info, sizeof info) == sizeof info) {
+    if (info.ssi_signo == SIGHUP) {
+      spdlog::info("SIGHUP: reloading {}", options_.config_path);
+      load_and_apply(false);
+    } else {
+      spdlog::info("{}: draining (up to {} s)", info.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT",
+                   options_.drain_seconds);
+      begin_drain();
+    }
+  }
+}
+
+void Server::begin_drain() {
+  if (draining_) return;
+  draining_ = true;
+  ready_.store(false);
+  drain_deadline_ms_ = control_loop_.refresh_now() + static_cast<uint64_t>(options_.drain_seconds) * 1000;
+  for (auto& w : workers_) w->drain();
+  drain_timer_->arm(kDrainPollMs);
+}
+
+void Server::check_drained() {
+  uint64_t active = 0;
+  for (auto& w : workers_) active += w->active_connections();
+  if (active == 0 || control_loop_.now_ms() >= drain_deadline_ms_) {
+    if (active > 0) spdlog::warn("drain deadline reached with {} connections open", active);
+    control_loop_.stop();
+    return;
+  }
+  drain_timer_->arm(kDrainPollMs);
+}
+
+int Server::run() {
+  // Signals are taken synchronously on the control loop; workers never see them.
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  signal_fd_ = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+  SignalHandler signals([this] { on_signal(); });
+  control_loop_.add(signal_fd_, EPOLLIN, &signals);
+  started_ms_ = control_loop_.refresh_now();
+
+  auto admin_address = net::Address::parse(options_.admin_address, 8877);
+  if (!admin_address) {
+    spdlog::error("--admin-address {}: expected IP:PORT", options_.admin_address);
+    return 2;
+  }
+  admin::AdminServer admin(control_loop_, [this](const std::string& path) {
+    admin::AdminResponse r;
+    if (path == "/ambassador/v0/check_alive") {
+      uint64_t up = (control_loop_.now_ms() - started_ms_) / 1000;
+      r.body = "ambassador liveness check OK (" + std::to_string(up) + " seconds)\n";
+    } else if (path == "/ambassador/v0/check_ready") {
+      if (ready_.load()) {
+        r.body = "ambassador readiness check OK\n";
+      } else {
+        r.status = 503;
+        r.body = draining_ ? "ambassador is draining\n" : "ambassador waiting for config\n";
+      }
+    } else {
+      r.status = 404;
+      r.body = "not found\n";
+    }
+    return r;
+  });
+  std::string error;
+  if (!admin.listen(*admin_address, &error)) {
+    spdlog::error("admin listener: {}", error);
+    return 2;
+  }
+  spdlog::info("admin listening on {}", admin.bound_address().to_string());
+
+  access_log_ = std::make_unique<observe::AccessLogSink>(1);
+  int n = options_.workers > 0 ? options_.workers
+                               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  for (int i = 0; i < n; ++i) {
+    workers_.push_back(std::make_unique<proxy::Worker>(i, access_log_.get()));
+    workers_.back()->start();
+  }
+  spdlog::info("started {} workers", n);
+  load_and_apply(true);
+
+  dns_timer_ = std::make_unique<net::Timer>(control_loop_, [this] { refresh_dns(); });
+  dns_timer_->arm(kDnsRefreshMs);
+  drain_timer_ = std::make_unique<net::Timer>(control_loop_, [this] { check_drained(); });
+  control_loop_.run();
+
+  for (auto& w : workers_) w->stop_and_join();
+  workers_.clear();
+  access_log_->flush();
+  spdlog::info("stopped");
+  return exit_code_;
+}
+
+}  // namespace proxenos::app

@@ -1,0 +1,58 @@
+#pragma once
+// `proxenos run`: the control thread. Loads and compiles configuration, starts the workers, posts
+// snapshots and endpoint sets to them, serves the admin port, and drains on SIGTERM/SIGINT.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/compiler.h"
+#include "net/event_loop.h"
+#include "proxy/worker.h"
+
+namespace proxenos::app {
+
+struct ServerOptions {
+  std::string config_path;
+  int workers = 0;  // 0 = number of cores
+  std::string admin_address = "127.0.0.1:8877";
+  std::string ambassador_id = "default";
+  int drain_seconds = 10;
+};
+
+class Server {
+ public:
+  explicit Server(ServerOptions options);
+  ~Server();
+  int run();  // returns the process exit code
+
+ private:
+  bool load_and_apply(bool initial);
+  void resolve_endpoints(const config::Snapshot& snapshot, proxy::EndpointMap& out);
+  void refresh_dns();
+  void on_signal();
+  void begin_drain();
+  void check_drained();
+
+  ServerOptions options_;
+  net::EventLoop control_loop_;
+  std::unique_ptr<observe::AccessLogSink> access_log_;
+  std::vector<std::unique_ptr<proxy::Worker>> workers_;
+  std::shared_ptr<const config::Snapshot> snapshot_;
+  std::shared_ptr<const proxy::EndpointMap> endpoints_;
+  std::atomic<bool> ready_{false};
+  std::atomic<int> pending_applies_{0};
+  std::atomic<int> apply_failures_{0};
+  uint64_t generation_ = 0;
+  uint64_t started_ms_ = 0;
+  bool draining_ = false;
+  uint64_t drain_deadline_ms_ = 0;
+  int signal_fd_ = -1;
+  int exit_code_ = 0;
+  std::unique_ptr<net::Timer> dns_timer_;
+  std::unique_ptr<net::Timer> drain_timer_;
+};
+
+}  // namespace proxenos::app

@@ -1,0 +1,699 @@
+#include "config/compiler.h"
+
+#include <algorithm>
+#include <exception>
+#include <map>
+#include <set>
+
+#include "config/decode.h"
+#include "config/host.h"
+#include "config/listener.h"
+#include "config/mapping.h"
+#include "config/mapping_group.h"
+#include "config/module.h"
+
+namespace proxenos::config {
+
+namespace {
+
+constexpr std::string_view kApiV3 = "getambassador.io/v3alpha1";
+constexpr std::string_view kApiV2 = "getambassador.io/v2";
+
+bool applies_to(const Resource& r, const std::string& ambassador_id) {
+  if (r.ambassador_id.empty()) return ambassador_id == "default";
+  for (const std::string& id : r.ambassador_id) {
+    if (id == ambassador_id || id == "_automatic_") return true;
+  }
+  return false;
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const std::string& s : v) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
+std::string lower(std::string s) {
+  for (char& c : s) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return s;
+}
+
+std::string sanitize(const std::string& s) {
+  std::string out = s;
+  for (char& c : out) {
+    bool ok =
+        (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+    if (!ok) c = '_';
+  }
+  return out;
+}
+
+uint32_t fnv1a(const std::string& s) {
+  uint32_t h = 2166136261u;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 16777619u;
+  }
+  return h;
+}
+
+std::string hex8(uint32_t v) {
+  static const char* kDigits = "0123456789abcdef";
+  std::string out(8, '0');
+  for (int i = 7; i >= 0; --i, v >>= 4) out[static_cast<size_t>(i)] = kDigits[v & 0xf];
+  return out;
+}
+
+router::StringMatcher exact(const std::string& v) {
+  router::StringMatcher m;
+  m.kind = router::StringMatchKind::kExact;
+  m.value = v;
+  return m;
+}
+
+// A canary group under construction (irhttpmappinggroup.py).
+struct Group {
+  std::string id;
+  const MappingSpec* first = nullptr;  // supplies the group-wide ("core") values
+  std::vector<const MappingSpec*> members;
+  const MappingSpec* redirect = nullptr;
+  const MappingSpec* shadow = nullptr;
+  RouteKey key;
+  size_t order = 0;
+  Labels labels;  // merged metadata labels of the members
+};
+
+class Compiler {
+ public:
+  Compiler(const CompileOptions& options, CompileResult& result, Snapshot& snapshot)
+      : options_(options), result_(result), snap_(snapshot) {}
+
+  void run(const std::vector<Resource>& resources) {
+    snap_.generation = options_.generation;
+    select(resources);
+    apply_module();
+    decode_all();
+    build_groups();
+    build_listeners();
+  }
+
+ private:
+  // --- diagnostics -----------------------------------------------------------------------------
+  void error(const Origin& origin, const std::string& resource, std::string field,
+             std::string message) {
+    add(Severity::kError, origin, resource, std::move(field), std::move(message));
+  }
+  void warning(const Origin& origin, const std::string& resource, std::string field,
+               std::string message) {
+    add(Severity::kWarning, origin, resource, std::move(field), std::move(message));
+  }
+  void add(Severity severity, const Origin& origin, const std::string& resource, std::string field,
+           std::string message) {
+    Diagnostic d;
+    d.severity = severity;
+    d.origin = origin;
+    d.resource = resource;
+    d.field = std::move(field);
+    d.message = std::move(message);
+    result_.diagnostics.push_back(std::move(d));
+  }
+  void note(std::string text) { result_.notes.push_back(std::move(text)); }
+
+  // --- selection -------------------------------------------------------------------------------
+  void select(const std::vector<Resource>& resources) {
+    std::map<std::string, const Resource*> seen;
+    for (const Resource& r : resources) {
+      if (!applies_to(r, options_.ambassador_id)) {
+        note("ignoring " + r.key() + ": ambassador_id [" + join(r.ambassador_id) +
+             "] does not include " + options_.ambassador_id);
+        continue;
+      }
+      bool ours =
+          r.kind == "Mapping" || r.kind == "Host" || r.kind == "Listener" || r.kind == "Module";
+      if (!ours) {
+        note("ignoring " + r.key() + ": kind " + r.kind + " is not handled");
+        continue;
+      }
+      if (r.api_version != kApiV3 && r.api_version != kApiV2) {
+        error(r.origin, r.key(), "apiVersion",
+              "\"" + r.api_version + "\" is not supported (use " + std::string(kApiV3) + ")");
+        continue;
+      }
+      auto [it, inserted] = seen.emplace(r.key(), &r);
+      if (!inserted) {
+        error(r.origin, r.key(), "",
+              "duplicates the resource defined at " + it->second->origin.to_string() + "; ignored");
+        continue;
+      }
+      if (r.kind == "Mapping") mappings_in_.push_back(&r);
+      if (r.kind == "Host") hosts_in_.push_back(&r);
+      if (r.kind == "Listener") listeners_in_.push_back(&r);
+      if (r.kind == "Module") modules_in_.push_back(&r);
+    }
+  }
+
+  // --- Module ----------------------------------------------------------------------------------
+  void apply_module() {
+    const Resource* chosen = nullptr;
+    for (const Resource* r : modules_in_) {
+      if (!is_ambassador_module(*r)) {
+        note("ignoring " + r->key() + ": only the Module named ambassador is read" +
+             (r->name == "tls" ? " (configure TLS with Host and TLSContext)" : ""));
+        continue;
+      }
+      if (chosen != nullptr) {
+        error(r->origin, r->key(), "",
+              "only one ambassador Module may exist; " + chosen->key() + " (" +
+                  chosen->origin.to_string() + ") applies and this one is ignored");
+        continue;
+      }
+      chosen = r;
+    }
+    if (chosen == nullptr) return;
+    std::optional<AmbassadorModule> module =
+        guarded(*chosen, [&] { return decode_ambassador_module(*chosen, &result_.diagnostics); });
+    if (!module) return;  // reported; defaults apply
+    snap_.module = module->settings;
+    defaults_ = module->defaults;
+    snap_.resource_origins[chosen->key()] = chosen->origin;
+  }
+
+  // --- decoding --------------------------------------------------------------------------------
+  // Runs one decoder; a YAML exception (a malformed node the decoder did not expect) drops only
+  // that resource.
+  template <typename Decode>
+  auto guarded(const Resource& r, Decode decode) -> decltype(decode()) {
+    try {
+      return decode();
+    } catch (const YAML::Exception& e) {
+      error(r.origin, r.key(), "", std::string("cannot read the resource: ") + e.what());
+      return std::nullopt;
+    }
+  }
+
+  void decode_all() {
+    Diagnostics* out = &result_.diagnostics;
+    for (const Resource* r : listeners_in_) {
+      if (auto l = guarded(*r, [&] { return decode_listener(*r, out); })) {
+        listeners_.push_back(std::move(*l));
+      }
+    }
+    for (const Resource* r : hosts_in_) {
+      if (auto h = guarded(*r, [&] { return decode_host(*r, out); })) {
+        hosts_.push_back(std::move(*h));
+      }
+    }
+    MappingDecodeOptions mopts;
+    mopts.regex_max_size = snap_.module.regex_max_size;
+    for (const Resource* r : mappings_in_) {
+      if (auto m = guarded(*r, [&] { return decode_mapping(*r, mopts, out); })) {
+        mappings_.push_back(std::move(*m));
+      }
+    }
+    for (const ListenerSpec& l : listeners_) snap_.resource_origins[l.source] = l.origin;
+    for (const HostSpec& h : hosts_) snap_.resource_origins[h.source] = h.origin;
+    for (const MappingSpec& m : mappings_) snap_.resource_origins[m.source] = m.origin;
+
+    if (hosts_.empty()) {
+      hosts_.push_back(synthetic_default_host());
+      note(
+          "no Host resources: serving every hostname with a synthesized Host * (cleartext, "
+          "insecure action Route)");
+    }
+    if (listeners_in_.empty()) {
+      listeners_ = default_listeners();
+      note(
+          "no Listener resources: opened the default Listeners 8080 (HTTP) and 8443 (HTTPS), "
+          "securityModel XFP, Hosts from all namespaces");
+    }
+  }
+
+  // --- canary groups ---------------------------------------------------------------------------
+  // Keys that must agree within a group (irhttpmappinggroup.py CoreMappingKeys): a member that
+  // sets one differently from the group's first Mapping is rejected.
+  std::vector<std::string> core_mismatches(const MappingSpec& g, const MappingSpec& m) {
+    std::vector<std::string> out;
+    auto check = [&out](bool set, bool differs, const char* key) {
+      if (set && differs) out.push_back(key);
+    };
+    check(m.bypass_auth.has_value(), m.bypass_auth.value_or(false) != g.bypass_auth.value_or(false),
+          "bypass_auth");
+    check(m.circuit_breakers.has_value(), m.circuit_breakers != g.circuit_breakers,
+          "circuit_breakers");
+    check(m.connect_timeout_ms.has_value(),
+          m.connect_timeout_ms.value_or(3000) != g.connect_timeout_ms.value_or(3000),
+          "connect_timeout_ms");
+    check(m.cluster_idle_timeout_ms.has_value(),
+          m.cluster_idle_timeout_ms != g.cluster_idle_timeout_ms, "cluster_idle_timeout_ms");
+    check(m.cluster_max_connection_lifetime_ms.has_value(),
+          m.cluster_max_connection_lifetime_ms != g.cluster_max_connection_lifetime_ms,
+          "cluster_max_connection_lifetime_ms");
+    check(true, header_matchers(m) != header_matchers(g), "headers");
+    check(m.keepalive.has_value(), m.keepalive != g.keepalive, "keepalive");
+    check(m.labels_text.has_value(), m.labels_text != g.labels_text, "labels");
+    check(m.load_balancer.has_value(), m.load_balancer != g.load_balancer, "load_balancer");
+    check(m.method.has_value(), m.method != g.method, "method");
+    check(true, m.prefix != g.prefix, "prefix");
+    check(m.prefix_regex_set.has_value(), m.prefix_regex != g.prefix_regex, "prefix_regex");
+    check(m.prefix_exact_set.has_value(), m.prefix_exact != g.prefix_exact, "prefix_exact");
+    return out;
+  }
+
+  void build_groups() {
+    std::map<std::string, size_t> index;
+    for (const MappingSpec& m : mappings_) {
+      std::string id = group_id(m, hosts_);
+      auto it = index.find(id);
+      if (it == index.end()) {
+        Group g;
+        g.id = id;
+        g.first = &m;
+        g.key = route_key(m);
+        g.order = groups_.size();
+        index.emplace(id, groups_.size());
+        groups_.push_back(std::move(g));
+        add_to_group(groups_.back(), m);
+        continue;
+      }
+      Group& g = groups_[it->second];
+      std::vector<std::string> mismatched = core_mismatches(*g.first, m);
+      if (!mismatched.empty()) {
+        error(m.origin, m.source, "",
+              "cannot join the canary group of " + g.first->source + ": " + join(mismatched) +
+                  " must be set to the same values in all Mappings of a group");
+        continue;
+      }
+      add_to_group(g, m);
+    }
+  }
+
+  void add_to_group(Group& g, const MappingSpec& m) {
+    if (m.shadow) {
+      if (g.shadow != nullptr) {
+        error(m.origin, m.source, "spec.shadow",
+              "a canary group takes one shadow, and " + g.shadow->source + " already is");
+        return;
+      }
+      g.shadow = &m;
+    } else if (m.host_redirect) {
+      if (g.redirect != nullptr) {
+        error(m.origin, m.source, "spec.host_redirect",
+              "a canary group takes one host_redirect Mapping, and " + g.redirect->source +
+                  " already is");
+        return;
+      }
+      if (!g.members.empty()) {
+        error(m.origin, m.source, "spec.host_redirect",
+              "cannot join the group of " + g.members.front()->source +
+                  ": host_redirect Mappings do not mix with Mappings that proxy");
+        return;
+      }
+      g.redirect = &m;
+    } else {
+      if (g.redirect != nullptr) {
+        error(m.origin, m.source, "",
+              "cannot join the group of " + g.redirect->source +
+                  ": Mappings that proxy do not mix with host_redirect Mappings");
+        return;
+      }
+      g.members.push_back(&m);
+      RouteKey k = route_key(m);
+      if (g.key < k) g.key = std::move(k);
+    }
+    for (const auto& [k, v] : m.labels) g.labels[k] = v;
+  }
+
+  // --- clusters --------------------------------------------------------------------------------
+  uint32_t cluster_for(const MappingSpec& m, bool shadow) {
+    upstream::ClusterSpec spec;
+    const ModuleSettings& mod = snap_.module;
+    spec.host = m.address.host;
+    spec.port = m.address.port;
+    spec.tls = m.address.tls;
+    spec.connect_timeout_ms = m.connect_timeout_ms.value_or(3000);
+    spec.idle_timeout_ms = m.cluster_idle_timeout_ms.value_or(mod.cluster_idle_timeout_ms);
+    spec.max_connection_lifetime_ms =
+        m.cluster_max_connection_lifetime_ms.value_or(mod.cluster_max_connection_lifetime_ms);
+    spec.enable_ipv4 = m.enable_ipv4.value_or(mod.enable_ipv4);
+    spec.enable_ipv6 = m.enable_ipv6.value_or(mod.enable_ipv6);
+    std::optional<std::string> stats = m.stats_name ? m.stats_name : defaults_.stats_name;
+    spec.stats_name =
+        stats ? *stats : sanitize(m.address.host + "_" + std::to_string(m.address.port));
+    // Emissary's name: cluster_[shadow_]<service as written>[_otls]_<namespace>, sanitized.
+    std::string base = "cluster_" + std::string(shadow ? "shadow_" : "") + m.service +
+                       (m.address.tls ? "_otls" : "") + "_" + m.namespace_;
+    base = sanitize(base);
+    std::string settings =
+        spec.host + "|" + std::to_string(spec.port) + "|" + (spec.tls ? "tls" : "") + "|" +
+        std::to_string(spec.connect_timeout_ms) + "|" + std::to_string(spec.idle_timeout_ms) + "|" +
+        std::to_string(spec.max_connection_lifetime_ms) + "|" + (spec.enable_ipv4 ? "4" : "") +
+        (spec.enable_ipv6 ? "6" : "") + "|" + spec.stats_name;
+    // Same name and same settings: share it. Same name, other settings: a hashed sibling.
+    for (const std::string& name : {base, base + "_" + hex8(fnv1a(settings))}) {
+      auto it = cluster_index_.find(name);
+      if (it == cluster_index_.end()) {
+        spec.name = name;
+        cluster_index_.emplace(name, std::make_pair(settings, snap_.clusters.size()));
+        snap_.clusters.push_back(std::move(spec));
+        return static_cast<uint32_t>(snap_.clusters.size() - 1);
+      }
+      if (it->second.first == settings) return static_cast<uint32_t>(it->second.second);
+    }
+    // A hash collision between different settings: practically impossible; fall back to a count.
+    spec.name = base + "_" + std::to_string(snap_.clusters.size());
+    snap_.clusters.push_back(std::move(spec));
+    return static_cast<uint32_t>(snap_.clusters.size() - 1);
+  }
+
+  // --- routes ----------------------------------------------------------------------------------
+  // add_*_headers of the members merged in order (a later member's value for the same name
+  // wins), each member using its own value or else the Module default; remove_* from the last
+  // member that has one (irhttpmappinggroup.py finalize).
+  void group_header_edits(const std::vector<const MappingSpec*>& members,
+                          router::HeaderEdits* request, router::HeaderEdits* response) {
+    auto merge = [](std::vector<router::HeaderToAdd>& into, const std::vector<AddedHeader>& add) {
+      for (const AddedHeader& h : add) {
+        router::HeaderToAdd t;
+        t.name = h.name;
+        t.value = h.value_template;
+        t.append = h.append;
+        auto same = std::find_if(into.begin(), into.end(),
+                                 [&h](const router::HeaderToAdd& x) { return x.name == h.name; });
+        if (same != into.end()) {
+          *same = std::move(t);
+        } else {
+          into.push_back(std::move(t));
+        }
+      }
+    };
+    for (const MappingSpec* m : members) {
+      const auto& add_req =
+          m->add_request_headers ? m->add_request_headers : defaults_.add_request_headers;
+      const auto& add_resp =
+          m->add_response_headers ? m->add_response_headers : defaults_.add_response_headers;
+      if (add_req) merge(request->add, *add_req);
+      if (add_resp) merge(response->add, *add_resp);
+      const auto& rm_req =
+          m->remove_request_headers ? m->remove_request_headers : defaults_.remove_request_headers;
+      const auto& rm_resp = m->remove_response_headers ? m->remove_response_headers
+                                                       : defaults_.remove_response_headers;
+      if (rm_req) request->remove = *rm_req;
+      if (rm_resp) response->remove = *rm_resp;
+    }
+  }
+
+  router::RouteTarget make_target(const MappingSpec& m, bool shadow) {
+    router::RouteTarget t;
+    t.cluster = cluster_for(m, shadow);
+    t.cluster_name = snap_.clusters[t.cluster].name;
+    if (m.regex_rewrite) {
+      t.regex_rewrite =
+          router::RegexRewrite{m.regex_rewrite->compiled, m.regex_rewrite->substitution};
+    } else {
+      std::string rewrite = m.rewrite.value_or("/");
+      if (!rewrite.empty()) t.prefix_rewrite = rewrite;
+    }
+    t.host_rewrite = m.host_rewrite;
+    t.auto_host_rewrite = m.auto_host_rewrite.value_or(false);
+    t.timeout_ms = m.timeout_ms.value_or(snap_.module.cluster_request_timeout_ms);
+    t.idle_timeout_ms = m.idle_timeout_ms.value_or(0);
+    t.add_linkerd_headers = m.add_linkerd_headers.value_or(snap_.module.add_linkerd_headers);
+    t.source = m.source;
+    return t;
+  }
+
+  router::RouteTarget make_redirect(const MappingSpec& m) {
+    router::RouteTarget t;
+    router::Redirect r;
+    r.host = m.address.authority;
+    r.https = m.address.tls;
+    r.path = m.path_redirect;
+    r.prefix = m.prefix_redirect;
+    if (m.regex_redirect) {
+      r.regex = router::RegexRewrite{m.regex_redirect->compiled, m.regex_redirect->substitution};
+    }
+    r.status = m.redirect_response_code.value_or(301);
+    t.redirect = std::move(r);
+    t.timeout_ms = 0;
+    t.source = m.source;
+    return t;
+  }
+
+  // The match part of a group's route, from its first Mapping.
+  void make_match(const MappingSpec& m, router::Route* route) {
+    route->path.value = m.prefix;
+    route->path.case_sensitive = m.case_sensitive.value_or(true);
+    if (m.prefix_regex) {
+      route->path.kind = router::PathMatchKind::kRegex;
+      std::string err;
+      // Recompiled only when case-insensitive; the decoder checked the pattern already.
+      route->path.regex = route->path.case_sensitive
+                              ? m.path_regex
+                              : compile_regex(m.prefix, false, snap_.module.regex_max_size, &err);
+      if (!route->path.regex) route->path.regex = m.path_regex;
+    } else if (m.prefix_exact) {
+      route->path.kind = router::PathMatchKind::kExact;
+    }
+    for (const KeyValueMatch& kv : header_matchers(m)) {
+      router::HeaderMatcher h;
+      h.name = lower(kv.name);
+      if (kv.regex) {
+        h.match.kind = router::StringMatchKind::kRegex;
+        h.match.value = kv.value.value_or("");
+        h.match.regex = kv.compiled;
+      } else if (!kv.value) {
+        h.match.kind = router::StringMatchKind::kPresent;
+      } else if (h.name == ":authority") {
+        if (*kv.value == "*") continue;  // matches everything: no predicate
+        h.match = router::host_glob_matcher(*kv.value);
+      } else {
+        h.match = exact(*kv.value);
+      }
+      route->headers.push_back(std::move(h));
+    }
+    for (const KeyValueMatch& kv : m.query_parameters) {
+      router::QueryMatcher q;
+      q.name = kv.name;
+      if (kv.regex) {
+        q.match.kind = router::StringMatchKind::kRegex;
+        q.match.value = kv.value.value_or("");
+        q.match.regex = kv.compiled;
+      } else if (!kv.value) {
+        q.match.kind = router::StringMatchKind::kPresent;
+      } else {
+        q.match = exact(*kv.value);
+      }
+      route->query.push_back(std::move(q));
+    }
+    route->precedence = static_cast<int>(m.precedence);
+    route->source = m.source + " (" + m.origin.to_string() + ")";
+  }
+
+  // Builds the route of a group; null when it has nothing routable.
+  std::shared_ptr<const router::Route> make_route(const Group& g) {
+    auto route = std::make_shared<router::Route>();
+    if (g.redirect != nullptr) {
+      make_match(*g.redirect, route.get());
+      route->targets.push_back(make_redirect(*g.redirect));
+      route->stats_name = g.redirect->stats_name.value_or("");
+      return route;
+    }
+    if (g.members.empty()) {
+      if (g.shadow != nullptr) {
+        warning(g.shadow->origin, g.shadow->source, "spec.shadow",
+                "no Mapping with the same match proxies traffic, so there is nothing to mirror");
+      }
+      return nullptr;
+    }
+    std::vector<WeightedMember> weighted;
+    std::string err;
+    const MappingSpec* culprit = nullptr;
+    if (!normalize_weights(g.members, &weighted, &err, &culprit)) {
+      for (const MappingSpec* m : g.members) {
+        error(m->origin, m->source, m == culprit ? "spec.weight" : "",
+              m == culprit ? err + "; the group's routes are dropped"
+                           : "dropped with its canary group: " + culprit->source + ": " + err);
+      }
+      return nullptr;
+    }
+    make_match(*g.members.front(), route.get());
+    router::HeaderEdits request, response;
+    group_header_edits(g.members, &request, &response);
+    for (const WeightedMember& w : weighted) {
+      router::RouteTarget t = make_target(*w.mapping, false);
+      t.cumulative_weight = w.cumulative_weight;
+      t.request_headers = request;
+      t.response_headers = response;
+      route->targets.push_back(std::move(t));
+    }
+    if (g.shadow != nullptr) {
+      router::RouteTarget s = make_target(*g.shadow, true);
+      s.cumulative_weight = g.shadow->weight.value_or(100);
+      route->shadow = std::move(s);
+    }
+    const MappingSpec& first = *g.members.front();
+    std::optional<std::string> stats = first.stats_name ? first.stats_name : defaults_.stats_name;
+    route->stats_name = stats.value_or("");
+    return route;
+  }
+
+  // --- listeners and hosts ---------------------------------------------------------------------
+  void build_listeners() {
+    // Global route order: descending key; ties in reverse insertion order, as Emissary's
+    // reversed(sorted(...)) yields them.
+    std::vector<Group*> ordered;
+    for (Group& g : groups_) ordered.push_back(&g);
+    std::stable_sort(ordered.begin(), ordered.end(),
+                     [](const Group* a, const Group* b) { return a->key < b->key; });
+    std::reverse(ordered.begin(), ordered.end());
+
+    struct Built {
+      const Group* group;
+      std::shared_ptr<const router::Route> route;
+      std::string host_glob;
+      bool host_regex;
+    };
+    std::vector<Built> routes;
+    for (Group* g : ordered) {
+      std::shared_ptr<const router::Route> route = make_route(*g);
+      if (!route) continue;
+      const MappingSpec& rep = g->redirect ? *g->redirect : *g->members.front();
+      routes.push_back({g, route, mapping_host_glob(rep), rep.host_regex});
+    }
+
+    // Mappings that can never be served are reported by name.
+    for (const Built& b : routes) {
+      bool attached = std::any_of(hosts_.begin(), hosts_.end(), [&](const HostSpec& h) {
+        return host_accepts_mapping(h, b.host_glob, b.host_regex, b.group->labels);
+      });
+      if (attached) continue;
+      std::vector<const MappingSpec*> all = b.group->members;
+      if (b.group->redirect) all.push_back(b.group->redirect);
+      if (b.group->shadow) all.push_back(b.group->shadow);
+      for (const MappingSpec* m : all) {
+        warning(m->origin, m->source, "",
+                "attaches to no Host, so it serves nothing (give it a hostname, or labels that "
+                "a Host's mappingSelector selects)");
+      }
+    }
+
+    std::set<std::string> bound_hosts;
+    std::map<std::string, const ListenerSpec*> bound_ports;
+    for (const ListenerSpec& l : listeners_) {
+      std::string where = std::string(l.udp ? "udp" : "tcp") + "://" + l.bind_address + ":" +
+                          std::to_string(l.port);
+      auto [it, inserted] = bound_ports.emplace(where, &l);
+      if (!inserted) {
+        error(l.origin, l.source, "spec.port",
+              where + " is already used by " + it->second->source + " (" +
+                  it->second->origin.to_string() + "); ignored");
+        continue;
+      }
+      if (l.udp) {
+        warning(l.origin, l.source, "spec.protocolStack",
+                "UDP (HTTP/3) Listeners are not supported in this release; not opened");
+        continue;
+      }
+      ListenerSnapshot ls;
+      ls.name = l.source;
+      ls.bind_address = l.bind_address;
+      ls.port = l.port;
+      ls.protocol = l.protocol;
+      ls.security_model = l.security_model;
+      ls.l7_depth = l.l7_depth;
+      ls.stats_prefix = l.stats_prefix;
+      if (!l.serves_http()) {
+        note(ls.name + ": " + protocol_name(l.protocol) +
+             " Listener has no HTTP routes (TCPMapping support comes in a later release)");
+        snap_.listeners.push_back(std::move(ls));
+        continue;
+      }
+
+      // Hosts in hostname order (v3listener.py compute_httpchains); a later Host with the same
+      // hostname replaces an earlier one on this Listener, as Envoy's chain map does there.
+      std::vector<const HostSpec*> hosts;
+      for (const HostSpec& h : hosts_) hosts.push_back(&h);
+      std::stable_sort(hosts.begin(), hosts.end(), [](const HostSpec* a, const HostSpec* b) {
+        return a->hostname < b->hostname;
+      });
+      std::vector<router::VirtualHostSpec> vhosts;
+      std::vector<const HostSpec*> vhost_owner;
+      for (const HostSpec* h : hosts) {
+        if (!l.binds_host(*h)) continue;
+        bound_hosts.insert(h->source);
+        if (l.security_model == SecurityModel::kInsecure &&
+            h->insecure_action == router::InsecureAction::kReject) {
+          continue;  // every request here would be rejected
+        }
+        router::VirtualHostSpec v;
+        v.hostname = h->hostname;
+        v.source = h->source;
+        v.insecure_action = h->insecure_action;
+        for (const Built& b : routes) {
+          if (host_accepts_mapping(*h, b.host_glob, b.host_regex, b.group->labels)) {
+            v.routes.push_back(b.route);
+          }
+        }
+        auto same = std::find_if(vhosts.begin(), vhosts.end(), [&](const auto& x) {
+          return lower(x.hostname) == lower(v.hostname);
+        });
+        if (same != vhosts.end()) {
+          const HostSpec* loser = vhost_owner[static_cast<size_t>(same - vhosts.begin())];
+          warning(loser->origin, loser->source, "spec.hostname",
+                  "not served on " + ls.name + ": " + h->source +
+                      " has the same hostname and replaces it");
+          *same = std::move(v);
+          vhost_owner[static_cast<size_t>(same - vhosts.begin())] = h;
+          continue;
+        }
+        vhosts.push_back(std::move(v));
+        vhost_owner.push_back(h);
+      }
+      ls.routes = router::RouteTable::build(std::move(vhosts));
+      snap_.listeners.push_back(std::move(ls));
+    }
+
+    for (const HostSpec& h : hosts_) {
+      if (bound_hosts.count(h.source) == 0) {
+        warning(h.origin, h.source, "",
+                "is bound to no Listener (check the Listeners' hostBinding), so it serves "
+                "nothing");
+      }
+    }
+  }
+
+  const CompileOptions& options_;
+  CompileResult& result_;
+  Snapshot& snap_;
+
+  std::vector<const Resource*> mappings_in_, hosts_in_, listeners_in_, modules_in_;
+  MappingDefaults defaults_;
+  std::vector<ListenerSpec> listeners_;
+  std::vector<HostSpec> hosts_;
+  std::vector<MappingSpec> mappings_;  // stable: groups point into it
+  std::vector<Group> groups_;
+  std::map<std::string, std::pair<std::string, size_t>> cluster_index_;
+};
+
+}  // namespace
+
+CompileResult compile(const std::vector<Resource>& resources, const CompileOptions& options) {
+  CompileResult result;
+  auto snapshot = std::make_shared<Snapshot>();
+  try {
+    Compiler compiler(options, result, *snapshot);
+    compiler.run(resources);
+  } catch (const std::exception& e) {
+    // A bug in the compiler must not take the control thread down; the snapshot still applies
+    // whatever was built before the failure.
+    Diagnostic d;
+    d.message = std::string("internal error while compiling the configuration: ") + e.what();
+    result.diagnostics.push_back(std::move(d));
+  }
+  result.snapshot = std::move(snapshot);
+  return result;
+}
+
+}  // namespace proxenos::config

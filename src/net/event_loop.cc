@@ -1,0 +1,200 @@
+#include "net/event_loop.h"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <stdexcept>
+#include <string>
+
+namespace proxenos::net {
+
+namespace {
+uint64_t monotonic_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+}
+constexpr int kMaxEvents = 256;
+}  // namespace
+
+Timer::Timer(EventLoop& loop, std::function<void()> callback)
+    : loop_(loop), callback_(std::move(callback)) {}
+
+Timer::~Timer() { cancel(); }
+
+void Timer::arm(uint64_t delay_ms) {
+  deadline_ms_ = loop_.now_ms() + std::max<uint64_t>(delay_ms, 1);
+  loop_.schedule(this);
+}
+
+void Timer::cancel() {
+  if (heap_index_ != kNotQueued) loop_.unschedule(this);
+  deadline_ms_ = 0;
+}
+
+EventLoop::EventLoop() {
+  epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (epoll_fd_ < 0 || wake_fd_ < 0) {
+    throw std::runtime_error(std::string("event loop: ") + std::strerror(errno));
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = nullptr;  // the wake fd is the only entry without a handler
+  epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
+  now_ms_ = monotonic_ms();
+}
+
+EventLoop::~EventLoop() {
+  if (epoll_fd_ >= 0) close(epoll_fd_);
+  if (wake_fd_ >= 0) close(wake_fd_);
+}
+
+void EventLoop::add(int fd, uint32_t events, IoHandler* handler) {
+  epoll_event ev{};
+  ev.events = events | EPOLLET;
+  ev.data.ptr = handler;
+  epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
+}
+
+void EventLoop::modify(int fd, uint32_t events, IoHandler* handler) {
+  epoll_event ev{};
+  ev.events = events | EPOLLET;
+  ev.data.ptr = handler;
+  epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+}
+
+void EventLoop::remove(int fd) { epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr); }
+
+void EventLoop::post(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(posted_mutex_);
+    posted_.push_back(std::move(task));
+  }
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof one);
+}
+
+void EventLoop::defer(std::function<void()> task) { deferred_.push_back(std::move(task)); }
+
+void EventLoop::stop() {
+  post([this] { stop_requested_ = true; });
+}
+
+uint64_t EventLoop::refresh_now() { return now_ms_ = monotonic_ms(); }
+
+bool EventLoop::earlier(size_t a, size_t b) const {
+  const Timer* x = timers_[a];
+  const Timer* y = timers_[b];
+  return x->deadline_ms_ != y->deadline_ms_ ? x->deadline_ms_ < y->deadline_ms_ : x->seq_ < y->seq_;
+}
+
+void EventLoop::swap_entries(size_t a, size_t b) {
+  std::swap(timers_[a], timers_[b]);
+  timers_[a]->heap_index_ = a;
+  timers_[b]->heap_index_ = b;
+}
+
+void EventLoop::sift_up(size_t i) {
+  while (i > 0) {
+    size_t parent = (i - 1) / 2;
+    if (!earlier(i, parent)) break;
+    swap_entries(i, parent);
+    i = parent;
+  }
+}
+
+void EventLoop::sift_down(size_t i) {
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, best = i;
+    if (l < timers_.size() && earlier(l, best)) best = l;
+    if (r < timers_.size() && earlier(r, best)) best = r;
+    if (best == i) return;
+    swap_entries(i, best);
+    i = best;
+  }
+}
+
+void EventLoop::schedule(Timer* timer) {
+  timer->seq_ = next_timer_seq_++;
+  if (timer->heap_index_ == Timer::kNotQueued) {
+    timer->heap_index_ = timers_.size();
+    timers_.push_back(timer);
+    sift_up(timer->heap_index_);
+  } else {
+    sift_up(timer->heap_index_);
+    sift_down(timer->heap_index_);
+  }
+}
+
+void EventLoop::unschedule(Timer* timer) {
+  size_t i = timer->heap_index_;
+  size_t last = timers_.size() - 1;
+  if (i != last) swap_entries(i, last);
+  timers_.pop_back();
+  timer->heap_index_ = Timer::kNotQueued;
+  if (i < timers_.size()) {
+    Timer* moved = timers_[i];
+    sift_up(i);
+    sift_down(moved->heap_index_);
+  }
+}
+
+int EventLoop::next_timeout_ms() {
+  if (!deferred_.empty()) return 0;
+  if (timers_.empty()) return -1;
+  uint64_t now = refresh_now();
+  uint64_t deadline = timers_.front()->deadline_ms_;
+  return deadline <= now ? 0 : static_cast<int>(std::min<uint64_t>(deadline - now, 60000));
+}
+
+void EventLoop::run_timers() {
+  while (!timers_.empty() && timers_.front()->deadline_ms_ <= now_ms_) {
+    Timer* t = timers_.front();
+    unschedule(t);
+    t->deadline_ms_ = 0;
+    t->callback_();  // may re-arm or destroy t
+  }
+}
+
+void EventLoop::drain_posted() {
+  std::vector<std::function<void()>> tasks;
+  {
+    std::lock_guard<std::mutex> lock(posted_mutex_);
+    tasks.swap(posted_);
+  }
+  for (auto& task : tasks) task();
+}
+
+void EventLoop::run() {
+  epoll_event events[kMaxEvents];
+  while (!stop_requested_) {
+    int timeout = next_timeout_ms();
+    int n = epoll_wait(epoll_fd_, events, kMaxEvents, timeout);
+    refresh_now();
+    if (n < 0 && errno != EINTR) break;
+    for (int i = 0; i < n; ++i) {
+      auto* handler = static_cast<IoHandler*>(events[i].data.ptr);
+      if (handler == nullptr) {
+        uint64_t value;
+        [[maybe_unused]] ssize_t r = read(wake_fd_, &value, sizeof value);
+        drain_posted();
+        continue;
+      }
+      handler->on_io(events[i].events);
+    }
+    run_timers();
+    while (!deferred_.empty()) {
+      auto tasks = std::move(deferred_);
+      deferred_.clear();
+      for (auto& task : tasks) task();
+    }
+  }
+}
+
+}  // namespace proxenos::net

@@ -1,0 +1,72 @@
+#pragma once
+// The state of one request/response exchange on a downstream connection. Pooled per worker
+// thread and reused, so its strings and vectors keep their capacity and a request allocates
+// nothing once the pool is warm.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "http/body_decoder.h"
+#include "http/http1_parser.h"
+#include "http/message_head.h"
+#include "net/buffer.h"
+#include "net/event_loop.h"
+#include "proxy/request_context.h"
+#include "proxy/worker.h"
+#include "router/route_table.h"
+#include "upstream/upstream_connection.h"
+
+namespace proxenos::proxy {
+
+struct Exchange {
+  explicit Exchange(net::EventLoop& loop);
+  void reset();
+
+  std::shared_ptr<const WorkerConfig> config;
+  const config::ListenerSnapshot* listener = nullptr;
+  http::RequestHead request;
+  router::RouteTable::Match match;
+  upstream::WorkerCluster* cluster = nullptr;
+  std::unique_ptr<upstream::UpstreamConnection> upstream;
+  std::unique_ptr<net::Buffer> up_in;
+  std::unique_ptr<net::Buffer> up_out;
+  http::BodyDecoder request_body;
+  http::BodyDecoder response_body;
+  http::ResponseParser response_parser;
+  http::ResponseHead response;
+
+  bool request_complete = false;     // whole request body received from downstream
+  bool request_sent = false;         // whole request written to the upstream socket buffer
+  bool response_head_sent = false;   // we started answering downstream
+  bool response_complete = false;
+  bool response_chunked = false;     // we re-chunk the body towards downstream
+  bool response_until_close = false;  // downstream body delimited by our close
+  bool upstream_reusable = false;
+  bool retried = false;
+  bool secure = false;  // request judged secure (TLS or trusted x-forwarded-proto: https)
+  bool head_request = false;
+
+  uint64_t start_ms = 0;
+  int64_t start_unix_ms = 0;
+  uint64_t upstream_start_ms = 0;
+  int64_t upstream_service_ms = -1;
+  uint64_t bytes_received = 0;  // body bytes from downstream
+  uint64_t bytes_sent = 0;      // body bytes to downstream
+  int status = 0;
+  std::string_view flags = "-";
+
+  std::string client_address;  // trusted client address, ip only
+  std::string request_id;
+  std::string original_path;   // set when the path was rewritten
+  std::string up_head;         // serialized upstream request head (kept for one retry)
+  std::string upstream_host;   // "ip:port" of the chosen endpoint
+  std::string scratch;
+  RequestContext context;  // views into this exchange and its connection; set when routed
+
+  net::Timer route_timer;
+  net::Timer connect_timer;
+  void* owner = nullptr;  // the HttpConnection using this exchange (timers call back into it)
+};
+
+}  // namespace proxenos::proxy

@@ -1,0 +1,1049 @@
+#include "proxy/http_connection.h"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstring>
+
+#include "http/header.h"
+#include "http/status.h"
+#include "net/socket.h"
+#include "proxy/request_context.h"
+#include "proxy/response_builder.h"
+
+namespace proxenos::proxy {
+
+namespace {
+
+// Exchanges are reused per worker thread so their strings and vectors keep their capacity.
+constexpr size_t kMaxPooledExchanges = 1024;
+thread_local std::vector<std::unique_ptr<Exchange>> g_free_exchanges;
+
+int64_t unix_now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string_view strip_port(std::string_view authority) {
+  if (!authority.empty() && authority.front() == '[') {
+    size_t close = authority.find(']');
+    return close == std::string_view::npos ? authority : authority.substr(0, close + 1);
+  }
+  size_t colon = authority.rfind(':');
+  return colon == std::string_view::npos ? authority : authority.substr(0, colon);
+}
+
+// A request id we accept from a client: printable, short, no separators that could confuse logs.
+bool acceptable_request_id(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id) {
+    if (c <= 0x20 || c >= 0x7f || c == '"') return false;
+  }
+  return true;
+}
+
+void append_uuid4(uint64_t hi, uint64_t lo, std::string& out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
+  lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 10
+  char buf[36];
+  int pos = 0;
+  auto emit = [&](uint64_t v, int nibbles) {
+    for (int i = nibbles - 1; i >= 0; --i) buf[pos++] = kHex[(v >> (i * 4)) & 0xf];
+  };
+  emit(hi >> 32, 8);
+  buf[pos++] = '-';
+  emit((hi >> 16) & 0xffff, 4);
+  buf[pos++] = '-';
+  emit(hi & 0xffff, 4);
+  buf[pos++] = '-';
+  emit(lo >> 48, 4);
+  buf[pos++] = '-';
+  emit(lo & 0xffffffffffffULL, 12);
+  out.append(buf, 36);
+}
+
+// Collapses runs of '/' (Module merge_slashes).
+void merge_slashes(std::string_view path, std::string& out) {
+  out.clear();
+  for (char c : path) {
+    if (c == '/' && !out.empty() && out.back() == '/') continue;
+    out.push_back(c);
+  }
+}
+
+}  // namespace
+
+Exchange::Exchange(net::EventLoop& loop)
+    : route_timer(loop, [this] { static_cast<HttpConnection*>(owner)->on_route_timeout(); }),
+      connect_timer(loop, [this] { static_cast<HttpConnection*>(owner)->on_connect_timeout(); }) {}
+
+void Exchange::reset() {
+  config.reset();
+  listener = nullptr;
+  match = {};
+  cluster = nullptr;
+  request_complete = request_sent = response_head_sent = response_complete = false;
+  response_chunked = response_until_close = upstream_reusable = retried = secure = false;
+  head_request = false;
+  start_ms = upstream_start_ms = 0;
+  start_unix_ms = 0;
+  upstream_service_ms = -1;
+  bytes_received = bytes_sent = 0;
+  status = 0;
+  flags = "-";
+  client_address.clear();
+  request_id.clear();
+  original_path.clear();
+  up_head.clear();
+  upstream_host.clear();
+  response_parser.reset();
+  route_timer.cancel();
+  connect_timer.cancel();
+  context = RequestContext{};
+  owner = nullptr;
+}
+
+HttpConnection::HttpConnection(Worker& worker, int fd, std::string listener_key,
+                               const net::Address& peer, const net::Address& local)
+    : worker_(worker),
+      fd_(fd),
+      listener_key_(std::move(listener_key)),
+      peer_(peer),
+      local_(local),
+      peer_text_(peer.to_string()),
+      local_text_(local.to_string()),
+      idle_timer_(worker.loop(), [this] {
+        if (phase_ == Phase::kIdle || phase_ == Phase::kLingering) {
+          close_now();
+        } else if (phase_ == Phase::kHead) {
+          // Slowloris: the head did not arrive in time.
+          send_local_reply(408, "request header timeout", "DC");
+        }
+      }) {}
+
+HttpConnection::~HttpConnection() {
+  if (exchange_) {
+    upstream::UpstreamConnection::destroy(std::move(exchange_->upstream));
+    recycle_exchange();
+  }
+  if (fd_ >= 0) close(fd_);
+}
+
+void HttpConnection::start() {
+  worker_.loop().add(fd_, EPOLLIN | EPOLLOUT | EPOLLRDHUP, this);
+  const auto& cfg = worker_.config();
+  if (cfg) parser_.set_limits(cfg->limits);
+  arm_idle_timer();
+  // Accepted sockets often have the request already waiting.
+  read_downstream();
+}
+
+std::unique_ptr<Exchange> HttpConnection::take_exchange() {
+  std::unique_ptr<Exchange> e;
+  if (!g_free_exchanges.empty()) {
+    e = std::move(g_free_exchanges.back());
+    g_free_exchanges.pop_back();
+  } else {
+    e = std::make_unique<Exchange>(worker_.loop());
+  }
+  e->owner = this;
+  return e;
+}
+
+void HttpConnection::recycle_exchange() {
+  if (!exchange_) return;
+  auto& e = *exchange_;
+  worker_.buffers().give(std::move(e.up_in));
+  worker_.buffers().give(std::move(e.up_out));
+  e.reset();
+  if (g_free_exchanges.size() < kMaxPooledExchanges) {
+    g_free_exchanges.push_back(std::move(exchange_));
+  } else {
+    exchange_.reset();
+  }
+}
+
+void HttpConnection::on_io(uint32_t events) {
+  if (phase_ == Phase::kClosed) return;
+  if (events & EPOLLERR) {
+    close_now();
+    return;
+  }
+  if (events & EPOLLOUT) {
+    if (!flush_downstream()) return;
+  }
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) read_downstream();
+}
+
+void HttpConnection::drain() {
+  close_after_response_ = true;
+  if (phase_ == Phase::kIdle && (!in_ || in_->empty())) close_now();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Downstream reading.
+
+void HttpConnection::read_downstream() {
+  while (phase_ != Phase::kClosed && !peer_eof_) {
+    if (phase_ == Phase::kExchange) {
+      // Back-pressure: read more only while the upstream keeps up, and never buffer a second
+      // request while one is in progress beyond one buffer.
+      Exchange& e = *exchange_;
+      if (e.request_complete) {
+        if (in_ && in_->writable() == 0) return;
+      } else if (!e.upstream || !e.upstream->connected ||
+                 (e.up_out && e.up_out->size() >= kWatermark)) {
+        if (in_ && in_->writable() == 0) return;
+      }
+    }
+    if (!in_) in_ = worker_.buffers().take();
+    if (in_->writable() == 0) {
+      if (phase_ == Phase::kExchange) return;
+      // A head larger than one buffer: grow up to the parser's limit (it reports 431 past it).
+      in_->ensure_writable(4096);
+    }
+    ssize_t n = recv(fd_, in_->write_ptr(), in_->writable(), 0);
+    if (n > 0) {
+      in_->commit(static_cast<size_t>(n));
+      if (phase_ == Phase::kLingering) {
+        in_->clear();
+        continue;
+      }
+      process_input();
+      continue;
+    }
+    if (n == 0) {
+      peer_eof_ = true;
+      on_downstream_eof();
+      return;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      release_buffers_if_idle();
+      return;
+    }
+    close_now();
+    return;
+  }
+}
+
+void HttpConnection::process_input() {
+  while (phase_ != Phase::kClosed && phase_ != Phase::kLingering) {
+    if (phase_ == Phase::kExchange) {
+      forward_request_body();
+      return;
+    }
+    if (!in_ || in_->empty()) return;
+    if (closing_) return;
+    if (phase_ == Phase::kIdle) {
+      phase_ = Phase::kHead;
+      idle_timer_.arm(kRequestHeadersTimeoutMs);
+    }
+    if (!exchange_) exchange_ = take_exchange();
+    http::ParseResult r = parser_.parse(in_->readable(), exchange_->request);
+    if (r.status == http::ParseStatus::kIncomplete) return;
+    if (r.status == http::ParseStatus::kError) {
+      parse_error(r);
+      return;
+    }
+    start_exchange(r.consumed);
+  }
+}
+
+void HttpConnection::on_downstream_eof() {
+  switch (phase_) {
+    case Phase::kIdle:
+    case Phase::kLingering:
+      close_now();
+      return;
+    case Phase::kHead:
+      // A partial head and then EOF: nothing to answer to.
+      close_now();
+      return;
+    case Phase::kExchange:
+      if (!exchange_->request_complete) {
+        // The client went away mid-body: the upstream must not see a truncated request as whole.
+        exchange_->flags = "DC";
+        close_now();
+      }
+      // Otherwise finish the response; finish_exchange() closes since peer_eof_ is set.
+      return;
+    case Phase::kClosed:
+      return;
+  }
+}
+
+void HttpConnection::parse_error(const http::ParseResult& result) {
+  worker_.counters().downstream_cx_protocol_error++;
+  close_after_response_ = true;
+  auto& e = *exchange_;
+  e.start_ms = worker_.loop().now_ms();
+  e.start_unix_ms = unix_now_ms();
+  send_local_reply(result.error_status, result.error, "DPE");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request start and routing.
+
+void HttpConnection::start_exchange(size_t head_length) {
+  in_->consume(head_length);
+  parser_.reset();
+  phase_ = Phase::kExchange;
+  idle_timer_.cancel();
+  Exchange& e = *exchange_;
+  e.config = worker_.config();
+  e.start_ms = worker_.loop().now_ms();
+  e.start_unix_ms = unix_now_ms();
+  e.head_request = e.request.method == "HEAD";
+  worker_.counters().downstream_rq_total++;
+  if (!e.request.keep_alive || worker_.draining()) close_after_response_ = true;
+  e.request_body.reset(e.request.framing, e.request.content_length);
+  e.request_complete = e.request.framing == http::BodyFraming::kNone;
+  route_request();
+}
+
+void HttpConnection::route_request() {
+  Exchange& e = *exchange_;
+  if (!e.config || !e.config->snapshot) {
+    send_local_reply(503, "no configuration", "NC");
+    return;
+  }
+  const config::Snapshot& snap = *e.config->snapshot;
+  e.listener = e.config->listener(listener_key_);
+  if (e.listener == nullptr || !e.listener->routes) {
+    send_local_reply(404, "no listener configuration", "NR");
+    return;
+  }
+  const http::RequestHead& req = e.request;
+
+  // Forwarding facts: who the client is and whether the request counts as secure.
+  uint32_t trusted_hops =
+      e.listener->l7_depth > 0 ? e.listener->l7_depth : snap.module.xff_num_trusted_hops;
+  bool has_xff = false;
+  std::string_view xff = http::find_header(req.headers, "x-forwarded-for", &has_xff);
+  std::string_view peer_ip = peer_text_;
+  peer_ip = peer_ip.substr(0, peer_ip.rfind(':'));
+  if (!peer_ip.empty() && peer_ip.front() == '[') peer_ip = peer_ip.substr(1, peer_ip.size() - 2);
+  e.client_address.assign(peer_ip);
+  if (has_xff && (trusted_hops > 0 || !snap.module.use_remote_address)) {
+    // The Nth address from the right (N = trusted hops, at least 1) is the client.
+    uint32_t want = std::max<uint32_t>(trusted_hops, 1);
+    std::string_view rest = xff;
+    uint32_t seen = 0;
+    while (!rest.empty()) {
+      size_t comma = rest.rfind(',');
+      std::string_view item = comma == std::string_view::npos ? rest : rest.substr(comma + 1);
+      rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(0, comma);
+      while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+      while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+      if (++seen == want) {
+        e.client_address.assign(item);
+        break;
+      }
+    }
+  }
+  bool has_xfp = false;
+  std::string_view client_xfp = http::find_header(req.headers, "x-forwarded-proto", &has_xfp);
+  std::string_view forwarded_proto = "http";
+  if (has_xfp && trusted_hops > 0 && (client_xfp == "https" || client_xfp == "http")) {
+    forwarded_proto = client_xfp;
+  }
+  switch (e.listener->security_model) {
+    case config::SecurityModel::kSecure:
+      e.secure = true;
+      break;
+    case config::SecurityModel::kInsecure:
+      e.secure = false;
+      break;
+    case config::SecurityModel::kXfp:
+      e.secure = forwarded_proto == "https";
+      break;
+  }
+  bool has_id = false;
+  std::string_view id = http::find_header(req.headers, "x-request-id", &has_id);
+  if (has_id && acceptable_request_id(id)) {
+    e.request_id.assign(id);
+  } else {
+    append_uuid4(worker_.random64(), worker_.random64(), e.request_id);
+  }
+
+  // Upgrades (WebSockets) need allow_upgrade, which is not supported yet: refuse them as
+  // Emissary does for a Mapping without allow_upgrade. h2c upgrade offers are simply ignored.
+  if (req.upgrade && !http::iequals(req.upgrade_protocol, "h2c")) {
+    send_local_reply(403, "upgrade not allowed on this route", "UPE");
+    return;
+  }
+
+  std::string_view path = req.path;
+  if (snap.module.merge_slashes && path.find("//") != std::string_view::npos) {
+    merge_slashes(path, e.scratch);
+    path = e.scratch;
+  }
+  router::RequestView view;
+  view.method = req.method;
+  view.path = path;
+  view.query = req.query;
+  view.authority = req.authority;
+  view.headers = &req.headers;
+  e.match = e.listener->routes->match(view, worker_.draw_percent());
+  if (e.match.route == nullptr) {
+    send_local_reply(404, "no matching route", "NR");
+    return;
+  }
+  // Host requestPolicy for insecure requests; the ACME challenge path is always routed.
+  if (!e.secure && e.match.host != nullptr &&
+      e.match.host->insecure_action != router::InsecureAction::kRoute &&
+      path.substr(0, 28) != "/.well-known/acme-challenge/") {
+    if (e.match.host->insecure_action == router::InsecureAction::kReject) {
+      send_local_reply(404, "no matching route", "NR");
+      return;
+    }
+    std::string location = "https://";
+    location.append(strip_port(req.authority));
+    location.append(req.target.substr(0, 1) == "/" ? req.target : std::string_view(req.path));
+    send_local_reply(301, {}, "-", location);
+    return;
+  }
+  const router::RouteTarget& target = *e.match.target;
+  if (target.redirect) {
+    send_redirect(target, *e.match.route);
+    return;
+  }
+  if (target.cluster >= e.config->clusters.size()) {
+    send_local_reply(503, "no healthy upstream", "UH");
+    return;
+  }
+  e.cluster = e.config->clusters[target.cluster].get();
+  e.cluster->counters.rq_total++;
+
+  RequestContext& ctx = e.context;
+  ctx = RequestContext{};
+  ctx.request = &req;
+  ctx.module = &snap.module;
+  ctx.listener = e.listener;
+  ctx.peer_address = peer_text_;
+  ctx.client_address = e.client_address;
+  ctx.local_address = local_text_;
+  ctx.forwarded_proto = forwarded_proto;
+  ctx.request_id = e.request_id;
+  ctx.start_unix_ms = e.start_unix_ms;
+  build_upstream_head(ctx, *e.match.route, target, e.cluster->spec(), path, e.up_head,
+                      e.original_path);
+  if (req.expect_continue && !e.request_complete) {
+    // We answer 100-continue ourselves (and never forward Expect), as Envoy does.
+    write_downstream("HTTP/1.1 100 Continue\r\n\r\n");
+  }
+  connect_upstream();
+}
+
+void HttpConnection::send_redirect(const router::RouteTarget& target, const router::Route& route) {
+  Exchange& e = *exchange_;
+  const router::Redirect& r = *target.redirect;
+  const http::RequestHead& req = e.request;
+  std::string location = r.https ? "https://" : (e.secure ? "https://" : "http://");
+  location.append(r.host.empty() ? req.authority : std::string_view(r.host));
+  std::string path;
+  if (r.path) {
+    path = *r.path;
+  } else if (r.prefix) {
+    path = *r.prefix;
+    if (route.path.kind == router::PathMatchKind::kPrefix) {
+      path.append(req.path.substr(std::min(req.path.size(), route.path.value.size())));
+    }
+  } else if (r.regex) {
+    path.assign(req.path);
+    RE2::GlobalReplace(&path, *r.regex->pattern, r.regex->substitution);
+  } else {
+    path.assign(req.path);
+  }
+  location.append(path);
+  if (req.has_query && path.find('?') == std::string::npos) {
+    location.push_back('?');
+    location.append(req.query);
+  }
+  send_local_reply(r.status, {}, "-", location);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Local replies (errors, redirects).
+
+void HttpConnection::send_local_reply(int status, std::string_view body, std::string_view flags,
+                                      std::string_view location) {
+  if (!exchange_) exchange_ = take_exchange();
+  Exchange& e = *exchange_;
+  phase_ = Phase::kExchange;
+  idle_timer_.cancel();
+  e.status = status;
+  e.flags = flags;
+  // A request body we will not read would be parsed as the next request: close instead.
+  if (!e.request_complete) close_after_response_ = true;
+  if (status >= 400 && status != 404 && status != 403) close_after_response_ = true;
+  if (e.upstream) upstream::UpstreamConnection::destroy(std::move(e.upstream));
+  e.route_timer.cancel();
+  e.connect_timer.cancel();
+  std::string& out = e.scratch;
+  out.clear();
+  std::string_view server =
+      e.config && e.config->snapshot ? std::string_view(e.config->snapshot->module.server_name)
+                                     : std::string_view("envoy");
+  append_local_reply_head(status, body.size() + (body.empty() ? 0 : 1), location, server,
+                          close_after_response_ || peer_eof_, e.request.version_minor == 0, out);
+  if (!e.head_request && !body.empty()) {
+    out.append(body);
+    out.push_back('\n');
+    e.bytes_sent = body.size() + 1;
+  }
+  write_downstream(out);
+  e.response_head_sent = true;
+  e.response_complete = true;
+  e.request_complete = true;  // nothing more of it will be read as this request
+  finish_exchange();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upstream connection.
+
+void HttpConnection::connect_upstream() {
+  Exchange& e = *exchange_;
+  e.upstream_start_ms = worker_.loop().now_ms();
+  e.upstream = e.retried ? nullptr : e.cluster->take_idle();
+  if (e.upstream) {
+    e.upstream->set_handler(this);
+    e.upstream->requests++;
+    e.upstream_host = e.upstream->endpoint().to_string();
+    on_upstream_connected();
+    return;
+  }
+  const net::Address* endpoint = e.cluster->pick_endpoint();
+  if (endpoint == nullptr) {
+    send_local_reply(503, "no healthy upstream", "UH");
+    return;
+  }
+  int err = 0;
+  e.upstream = e.cluster->connect(*endpoint, &err);
+  e.upstream_host = endpoint->to_string();
+  if (!e.upstream) {
+    e.cluster->counters.cx_connect_fail++;
+    send_local_reply(503,
+                     "upstream connect error or disconnect/reset before headers. reset reason: "
+                     "connection failure",
+                     "UF");
+    return;
+  }
+  e.upstream->set_handler(this);
+  e.upstream->requests++;
+  e.connect_timer.arm(e.cluster->spec().connect_timeout_ms);
+}
+
+void HttpConnection::on_upstream_event(uint32_t events) {
+  if (!exchange_ || !exchange_->upstream) return;
+  Exchange& e = *exchange_;
+  if (!e.upstream->connected) {
+    if (events & (EPOLLERR | EPOLLHUP)) {
+      e.cluster->counters.cx_connect_fail++;
+      upstream_failed("connection failure", "UF", true);
+      return;
+    }
+    if (events & EPOLLOUT) {
+      int err = net::socket_error(e.upstream->fd());
+      if (err != 0) {
+        e.cluster->counters.cx_connect_fail++;
+        upstream_failed("connection failure", "UF", true);
+        return;
+      }
+      e.connect_timer.cancel();
+      on_upstream_connected();
+    }
+    return;
+  }
+  if (events & EPOLLOUT) {
+    if (!flush_upstream()) return;
+  }
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) read_upstream();
+}
+
+void HttpConnection::on_upstream_connected() {
+  Exchange& e = *exchange_;
+  e.upstream->connected = true;
+  send_request_head();
+}
+
+void HttpConnection::on_connect_timeout() {
+  if (!exchange_) return;
+  exchange_->cluster->counters.cx_connect_fail++;
+  upstream_failed("connection timeout", "UF", true);
+}
+
+void HttpConnection::upstream_failed(std::string_view reason, std::string_view flags,
+                                     bool before_response) {
+  Exchange& e = *exchange_;
+  bool reused = e.upstream && e.upstream->requests > 1;
+  upstream::UpstreamConnection::destroy(std::move(e.upstream));
+  if (before_response && !e.response_head_sent) {
+    // A reused keep-alive connection the upstream closed before our request reached it is
+    // retried once on a fresh connection, whatever the method: the upstream never saw it
+    // (Pingora's ReusedOnly). We can only replay what we still hold: no body streamed yet.
+    bool body_pending = e.request.framing != http::BodyFraming::kNone && e.bytes_received > 0;
+    if (reused && !e.retried && !body_pending && !e.response.status) {
+      e.retried = true;
+      e.cluster->counters.rq_retry++;
+      if (e.up_out) e.up_out->clear();
+      if (e.up_in) e.up_in->clear();
+      e.response_parser.reset();
+      e.request_sent = false;
+      connect_upstream();
+      return;
+    }
+    std::string body = "upstream connect error or disconnect/reset before headers. reset reason: ";
+    body.append(reason);
+    send_local_reply(503, body, flags);
+    return;
+  }
+  // Mid-response failure: the client must not mistake a truncated body for a whole one.
+  e.flags = "UC";
+  close_now();
+}
+
+void HttpConnection::send_request_head() {
+  Exchange& e = *exchange_;
+  if (!e.up_out) e.up_out = worker_.buffers().take();
+  e.up_out->append(e.up_head);
+  forward_request_body();
+}
+
+void HttpConnection::forward_request_body() {
+  Exchange& e = *exchange_;
+  if (!e.upstream || !e.upstream->connected) return;
+  if (!e.up_out) e.up_out = worker_.buffers().take();
+  bool chunked = e.request.framing == http::BodyFraming::kChunked;
+  while (!e.request_complete && in_ && !in_->empty() && e.up_out->size() < kWatermark) {
+    http::DecodeResult r = e.request_body.decode(in_->readable());
+    if (r.error) {
+      upstream::UpstreamConnection::destroy(std::move(e.upstream));
+      close_after_response_ = true;
+      if (e.response_head_sent) {
+        close_now();
+      } else {
+        e.request_complete = true;
+        send_local_reply(400, r.reason, "DPE");
+      }
+      return;
+    }
+    if (!r.data.empty()) {
+      e.bytes_received += r.data.size();
+      if (chunked) {
+        char size_line[24];
+        auto [p, ec] = std::to_chars(size_line, size_line + 16, r.data.size(), 16);
+        *p++ = '\r';
+        *p++ = '\n';
+        e.up_out->append(std::string_view(size_line, static_cast<size_t>(p - size_line)));
+        e.up_out->append(r.data);
+        e.up_out->append("\r\n");
+      } else {
+        e.up_out->append(r.data);
+      }
+    }
+    in_->consume(r.consumed);
+    if (r.done) {
+      e.request_complete = true;
+      if (chunked) e.up_out->append("0\r\n\r\n");
+    }
+    if (r.consumed == 0 && r.data.empty() && !r.done) break;
+  }
+  if (e.request_complete && !e.route_timer.armed() && !e.response_complete) {
+    uint32_t timeout = e.match.target ? e.match.target->timeout_ms : 0;
+    if (timeout > 0) e.route_timer.arm(timeout);
+  }
+  flush_upstream();
+}
+
+bool HttpConnection::flush_upstream() {
+  if (!exchange_ || !exchange_->upstream) return false;
+  Exchange& e = *exchange_;
+  net::Buffer* out = e.up_out.get();
+  while (out && !out->empty()) {
+    std::string_view data = out->readable();
+    ssize_t n = send(e.upstream->fd(), data.data(), data.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      out->consume(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    upstream_failed("connection termination", "UC", !e.response_head_sent);
+    return false;
+  }
+  if (e.request_complete) e.request_sent = true;
+  // Room again upstream: pull more of the request body that waited in the kernel.
+  if (!e.request_complete && phase_ == Phase::kExchange) {
+    if (in_ && !in_->empty()) {
+      forward_request_body();
+    } else {
+      read_downstream();
+    }
+  }
+  return exchange_ != nullptr;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upstream response.
+
+void HttpConnection::read_upstream() {
+  while (exchange_ && exchange_->upstream) {
+    Exchange& e = *exchange_;
+    if (out_ && out_->size() >= kWatermark) return;  // downstream is slow: hold the upstream
+    if (!e.up_in) e.up_in = worker_.buffers().take();
+    if (e.up_in->writable() == 0) {
+      if (e.response.status != 0) return;  // body bytes wait for downstream room
+      e.up_in->ensure_writable(4096);
+    }
+    ssize_t n = recv(e.upstream->fd(), e.up_in->write_ptr(), e.up_in->writable(), 0);
+    if (n > 0) {
+      e.up_in->commit(static_cast<size_t>(n));
+      process_upstream_input();
+      continue;
+    }
+    if (n == 0) {
+      on_upstream_eof();
+      return;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+    upstream_failed("connection termination", "UC", !e.response_head_sent);
+    return;
+  }
+}
+
+void HttpConnection::process_upstream_input() {
+  Exchange& e = *exchange_;
+  if (!e.response_head_sent) {
+    for (;;) {
+      http::ParseResult r = e.response_parser.parse(e.up_in->readable(), e.head_request,
+                                                    e.response);
+      if (r.status == http::ParseStatus::kIncomplete) return;
+      if (r.status == http::ParseStatus::kError) {
+        upstream::UpstreamConnection::destroy(std::move(e.upstream));
+        send_local_reply(502, "upstream sent an invalid response", "UPE");
+        return;
+      }
+      e.up_in->consume(r.consumed);
+      e.response_parser.reset();
+      if (e.response.status >= 100 && e.response.status < 200) {
+        // Interim responses (we never forwarded Expect) are dropped.
+        e.response.status = 0;
+        if (e.up_in->empty()) return;
+        continue;
+      }
+      break;
+    }
+    on_response_head();
+    if (!exchange_) return;
+  }
+  forward_response_body();
+}
+
+void HttpConnection::on_response_head() {
+  Exchange& e = *exchange_;
+  e.upstream_service_ms = static_cast<int64_t>(worker_.loop().now_ms() - e.upstream_start_ms);
+  e.status = e.response.status;
+  e.response_body.reset(e.response.framing, e.response.content_length);
+  e.upstream_reusable = e.response.keep_alive;
+  if (!e.request_complete) {
+    // The upstream answered before the whole request arrived: the rest cannot be forwarded on
+    // this connection afterwards, and the downstream stream is ambiguous: close both after this.
+    e.upstream_reusable = false;
+    close_after_response_ = true;
+  }
+  bool http10 = e.request.version_minor == 0;
+  bool body_allowed = !e.head_request && e.response.status != 204 && e.response.status != 304;
+  e.response_chunked = false;
+  e.response_until_close = false;
+  if (body_allowed) {
+    if (e.response.framing == http::BodyFraming::kChunked) {
+      if (http10) {
+        e.response_until_close = true;
+      } else {
+        e.response_chunked = true;
+      }
+    } else if (e.response.framing == http::BodyFraming::kUntilClose) {
+      if (http10) {
+        e.response_until_close = true;
+      } else {
+        e.response_chunked = true;
+      }
+    }
+  }
+  if (e.response_until_close) close_after_response_ = true;
+  ResponseHeadContext ctx;
+  ctx.response = &e.response;
+  ctx.target = e.match.target;
+  ctx.server_name = e.config->snapshot->module.server_name;
+  ctx.upstream_service_ms = e.upstream_service_ms;
+  e.context.upstream_address = e.upstream_host;
+  ctx.request_context = &e.context;
+  ctx.chunked = e.response_chunked;
+  ctx.close = close_after_response_ || peer_eof_ || worker_.draining();
+  ctx.http10 = http10;
+  ctx.keep_alive_http10 = http10 && e.request.keep_alive;
+  std::string& out = e.scratch;
+  build_response_head(ctx, out);
+  write_downstream(out);
+  e.response_head_sent = true;
+  e.route_timer.cancel();
+  if (e.response.framing == http::BodyFraming::kNone) {
+    e.response_complete = true;
+  }
+}
+
+void HttpConnection::forward_response_body() {
+  Exchange& e = *exchange_;
+  while (!e.response_complete && e.up_in && !e.up_in->empty()) {
+    if (out_ && out_->size() >= kWatermark) break;
+    http::DecodeResult r = e.response_body.decode(e.up_in->readable());
+    if (r.error) {
+      e.flags = "UPE";
+      e.upstream_reusable = false;
+      close_now();
+      return;
+    }
+    if (!r.data.empty()) {
+      e.bytes_sent += r.data.size();
+      if (!e.head_request) {
+        if (e.response_chunked) {
+          char size_line[24];
+          auto [p, ec] = std::to_chars(size_line, size_line + 16, r.data.size(), 16);
+          *p++ = '\r';
+          *p++ = '\n';
+          write_downstream(std::string_view(size_line, static_cast<size_t>(p - size_line)));
+          write_downstream(r.data);
+          write_downstream("\r\n");
+        } else {
+          write_downstream(r.data);
+        }
+      }
+    }
+    e.up_in->consume(r.consumed);
+    if (phase_ == Phase::kClosed) return;
+    if (r.done) {
+      e.response_complete = true;
+      break;
+    }
+    if (r.consumed == 0) break;
+  }
+  if (e.response_complete) {
+    if (e.response_chunked) write_downstream("0\r\n\r\n");
+    // Bytes after a complete response (HEAD/204/304 extras, or a pipelined surprise) mean the
+    // upstream connection is out of sync: never pool it.
+    if (e.up_in && !e.up_in->empty()) e.upstream_reusable = false;
+    finish_exchange();
+  }
+}
+
+void HttpConnection::on_upstream_eof() {
+  Exchange& e = *exchange_;
+  e.upstream_reusable = false;
+  if (e.response.status == 0) {
+    upstream_failed("connection termination", "UC", true);
+    return;
+  }
+  if (e.response_body.framing() == http::BodyFraming::kUntilClose) {
+    e.response_complete = true;
+    if (e.response_chunked) write_downstream("0\r\n\r\n");
+    upstream::UpstreamConnection::destroy(std::move(e.upstream));
+    finish_exchange();
+    return;
+  }
+  if (!e.response_complete) {
+    // Truncated body: close without a final chunk so the client sees the failure.
+    e.flags = "UC";
+    upstream::UpstreamConnection::destroy(std::move(e.upstream));
+    close_now();
+  }
+}
+
+void HttpConnection::on_route_timeout() {
+  if (!exchange_) return;
+  Exchange& e = *exchange_;
+  if (e.cluster) e.cluster->counters.rq_timeout++;
+  upstream::UpstreamConnection::destroy(std::move(e.upstream));
+  if (!e.response_head_sent) {
+    send_local_reply(504, "upstream request timeout", "UT");
+  } else {
+    e.flags = "UT";
+    close_now();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Completion and lifecycle.
+
+void HttpConnection::finish_exchange() {
+  Exchange& e = *exchange_;
+  e.route_timer.cancel();
+  e.connect_timer.cancel();
+  if (e.upstream) {
+    bool reusable = e.upstream_reusable && e.request_complete && e.response_complete &&
+                    (!e.up_out || e.up_out->empty()) && !worker_.draining();
+    if (reusable) {
+      e.cluster->release(std::move(e.upstream));
+    } else {
+      upstream::UpstreamConnection::destroy(std::move(e.upstream));
+    }
+  }
+  int cls = e.status / 100;
+  if (cls >= 1 && cls <= 5) worker_.counters().downstream_rq_by_class[cls]++;
+  log_exchange();
+  recycle_exchange();
+  phase_ = Phase::kIdle;
+  if (close_after_response_ || peer_eof_) {
+    // Pipelined requests after a closing response are not served (RFC 9112 §9.6).
+    begin_close_after_flush();
+    return;
+  }
+  arm_idle_timer();
+  if (in_ && !in_->empty()) {
+    process_input();
+  } else {
+    release_buffers_if_idle();
+    // The kernel may hold the next pipelined request already; edge-triggered epoll will not
+    // tell us again about bytes that arrived while we were busy.
+    if (phase_ == Phase::kIdle) read_downstream();
+  }
+}
+
+void HttpConnection::log_exchange() {
+  const Exchange& e = *exchange_;
+  const auto& cfg = e.config ? e.config : worker_.config();
+  if (!cfg || !cfg->access_log) return;
+  observe::AccessLogRecord r;
+  r.start_unix_ms = e.start_unix_ms;
+  r.method = e.request.method;
+  r.path = e.request.target;
+  r.original_path = e.original_path;
+  r.protocol = e.request.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+  r.authority = e.request.authority;
+  r.request_headers = &e.request.headers;
+  r.response_headers = e.response.status ? &e.response.headers : nullptr;
+  r.response_code = e.status;
+  r.response_flags = e.flags;
+  r.bytes_received = e.bytes_received;
+  r.bytes_sent = e.bytes_sent;
+  r.duration_ms = worker_.loop().now_ms() - e.start_ms;
+  r.upstream_service_time_ms = e.upstream_service_ms;
+  r.upstream_host = e.upstream_host;
+  r.upstream_cluster = e.cluster ? std::string_view(e.cluster->spec().name) : std::string_view();
+  r.downstream_remote_address = peer_text_;
+  r.request_id = e.request_id;
+  cfg->access_log->append(r, worker_.access_log_buffer());
+  worker_.maybe_flush_access_log();
+}
+
+void HttpConnection::write_downstream(std::string_view bytes) {
+  if (bytes.empty() || phase_ == Phase::kClosed) return;
+  if (!out_ || out_->empty()) {
+    // Fast path: straight to the socket; only what the kernel refuses is buffered.
+    ssize_t n = send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        if (exchange_) exchange_->flags = "DC";
+        close_now();
+        return;
+      }
+      n = 0;
+    }
+    bytes.remove_prefix(static_cast<size_t>(n));
+    if (bytes.empty()) return;
+  }
+  if (!out_) out_ = worker_.buffers().take();
+  out_->append(bytes);
+}
+
+bool HttpConnection::flush_downstream() {
+  while (out_ && !out_->empty()) {
+    std::string_view data = out_->readable();
+    ssize_t n = send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      out_->consume(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    close_now();
+    return false;
+  }
+  if (closing_) {
+    start_lingering();
+    return phase_ != Phase::kClosed;
+  }
+  // Room again downstream: resume the upstream body we held back.
+  if (exchange_ && exchange_->upstream && exchange_->response_head_sent) {
+    forward_response_body();
+    if (exchange_ && exchange_->upstream) read_upstream();
+  }
+  return phase_ != Phase::kClosed;
+}
+
+void HttpConnection::arm_idle_timer() {
+  const auto& cfg = worker_.config();
+  uint64_t idle = cfg && cfg->snapshot ? cfg->snapshot->module.listener_idle_timeout_ms : 300000;
+  if (idle > 0) idle_timer_.arm(idle);
+}
+
+void HttpConnection::begin_close_after_flush() {
+  closing_ = true;
+  if (!out_ || out_->empty()) start_lingering();
+}
+
+void HttpConnection::start_lingering() {
+  // Half-close our side so the response is delivered, then discard what the client still sends
+  // for a short while: closing with unread bytes would make the kernel send RST, and the client
+  // could lose the response we just wrote.
+  if (phase_ == Phase::kLingering || phase_ == Phase::kClosed) return;
+  phase_ = Phase::kLingering;
+  shutdown(fd_, SHUT_WR);
+  if (in_) in_->clear();
+  if (peer_eof_) {
+    close_now();
+    return;
+  }
+  idle_timer_.arm(kLingerMs);
+  read_downstream();
+}
+
+void HttpConnection::close_now() {
+  if (phase_ == Phase::kClosed) return;
+  phase_ = Phase::kClosed;
+  idle_timer_.cancel();
+  if (exchange_) {
+    Exchange& e = *exchange_;
+    if (e.status != 0 && !e.response_complete) {
+      // Log aborted exchanges too.
+      log_exchange();
+    }
+    upstream::UpstreamConnection::destroy(std::move(e.upstream));
+    recycle_exchange();
+  }
+  worker_.loop().remove(fd_);
+  close(fd_);
+  fd_ = -1;
+  worker_.buffers().give(std::move(in_));
+  worker_.buffers().give(std::move(out_));
+  worker_.on_connection_close(this);
+  HttpConnection* self = this;
+  worker_.loop().defer([self] { delete self; });
+}
+
+void HttpConnection::release_buffers_if_idle() {
+  if (phase_ != Phase::kIdle) return;
+  if (in_ && in_->empty()) worker_.buffers().give(std::move(in_));
+  if (out_ && out_->empty()) worker_.buffers().give(std::move(out_));
+}
+
+}  // namespace proxenos::proxy

@@ -1,0 +1,110 @@
+#pragma once
+// One downstream HTTP/1.1 connection and the exchange (request + response) in progress on it.
+//
+// Requests on a connection are served one at a time in arrival order, which is what HTTP/1.1
+// pipelining requires: bytes of later requests wait in the read buffer until the current
+// response is complete. Bodies stream both ways through bounded buffers: when the side we write
+// to falls behind (its pending bytes pass kWatermark) we stop reading from the other side.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "http/body_decoder.h"
+#include "http/http1_parser.h"
+#include "http/message_head.h"
+#include "net/address.h"
+#include "net/buffer.h"
+#include "net/event_loop.h"
+#include "proxy/exchange.h"
+#include "proxy/worker.h"
+#include "router/route_table.h"
+#include "upstream/upstream_connection.h"
+
+namespace proxenos::proxy {
+
+// Pending output beyond which we stop reading the opposite side (edge-hardening §4: 32 KiB
+// per-connection buffer limit; two of our 16 KiB buffers).
+inline constexpr size_t kWatermark = 32 * 1024;
+// Slowloris guard: a request head must arrive completely within this time.
+inline constexpr uint64_t kRequestHeadersTimeoutMs = 10000;
+// After an error response we read and discard for at most this long before closing, so the
+// client sees our response instead of a reset.
+inline constexpr uint64_t kLingerMs = 2000;
+
+class HttpConnection final : public net::IoHandler, public upstream::UpstreamConnection::Handler {
+ public:
+  HttpConnection(Worker& worker, int fd, std::string listener_key, const net::Address& peer,
+                 const net::Address& local);
+  ~HttpConnection();
+
+  void start();
+  void on_io(uint32_t events) override;
+  void on_upstream_event(uint32_t events) override;
+  // Drain: close now if idle, else after the current response.
+  void drain();
+
+ private:
+  friend struct Exchange;
+  enum class Phase : uint8_t { kIdle, kHead, kExchange, kLingering, kClosed };
+
+  // Downstream side.
+  void read_downstream();
+  void process_input();
+  bool flush_downstream();  // false if the connection closed
+  void write_downstream(std::string_view bytes);
+  void on_downstream_eof();
+  void start_exchange(size_t head_length);
+  void parse_error(const http::ParseResult& result);
+
+  // Routing and local answers.
+  void route_request();
+  void send_local_reply(int status, std::string_view body, std::string_view flags,
+                        std::string_view location = {});
+  void send_redirect(const router::RouteTarget& target, const router::Route& route);
+
+  // Upstream side.
+  void connect_upstream();
+  void on_upstream_connected();
+  void upstream_failed(std::string_view reason, std::string_view flags, bool before_response);
+  void send_request_head();
+  void forward_request_body();
+  bool flush_upstream();
+  void read_upstream();
+  void process_upstream_input();
+  void on_response_head();
+  void forward_response_body();
+  void on_upstream_eof();
+  void finish_exchange();
+  void on_route_timeout();
+  void on_connect_timeout();
+
+  // Lifecycle.
+  void arm_idle_timer();
+  void begin_close_after_flush();
+  void start_lingering();
+  void close_now();
+  void release_buffers_if_idle();
+  void log_exchange();
+  std::unique_ptr<Exchange> take_exchange();
+  void recycle_exchange();
+
+  Worker& worker_;
+  int fd_;
+  std::string listener_key_;
+  net::Address peer_;
+  net::Address local_;
+  std::string peer_text_;
+  std::string local_text_;
+  Phase phase_ = Phase::kIdle;
+  bool peer_eof_ = false;
+  bool close_after_response_ = false;
+  bool closing_ = false;  // flush out_, then close
+  std::unique_ptr<net::Buffer> in_;
+  std::unique_ptr<net::Buffer> out_;
+  std::unique_ptr<Exchange> exchange_;
+  http::RequestParser parser_;
+  net::Timer idle_timer_;  // keep-alive idle, request-headers timeout, linger
+};
+
+}  // namespace proxenos::proxy

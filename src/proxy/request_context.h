@@ -1,0 +1,46 @@
+#pragma once
+// Per-request facts the header rules and substitutions need, computed once per request.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "config/snapshot.h"
+#include "http/message_head.h"
+#include "http/value_template.h"
+#include "router/route.h"
+#include "upstream/cluster_spec.h"
+
+namespace proxenos::proxy {
+
+struct RequestContext {
+  const http::RequestHead* request = nullptr;
+  const config::ModuleSettings* module = nullptr;
+  const config::ListenerSnapshot* listener = nullptr;
+  std::string_view peer_address;    // ip:port of the TCP peer
+  std::string_view client_address;  // trusted client ip (XFF rules), without port
+  std::string_view local_address;   // ip:port we accepted on
+  std::string_view forwarded_proto;  // value sent upstream as x-forwarded-proto
+  std::string_view request_id;
+  std::string_view upstream_address;  // ip:port of the chosen endpoint
+  int64_t start_unix_ms = 0;
+};
+
+// Appends the expansion of `value` (Envoy %COMMAND% substitutions) to `out`.
+void expand_template(const http::ValueTemplate& value, const RequestContext& context,
+                     std::string& out);
+
+// Hop-by-hop and proxy-owned request headers never copied from the client to the upstream.
+bool is_hop_by_hop(std::string_view name);
+
+// The upstream request head: method, rewritten path, filtered client headers, forwarding headers,
+// the route's header edits and our body framing. Sets `original_path` when the path changed.
+void build_upstream_head(const RequestContext& context, const router::Route& route,
+                         const router::RouteTarget& target, const upstream::ClusterSpec& cluster,
+                         std::string_view path, std::string& out, std::string& original_path);
+
+// The path (without query) after the target's prefix or regex rewrite.
+void rewrite_path(const router::Route& route, const router::RouteTarget& target,
+                  std::string_view path, std::string& out);
+
+}  // namespace proxenos::proxy

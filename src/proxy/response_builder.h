@@ -1,0 +1,36 @@
+#pragma once
+// Response heads we send downstream: proxied ones (upstream head, filtered) and local replies.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "http/message_head.h"
+#include "proxy/request_context.h"
+#include "router/route.h"
+
+namespace proxenos::proxy {
+
+struct ResponseHeadContext {
+  const http::ResponseHead* response = nullptr;
+  const router::RouteTarget* target = nullptr;  // response header edits
+  const RequestContext* request_context = nullptr;  // for %COMMAND% values in added headers
+  std::string_view server_name;
+  int64_t upstream_service_ms = -1;
+  bool chunked = false;  // we send the body chunked
+  bool close = false;    // connection closes after this response
+  bool http10 = false;   // the client spoke HTTP/1.0
+  bool keep_alive_http10 = false;
+};
+
+void build_response_head(const ResponseHeadContext& context, std::string& out);
+
+// Status line and headers of a response we generate ourselves (errors, redirects).
+void append_local_reply_head(int status, size_t content_length, std::string_view location,
+                             std::string_view server_name, bool close, bool http10,
+                             std::string& out);
+
+// "Sat, 28 Nov 2026 20:00:00 GMT", cached per second per thread.
+std::string_view http_date();
+
+}  // namespace proxenos::proxy

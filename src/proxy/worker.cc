@@ -1,0 +1,178 @@
+#include "proxy/worker.h"
+
+#include <algorithm>
+
+#include "proxy/http_connection.h"
+#include "proxy/listener_socket.h"
+
+namespace proxenos::proxy {
+
+namespace {
+// Access-log lines are handed to the writer thread at this period (or sooner when big).
+constexpr uint64_t kLogFlushMs = 100;
+constexpr size_t kLogFlushBytes = 64 * 1024;
+
+std::string listener_key(const config::ListenerSnapshot& l) {
+  return l.bind_address + ":" + std::to_string(l.port);
+}
+}  // namespace
+
+const config::ListenerSnapshot* WorkerConfig::listener(const std::string& key) const {
+  for (size_t i = 0; i < listener_keys.size(); ++i) {
+    if (listener_keys[i] == key) return &snapshot->listeners[i];
+  }
+  return nullptr;
+}
+
+Worker::Worker(int index, observe::AccessLogSink* sink)
+    : index_(index),
+      sink_(sink),
+      rng_(std::random_device{}() ^ (static_cast<uint64_t>(index) << 32)),
+      log_timer_(loop_, [this] { flush_access_log(); }) {}
+
+Worker::~Worker() {
+  stop_and_join();
+}
+
+void Worker::start() {
+  thread_ = std::thread([this] {
+    log_timer_.arm(kLogFlushMs);
+    loop_.run();
+    // Tear down on the worker's own thread: connections and pools belong to it.
+    for (HttpConnection* c : std::vector<HttpConnection*>(connections_)) delete c;
+    connections_.clear();
+    listeners_.clear();
+    clusters_.clear();
+    config_.reset();
+    flush_access_log();
+  });
+}
+
+void Worker::stop_and_join() {
+  if (!thread_.joinable()) return;
+  loop_.stop();
+  thread_.join();
+}
+
+void Worker::apply(std::shared_ptr<const config::Snapshot> snapshot,
+                   std::shared_ptr<const EndpointMap> endpoints,
+                   std::shared_ptr<const observe::AccessLogFormat> access_log,
+                   std::function<void(int, std::string)> done) {
+  loop_.post([this, snapshot = std::move(snapshot), endpoints = std::move(endpoints),
+              access_log = std::move(access_log), done = std::move(done)]() mutable {
+    apply_on_loop(std::move(snapshot), std::move(endpoints), std::move(access_log), done);
+  });
+}
+
+void Worker::apply_on_loop(std::shared_ptr<const config::Snapshot> snapshot,
+                           std::shared_ptr<const EndpointMap> endpoints,
+                           std::shared_ptr<const observe::AccessLogFormat> access_log,
+                           const std::function<void(int, std::string)>& done) {
+  auto cfg = std::make_shared<WorkerConfig>();
+  cfg->snapshot = snapshot;
+  cfg->access_log = std::move(access_log);
+  const auto& module = snapshot->module;
+  cfg->limits.max_header_bytes = static_cast<size_t>(module.max_request_headers_kb) * 1024;
+  cfg->limits.allow_http10 = module.enable_http10;
+  cfg->limits.underscores = module.headers_with_underscores;
+  for (const auto& l : snapshot->listeners) cfg->listener_keys.push_back(listener_key(l));
+
+  // Clusters: same name keeps its worker state (and pooled connections) across snapshots.
+  std::unordered_map<std::string, std::shared_ptr<upstream::WorkerCluster>> next;
+  for (const auto& spec : snapshot->clusters) {
+    std::shared_ptr<upstream::WorkerCluster> cluster;
+    auto it = clusters_.find(spec.name);
+    if (it != clusters_.end()) {
+      cluster = it->second;
+      cluster->update_spec(spec);
+    } else {
+      cluster = std::make_shared<upstream::WorkerCluster>(loop_, spec);
+    }
+    if (endpoints) {
+      auto e = endpoints->find(spec.name);
+      if (e != endpoints->end()) cluster->set_endpoints(e->second);
+    }
+    cfg->clusters.push_back(cluster);
+    next.emplace(spec.name, std::move(cluster));
+  }
+  clusters_ = std::move(next);
+
+  // Listeners: unchanged keys keep their sockets; new ones open; removed ones close.
+  int failures = 0;
+  std::string errors;
+  std::unordered_map<std::string, std::unique_ptr<ListenerSocket>> listeners;
+  for (const auto& l : snapshot->listeners) {
+    std::string key = listener_key(l);
+    if (listeners.count(key)) continue;
+    auto it = listeners_.find(key);
+    if (it != listeners_.end()) {
+      listeners.emplace(key, std::move(it->second));
+      continue;
+    }
+    auto address = net::Address::parse(l.bind_address, l.port);
+    if (!address) {
+      ++failures;
+      errors += "listener " + key + ": bad bind address; ";
+      continue;
+    }
+    auto socket = std::make_unique<ListenerSocket>(*this, key, *address);
+    if (!socket->ok()) {
+      ++failures;
+      errors += "listener " + key + ": " + socket->error() + "; ";
+      continue;
+    }
+    listeners.emplace(key, std::move(socket));
+  }
+  listeners_ = std::move(listeners);
+  if (draining_) listeners_.clear();
+  config_ = std::move(cfg);
+  if (done) done(failures, errors);
+}
+
+void Worker::update_endpoints(std::shared_ptr<const EndpointMap> endpoints) {
+  loop_.post([this, endpoints = std::move(endpoints)] {
+    for (auto& [name, cluster] : clusters_) {
+      auto it = endpoints->find(name);
+      if (it != endpoints->end()) cluster->set_endpoints(it->second);
+    }
+  });
+}
+
+void Worker::drain() {
+  loop_.post([this] {
+    draining_ = true;
+    listeners_.clear();
+    for (auto& [name, cluster] : clusters_) cluster->close_idle();
+    for (HttpConnection* c : std::vector<HttpConnection*>(connections_)) c->drain();
+  });
+}
+
+void Worker::on_connection_open(HttpConnection* connection) {
+  connections_.push_back(connection);
+  counters_.downstream_cx_total++;
+  active_connections_.store(connections_.size(), std::memory_order_relaxed);
+}
+
+void Worker::on_connection_close(HttpConnection* connection) {
+  auto it = std::find(connections_.begin(), connections_.end(), connection);
+  if (it != connections_.end()) {
+    *it = connections_.back();
+    connections_.pop_back();
+  }
+  active_connections_.store(connections_.size(), std::memory_order_relaxed);
+}
+
+void Worker::flush_access_log() {
+  if (!log_buffer_.empty() && sink_ != nullptr) {
+    sink_->submit(std::move(log_buffer_));
+    log_buffer_ = std::string();
+    log_buffer_.reserve(kLogFlushBytes);
+  }
+  log_timer_.arm(kLogFlushMs);
+}
+
+void Worker::maybe_flush_access_log() {
+  if (log_buffer_.size() >= kLogFlushBytes) flush_access_log();
+}
+
+}  // namespace proxenos::proxy

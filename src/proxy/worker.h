@@ -1,0 +1,107 @@
+#pragma once
+// A worker thread: its own event loop, its own SO_REUSEPORT listening sockets, every connection
+// it accepted, its own upstream pools and its own counters. Workers share nothing mutable; the
+// control thread reaches them only by posting tasks onto their loops.
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "config/snapshot.h"
+#include "http/http1_parser.h"
+#include "net/address.h"
+#include "net/buffer.h"
+#include "net/event_loop.h"
+#include "observe/access_log.h"
+#include "upstream/worker_cluster.h"
+
+namespace proxenos::proxy {
+
+class HttpConnection;
+class ListenerSocket;
+
+using EndpointMap = std::unordered_map<std::string, std::vector<net::Address>>;
+
+// What a worker serves with: a snapshot plus this worker's handles on its clusters, aligned with
+// snapshot->clusters. Requests keep the shared_ptr they started with.
+struct WorkerConfig {
+  std::shared_ptr<const config::Snapshot> snapshot;
+  std::vector<std::shared_ptr<upstream::WorkerCluster>> clusters;
+  http::ParserLimits limits;
+  std::shared_ptr<const observe::AccessLogFormat> access_log;  // null: access log off
+  std::vector<std::string> listener_keys;  // "addr:port", aligned with snapshot->listeners
+
+  const config::ListenerSnapshot* listener(const std::string& key) const;
+};
+
+struct WorkerCounters {
+  uint64_t downstream_cx_total = 0;
+  uint64_t downstream_rq_total = 0;
+  uint64_t downstream_rq_by_class[6] = {0, 0, 0, 0, 0, 0};  // index = status / 100
+  uint64_t downstream_cx_protocol_error = 0;
+};
+
+class Worker {
+ public:
+  Worker(int index, observe::AccessLogSink* sink);
+  ~Worker();
+
+  void start();
+  void stop_and_join();
+
+  // Control thread API (all post onto the worker's loop). `done` runs on the worker thread with
+  // the number of listeners that failed to bind and their errors.
+  void apply(std::shared_ptr<const config::Snapshot> snapshot,
+             std::shared_ptr<const EndpointMap> endpoints,
+             std::shared_ptr<const observe::AccessLogFormat> access_log,
+             std::function<void(int failures, std::string errors)> done);
+  void update_endpoints(std::shared_ptr<const EndpointMap> endpoints);
+  // Stop accepting; idle connections close now, busy ones after their current response.
+  void drain();
+  uint64_t active_connections() const { return active_connections_.load(); }
+
+  // Worker-thread API for connections.
+  int index() const { return index_; }
+  net::EventLoop& loop() { return loop_; }
+  net::BufferPool& buffers() { return buffers_; }
+  const std::shared_ptr<const WorkerConfig>& config() const { return config_; }
+  bool draining() const { return draining_; }
+  uint32_t draw_percent() { return static_cast<uint32_t>(rng_() % 100); }
+  uint64_t random64() { return rng_(); }
+  std::string& access_log_buffer() { return log_buffer_; }
+  void maybe_flush_access_log();
+  WorkerCounters& counters() { return counters_; }
+  void on_connection_open(HttpConnection* connection);
+  void on_connection_close(HttpConnection* connection);
+
+ private:
+  void apply_on_loop(std::shared_ptr<const config::Snapshot> snapshot,
+                     std::shared_ptr<const EndpointMap> endpoints,
+                     std::shared_ptr<const observe::AccessLogFormat> access_log,
+                     const std::function<void(int, std::string)>& done);
+  void flush_access_log();
+
+  int index_;
+  observe::AccessLogSink* sink_;
+  net::EventLoop loop_;
+  std::thread thread_;
+  net::BufferPool buffers_;
+  std::shared_ptr<const WorkerConfig> config_;
+  std::unordered_map<std::string, std::shared_ptr<upstream::WorkerCluster>> clusters_;
+  std::unordered_map<std::string, std::unique_ptr<ListenerSocket>> listeners_;  // by "addr:port"
+  std::vector<HttpConnection*> connections_;
+  std::atomic<uint64_t> active_connections_{0};
+  bool draining_ = false;
+  std::mt19937_64 rng_;
+  std::string log_buffer_;
+  net::Timer log_timer_;
+  WorkerCounters counters_;
+};
+
+}  // namespace proxenos::proxy

@@ -1,0 +1,58 @@
+#pragma once
+// One connection to an upstream endpoint. While a request uses it, readiness goes to that
+// request's handler; while it sits in its cluster's pool, any readiness (the peer closing it, or
+// sending stray bytes) makes the pool drop it.
+
+#include <cstdint>
+#include <memory>
+
+#include "net/address.h"
+#include "net/event_loop.h"
+
+namespace proxenos::upstream {
+
+class WorkerCluster;
+
+class UpstreamConnection final : public net::IoHandler {
+ public:
+  class Handler {
+   public:
+    virtual void on_upstream_event(uint32_t events) = 0;
+
+   protected:
+    ~Handler() = default;
+  };
+
+  UpstreamConnection(net::EventLoop& loop, int fd, WorkerCluster* cluster,
+                     const net::Address& endpoint);
+  ~UpstreamConnection();
+
+  void on_io(uint32_t events) override;
+  void set_handler(Handler* handler) { handler_ = handler; }
+
+  int fd() const { return fd_; }
+  const net::Address& endpoint() const { return endpoint_; }
+  WorkerCluster* cluster() const { return cluster_; }
+  net::EventLoop& loop() { return loop_; }
+
+  bool connected = false;   // TCP handshake finished
+  uint32_t requests = 0;    // requests started on this connection (>1 means it was reused)
+  uint64_t created_ms = 0;
+  uint64_t idle_since_ms = 0;
+
+  // Closes the socket now and frees the object after the current event batch, so events already
+  // fetched for it in this batch find it inert instead of freed.
+  static void destroy(std::unique_ptr<UpstreamConnection> connection);
+
+ private:
+  friend class WorkerCluster;
+  net::EventLoop& loop_;
+  int fd_;
+  WorkerCluster* cluster_;
+  net::Address endpoint_;
+  Handler* handler_ = nullptr;
+  bool in_pool_ = false;
+  bool dead_ = false;
+};
+
+}  // namespace proxenos::upstream

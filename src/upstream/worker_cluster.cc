@@ -1,0 +1,102 @@
+#include "upstream/worker_cluster.h"
+
+#include <algorithm>
+
+#include "net/socket.h"
+
+namespace proxenos::upstream {
+
+namespace {
+// How many idle connections a worker keeps per cluster; beyond this they are closed on release.
+constexpr size_t kMaxIdlePerCluster = 256;
+}  // namespace
+
+WorkerCluster::WorkerCluster(net::EventLoop& loop, ClusterSpec spec)
+    : loop_(loop), spec_(std::move(spec)), idle_timer_(loop, [this] { expire_idle(); }) {}
+
+WorkerCluster::~WorkerCluster() { close_idle(); }
+
+void WorkerCluster::update_spec(const ClusterSpec& spec) {
+  if (!spec_.same_upstream(spec)) close_idle();
+  spec_ = spec;
+}
+
+void WorkerCluster::set_endpoints(std::vector<net::Address> endpoints) {
+  endpoints_ = std::move(endpoints);
+  if (next_endpoint_ >= endpoints_.size()) next_endpoint_ = 0;
+}
+
+const net::Address* WorkerCluster::pick_endpoint() {
+  if (endpoints_.empty()) return nullptr;
+  const net::Address* a = &endpoints_[next_endpoint_];
+  next_endpoint_ = (next_endpoint_ + 1) % endpoints_.size();
+  return a;
+}
+
+std::unique_ptr<UpstreamConnection> WorkerCluster::take_idle() {
+  uint64_t now = loop_.now_ms();
+  while (!idle_.empty()) {
+    auto c = std::move(idle_.back());
+    idle_.pop_back();
+    c->in_pool_ = false;
+    bool expired = spec_.max_connection_lifetime_ms != 0 &&
+                   now - c->created_ms >= spec_.max_connection_lifetime_ms;
+    if (!expired) {
+      counters.cx_reused++;
+      return c;
+    }
+    UpstreamConnection::destroy(std::move(c));
+  }
+  return nullptr;
+}
+
+std::unique_ptr<UpstreamConnection> WorkerCluster::connect(const net::Address& endpoint,
+                                                           int* error_number) {
+  int fd = net::connect_tcp(endpoint, error_number);
+  if (fd < 0) return nullptr;
+  counters.cx_total++;
+  return std::make_unique<UpstreamConnection>(loop_, fd, this, endpoint);
+}
+
+void WorkerCluster::release(std::unique_ptr<UpstreamConnection> connection) {
+  if (idle_.size() >= kMaxIdlePerCluster) {
+    UpstreamConnection::destroy(std::move(connection));
+    return;
+  }
+  connection->set_handler(nullptr);
+  connection->in_pool_ = true;
+  connection->idle_since_ms = loop_.now_ms();
+  idle_.push_back(std::move(connection));
+  if (!idle_timer_.armed()) idle_timer_.arm(std::min<uint64_t>(spec_.idle_timeout_ms, 60000));
+}
+
+void WorkerCluster::drop_idle(UpstreamConnection* connection) {
+  auto it = std::find_if(idle_.begin(), idle_.end(),
+                         [connection](const auto& c) { return c.get() == connection; });
+  if (it == idle_.end()) return;
+  auto c = std::move(*it);
+  idle_.erase(it);
+  UpstreamConnection::destroy(std::move(c));
+}
+
+void WorkerCluster::close_idle() {
+  for (auto& c : idle_) UpstreamConnection::destroy(std::move(c));
+  idle_.clear();
+}
+
+void WorkerCluster::expire_idle() {
+  uint64_t now = loop_.now_ms();
+  // idle_ is ordered oldest first (LIFO reuse takes from the back), so expired ones are a prefix.
+  size_t expired = 0;
+  while (expired < idle_.size() && now - idle_[expired]->idle_since_ms >= spec_.idle_timeout_ms) {
+    UpstreamConnection::destroy(std::move(idle_[expired]));
+    ++expired;
+  }
+  idle_.erase(idle_.begin(), idle_.begin() + static_cast<long>(expired));
+  if (!idle_.empty()) {
+    uint64_t next = idle_.front()->idle_since_ms + spec_.idle_timeout_ms - now;
+    idle_timer_.arm(std::max<uint64_t>(next, 1));
+  }
+}
+
+}  // namespace proxenos::upstream

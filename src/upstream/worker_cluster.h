@@ -1,0 +1,61 @@
+#pragma once
+// A worker's view of one upstream cluster: its current endpoints, the round-robin cursor and the
+// pool of idle keep-alive connections. Owned by one worker; never touched by another thread.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "net/address.h"
+#include "net/event_loop.h"
+#include "upstream/cluster_spec.h"
+#include "upstream/upstream_connection.h"
+
+namespace proxenos::upstream {
+
+struct ClusterCounters {
+  uint64_t rq_total = 0;
+  uint64_t cx_total = 0;
+  uint64_t cx_connect_fail = 0;
+  uint64_t cx_reused = 0;
+  uint64_t rq_timeout = 0;
+  uint64_t rq_retry = 0;
+};
+
+class WorkerCluster {
+ public:
+  WorkerCluster(net::EventLoop& loop, ClusterSpec spec);
+  ~WorkerCluster();
+
+  const ClusterSpec& spec() const { return spec_; }
+  void update_spec(const ClusterSpec& spec);  // a reload with the same upstream keeps the pool
+  void set_endpoints(std::vector<net::Address> endpoints);
+  const std::vector<net::Address>& endpoints() const { return endpoints_; }
+
+  // Round-robin over endpoints; nullptr when there are none (DNS failed or empty).
+  const net::Address* pick_endpoint();
+
+  // Most recently used idle connection (warm, least likely to have been closed by the peer).
+  std::unique_ptr<UpstreamConnection> take_idle();
+  // Starts a non-blocking connect; nullptr (and `error_number`) when the socket call fails.
+  std::unique_ptr<UpstreamConnection> connect(const net::Address& endpoint, int* error_number);
+  void release(std::unique_ptr<UpstreamConnection> connection);
+  void drop_idle(UpstreamConnection* connection);
+  void close_idle();  // drain: close every pooled connection
+  size_t idle_count() const { return idle_.size(); }
+
+  ClusterCounters counters;
+
+ private:
+  void expire_idle();
+
+  net::EventLoop& loop_;
+  ClusterSpec spec_;
+  std::vector<net::Address> endpoints_;
+  size_t next_endpoint_ = 0;
+  std::vector<std::unique_ptr<UpstreamConnection>> idle_;
+  net::Timer idle_timer_;  // one sweep timer per cluster instead of one per pooled connection
+};
+
+}  // namespace proxenos::upstream

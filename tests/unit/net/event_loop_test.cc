@@ -1,0 +1,92 @@
+#include "net/event_loop.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+#include <vector>
+
+namespace proxenos::net {
+namespace {
+
+TEST(EventLoopTest, TimersFireInDeadlineOrder) {
+  EventLoop loop;
+  std::vector<int> order;
+  Timer a(loop, [&] { order.push_back(1); });
+  Timer b(loop, [&] { order.push_back(2); });
+  Timer c(loop, [&] {
+    order.push_back(3);
+    loop.stop();
+  });
+  c.arm(30);
+  b.arm(20);
+  a.arm(10);
+  loop.run();
+  EXPECT_EQ(order, (std::vector<int>{1, 2, 3}));
+}
+
+TEST(EventLoopTest, CancelledAndRearmedTimers) {
+  EventLoop loop;
+  int fired_a = 0, fired_b = 0;
+  Timer a(loop, [&] { ++fired_a; });
+  Timer b(loop, [&] {
+    ++fired_b;
+    loop.stop();
+  });
+  a.arm(5);
+  a.cancel();
+  EXPECT_FALSE(a.armed());
+  b.arm(50);
+  b.arm(10);  // re-arming replaces the deadline, it does not add a second firing
+  loop.run();
+  EXPECT_EQ(fired_a, 0);
+  EXPECT_EQ(fired_b, 1);
+}
+
+TEST(EventLoopTest, DestroyedTimerNeverFires) {
+  EventLoop loop;
+  bool fired = false;
+  {
+    Timer t(loop, [&] { fired = true; });
+    t.arm(1);
+  }
+  Timer stop(loop, [&] { loop.stop(); });
+  stop.arm(20);
+  loop.run();
+  EXPECT_FALSE(fired);
+}
+
+TEST(EventLoopTest, PostFromAnotherThreadRunsOnLoop) {
+  EventLoop loop;
+  std::thread::id ran_on;
+  std::thread poster([&] {
+    loop.post([&] {
+      ran_on = std::this_thread::get_id();
+      loop.stop();
+    });
+  });
+  loop.run();
+  poster.join();
+  EXPECT_EQ(ran_on, std::this_thread::get_id());
+}
+
+TEST(EventLoopTest, ManyTimersKeepHeapOrder) {
+  EventLoop loop;
+  std::vector<std::unique_ptr<Timer>> timers;
+  std::vector<int> fired;
+  for (int i = 0; i < 200; ++i) {
+    timers.push_back(std::make_unique<Timer>(loop, [&fired, i] { fired.push_back(i); }));
+  }
+  // Arm in scrambled order, cancel every third.
+  for (int i = 0; i < 200; ++i) timers[(i * 37) % 200]->arm(1 + ((i * 37) % 200) / 10);
+  for (int i = 0; i < 200; i += 3) timers[i]->cancel();
+  Timer stop(loop, [&] { loop.stop(); });
+  stop.arm(100);
+  loop.run();
+  size_t expected = 0;
+  for (int i = 0; i < 200; ++i) expected += (i % 3 != 0);
+  EXPECT_EQ(fired.size(), expected);
+  for (size_t k = 1; k < fired.size(); ++k) EXPECT_LE(fired[k - 1] / 10, fired[k] / 10);
+}
+
+}  // namespace
+}  // namespace proxenos::net
