@@ -179,6 +179,7 @@ void HttpConnection::on_io(uint32_t events) {
   if (events & EPOLLOUT) {
     if (!flush_downstream()) return;
   }
+  if (events & (EPOLLRDHUP | EPOLLHUP)) peer_hup_ = true;
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) read_downstream();
 }
 
@@ -196,20 +197,25 @@ void HttpConnection::read_downstream() {
       // Back-pressure: read more only while the upstream keeps up, and never buffer a second
       // request while one is in progress beyond one buffer.
       Exchange& e = *exchange_;
-      if (e.request_complete) {
-        if (in_ && in_->writable() == 0) return;
-      } else if (!e.upstream || !e.upstream->connected ||
-                 (e.up_out && e.up_out->size() >= kWatermark)) {
-        if (in_ && in_->writable() == 0) return;
+      bool held = !e.request_complete && (!e.upstream || !e.upstream->connected ||
+                                          (e.up_out && e.up_out->size() >= kWatermark));
+      if ((e.request_complete || held) && in_ && in_->writable() == 0) {
+        read_blocked_ = true;
+        return;
       }
     }
     if (!in_) in_ = worker_.buffers().take();
     if (in_->writable() == 0) {
-      if (phase_ == Phase::kExchange) return;
+      if (phase_ == Phase::kExchange) {
+        read_blocked_ = true;
+        return;
+      }
       // A head larger than one buffer: grow up to the parser's limit (it reports 431 past it).
       in_->ensure_writable(4096);
     }
-    ssize_t n = recv(fd_, in_->write_ptr(), in_->writable(), 0);
+    size_t asked = in_->writable();
+    read_blocked_ = false;
+    ssize_t n = recv(fd_, in_->write_ptr(), asked, 0);
     if (n > 0) {
       in_->commit(static_cast<size_t>(n));
       if (phase_ == Phase::kLingering) {
@@ -217,6 +223,12 @@ void HttpConnection::read_downstream() {
         continue;
       }
       process_input();
+      // A short read drained the socket: edge-triggered epoll reports the next bytes, so skip
+      // the recv that would only say EAGAIN (unless the peer hung up: then read to EOF).
+      if (static_cast<size_t>(n) < asked && !peer_hup_) {
+        release_buffers_if_idle();
+        return;
+      }
       continue;
     }
     if (n == 0) {
@@ -566,7 +578,9 @@ void HttpConnection::on_upstream_event(uint32_t events) {
   if (events & EPOLLOUT) {
     if (!flush_upstream()) return;
   }
-  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) read_upstream();
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+    read_upstream((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0);
+  }
 }
 
 void HttpConnection::on_upstream_connected() {
@@ -695,7 +709,7 @@ bool HttpConnection::flush_upstream() {
 // ---------------------------------------------------------------------------------------------
 // Upstream response.
 
-void HttpConnection::read_upstream() {
+void HttpConnection::read_upstream(bool upstream_hup) {
   while (exchange_ && exchange_->upstream) {
     Exchange& e = *exchange_;
     if (out_ && out_->size() >= kWatermark) return;  // downstream is slow: hold the upstream
@@ -704,10 +718,19 @@ void HttpConnection::read_upstream() {
       if (e.response.status != 0) return;  // body bytes wait for downstream room
       e.up_in->ensure_writable(4096);
     }
-    ssize_t n = recv(e.upstream->fd(), e.up_in->write_ptr(), e.up_in->writable(), 0);
+    size_t asked = e.up_in->writable();
+    ssize_t n = recv(e.upstream->fd(), e.up_in->write_ptr(), asked, 0);
     if (n > 0) {
       e.up_in->commit(static_cast<size_t>(n));
+      upstream::UpstreamConnection* reading = e.upstream.get();
       process_upstream_input();
+      // Short read: the socket is drained (see read_downstream), unless that exchange ended or
+      // the upstream hung up, in which case the loop re-checks what to read next.
+      if (static_cast<size_t>(n) < asked && !upstream_hup &&
+          (!exchange_ || exchange_->upstream.get() == reading)) {
+        return;
+      }
+      if (!exchange_ || exchange_->upstream.get() != reading) return;
       continue;
     }
     if (n == 0) {
@@ -914,7 +937,7 @@ void HttpConnection::finish_exchange() {
     release_buffers_if_idle();
     // The kernel may hold the next pipelined request already; edge-triggered epoll will not
     // tell us again about bytes that arrived while we were busy.
-    if (phase_ == Phase::kIdle) read_downstream();
+    if (phase_ == Phase::kIdle && (read_blocked_ || peer_hup_)) read_downstream();
   }
 }
 
@@ -985,7 +1008,7 @@ bool HttpConnection::flush_downstream() {
   // Room again downstream: resume the upstream body we held back.
   if (exchange_ && exchange_->upstream && exchange_->response_head_sent) {
     forward_response_body();
-    if (exchange_ && exchange_->upstream) read_upstream();
+    if (exchange_ && exchange_->upstream) read_upstream(true);
   }
   return phase_ != Phase::kClosed;
 }

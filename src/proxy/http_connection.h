@@ -70,7 +70,7 @@ class HttpConnection final : public net::IoHandler, public upstream::UpstreamCon
   void send_request_head();
   void forward_request_body();
   bool flush_upstream();
-  void read_upstream();
+  void read_upstream(bool upstream_hup);
   void process_upstream_input();
   void on_response_head();
   void forward_response_body();
@@ -98,6 +98,8 @@ class HttpConnection final : public net::IoHandler, public upstream::UpstreamCon
   std::string local_text_;
   Phase phase_ = Phase::kIdle;
   bool peer_eof_ = false;
+  bool peer_hup_ = false;     // epoll reported RDHUP/HUP: read to EOF, no short-read shortcut
+  bool read_blocked_ = false;  // we stopped reading for back-pressure, not because drained
   bool close_after_response_ = false;
   bool closing_ = false;  // flush out_, then close
   std::unique_ptr<net::Buffer> in_;
