@@ -25,11 +25,11 @@ struct KeyValueMatch {
   bool regex = false;
   std::shared_ptr<const RE2> compiled;  // regex only
 
-  // Emissary's route-weight terms: len(name) + len(value or "*") (+1 if regex), "name-value".
-  size_t weight_length() const {
-    return name.size() + (value ? value->size() : 1) + (regex ? 1 : 0);
-  }
-  std::string weight_key() const { return name + "-" + value.value_or("*"); }
+  // Emissary's route-weight terms: len(name) + len(value or "*") (+1 if regex), "name-value"
+  // (an empty value counts as "*", as Python's `or` has it).
+  std::string weight_value() const { return value && !value->empty() ? *value : "*"; }
+  size_t weight_length() const { return name.size() + weight_value().size() + (regex ? 1 : 0); }
+  std::string weight_key() const { return name + "-" + weight_value(); }
   bool operator==(const KeyValueMatch& o) const {
     return name == o.name && value == o.value && regex == o.regex;
   }
