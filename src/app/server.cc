@@ -222,7 +222,7 @@ int Server::run() {
   int n = options_.workers > 0 ? options_.workers
                                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   for (int i = 0; i < n; ++i) {
-    workers_.push_back(std::make_unique<proxy::Worker>(i, access_log_.get()));
+    workers_.push_back(std::make_unique<proxy::Worker>(i, access_log_.get(), &ready_));
     workers_.back()->start();
   }
   spdlog::info("started {} workers", n);

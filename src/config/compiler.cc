@@ -207,6 +207,7 @@ class Compiler {
     }
     MappingDecodeOptions mopts;
     mopts.regex_max_size = snap_.module.regex_max_size;
+    mappings_.reserve(mappings_in_.size());
     for (const Resource* r : mappings_in_) {
       if (auto m = guarded(*r, [&] { return decode_mapping(*r, mopts, out); })) {
         mappings_.push_back(std::move(*m));

@@ -103,13 +103,26 @@ std::optional<int64_t> parse_int(std::string_view s) {
 
 }  // namespace
 
+const YAML::Node& undefined_node() {
+  // Building an undefined node allocates a whole yaml-cpp memory holder (about 200 ns), and
+  // decoding asks for dozens of absent keys per resource; so absent lookups share one node per
+  // thread. Writing through a copy (operator=, non-const operator[]) would define it for every
+  // holder: the check below at least stops that from leaking into later lookups.
+  thread_local YAML::Node node(YAML::NodeType::Undefined);
+  if (node.IsDefined()) node.reset(YAML::Node(YAML::NodeType::Undefined));
+  return node;
+}
+
 YAML::Node child(const YAML::Node& node, std::string_view key) {
   if (node.IsDefined() && node.IsMap()) {
-    for (auto it = node.begin(); it != node.end(); ++it) {
-      if (it->first.IsScalar() && it->first.Scalar() == key) return it->second;
+    // Each dereference builds a pair of handles (shared_ptr copies): dereference once per entry.
+    const auto end = node.end();
+    for (auto it = node.begin(); it != end; ++it) {
+      const auto kv = *it;
+      if (kv.first.IsScalar() && kv.first.Scalar() == key) return kv.second;
     }
   }
-  return YAML::Node(YAML::NodeType::Undefined);
+  return undefined_node();
 }
 
 ScalarKind scalar_kind(const YAML::Node& node) {
@@ -220,19 +233,29 @@ MapReader::MapReader(Reporter& r, YAML::Node node, std::string field_path, YAML:
     return;
   }
   is_map_ = true;
-  for (auto it = node_.begin(); it != node_.end(); ++it) {
-    Entry e{"", it->first, it->second, false};
-    if (!e.key.IsScalar()) {
-      r_.error(e.key, path_, "keys must be strings");
+  entries_.reserve(node_.size());
+  const auto end = node_.end();
+  for (auto it = node_.begin(); it != end; ++it) {
+    const auto kv = *it;
+    if (!kv.first.IsScalar()) {
+      r_.error(kv.first, path_, "keys must be strings");
       continue;
     }
-    e.name = e.key.Scalar();
-    if (find(e.name) != nullptr) {
-      r_.error(e.key, path(e.name), "appears more than once");
+    const std::string& name = kv.first.Scalar();
+    if (find(name) != nullptr) {
+      r_.error(kv.first, path(name), "appears more than once");
       continue;
     }
-    entries_.push_back(std::move(e));
+    entries_.emplace_back(name, kv.first, kv.second, false);
   }
+}
+
+const MapReader::Entry* MapReader::take_present(std::string_view key) {
+  Entry* e = find(key);
+  if (e == nullptr) return nullptr;
+  e->used = true;
+  if (e->value.IsNull()) return nullptr;
+  return e;
 }
 
 MapReader::Entry* MapReader::find(std::string_view key) {
@@ -267,28 +290,41 @@ YAML::Node MapReader::where(std::string_view key) const {
 
 YAML::Node MapReader::take(std::string_view key) {
   Entry* e = find(key);
-  if (e == nullptr) return YAML::Node(YAML::NodeType::Undefined);
+  if (e == nullptr) return undefined_node();
   e->used = true;
-  if (e->value.IsNull()) return YAML::Node(YAML::NodeType::Undefined);
+  if (e->value.IsNull()) return undefined_node();
   return e->value;
 }
 
+// The accessors below check the good case themselves, so the field path is built only for an
+// error (read_* then reports it).
 std::optional<std::string> MapReader::string(std::string_view key) {
-  YAML::Node v = take(key);
-  if (!v.IsDefined()) return std::nullopt;
-  return read_string(r_, v, where(key), path(key));
+  const Entry* e = take_present(key);
+  if (e == nullptr) return std::nullopt;
+  if (e->value.IsScalar() && scalar_kind(e->value) == ScalarKind::kString) {
+    return e->value.Scalar();
+  }
+  return read_string(r_, e->value, e->key, path(key));
 }
 
 std::optional<bool> MapReader::boolean(std::string_view key) {
-  YAML::Node v = take(key);
-  if (!v.IsDefined()) return std::nullopt;
-  return read_bool(r_, v, where(key), path(key));
+  const Entry* e = take_present(key);
+  if (e == nullptr) return std::nullopt;
+  if (e->value.IsScalar() && scalar_kind(e->value) == ScalarKind::kBool) {
+    char c = e->value.Scalar()[0];
+    return c == 't' || c == 'T';
+  }
+  return read_bool(r_, e->value, e->key, path(key));
 }
 
 std::optional<int64_t> MapReader::integer(std::string_view key, int64_t min, int64_t max) {
-  YAML::Node v = take(key);
-  if (!v.IsDefined()) return std::nullopt;
-  return read_int(r_, v, where(key), path(key), min, max);
+  const Entry* e = take_present(key);
+  if (e == nullptr) return std::nullopt;
+  if (e->value.IsScalar() && scalar_kind(e->value) == ScalarKind::kInt) {
+    std::optional<int64_t> v = parse_int(e->value.Scalar());
+    if (v && *v >= min && *v <= max) return v;
+  }
+  return read_int(r_, e->value, e->key, path(key), min, max);
 }
 
 std::optional<uint32_t> MapReader::millis(std::string_view key) {

@@ -29,6 +29,10 @@ ScalarKind scalar_kind(const YAML::Node& node);
 // inserts, on a non-const node, or yields a node that throws when inspected.)
 YAML::Node child(const YAML::Node& node, std::string_view key);
 
+// A shared undefined node (per thread) for "absent": copy-construct from it, never assign to a
+// copy of it (yaml-cpp assignment writes through to every holder of the node).
+const YAML::Node& undefined_node();
+
 // Collects the diagnostics of one resource and counts its errors.
 class Reporter {
  public:
@@ -108,6 +112,7 @@ class MapReader {
   };
   Entry* find(std::string_view key);
   const Entry* find(std::string_view key) const;
+  const Entry* take_present(std::string_view key);  // consumes; null when absent or null
 
   Reporter& r_;
   YAML::Node node_;

@@ -1,10 +1,15 @@
 #include "config/file_source.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 #include <system_error>
+#include <thread>
 
 #include "config/decode.h"
 
@@ -54,12 +59,14 @@ void decode_document(const YAML::Node& doc, const std::string& file, LoadResult&
 
   // Name the resource before reading it strictly, so that even its envelope errors say which
   // object they are about.
-  YAML::Node kind_node = child(doc, "kind");
+  const YAML::Node kind_node = child(doc, "kind");
   if (kind_node.IsScalar()) res.kind = kind_node.Scalar();
-  YAML::Node meta = child(doc, "metadata");
-  if (child(meta, "name").IsScalar()) res.name = child(meta, "name").Scalar();
-  if (child(meta, "namespace").IsScalar() && !child(meta, "namespace").Scalar().empty()) {
-    res.namespace_ = child(meta, "namespace").Scalar();
+  const YAML::Node meta = child(doc, "metadata");
+  const YAML::Node name_node = child(meta, "name");
+  if (name_node.IsScalar()) res.name = name_node.Scalar();
+  const YAML::Node namespace_node = child(meta, "namespace");
+  if (namespace_node.IsScalar() && !namespace_node.Scalar().empty()) {
+    res.namespace_ = namespace_node.Scalar();
   }
 
   // The envelope is read leniently about unknown keys (status, metadata.uid, ... are normal).
@@ -154,9 +161,21 @@ void decode_document(const YAML::Node& doc, const std::string& file, LoadResult&
   out.resources.push_back(std::move(res));
 }
 
-}  // namespace
+// Decodes the documents of one yaml-cpp stream, in order.
+void decode_documents(const std::vector<YAML::Node>& docs, const std::string& file,
+                      LoadResult& out) {
+  for (const YAML::Node& doc : docs) {
+    // Empty documents (a stray `---`, a file of comments) are normal in hand-written YAML.
+    if (!doc.IsDefined() || doc.IsNull()) continue;
+    try {
+      decode_document(doc, file, out);
+    } catch (const YAML::Exception& e) {
+      file_error(out, file, line_of(doc), std::string("cannot read document: ") + e.what());
+    }
+  }
+}
 
-void parse_documents(const std::string& text, const std::string& file_name, LoadResult& out) {
+void parse_sequential(const std::string& text, const std::string& file_name, LoadResult& out) {
   std::vector<YAML::Node> docs;
   try {
     docs = YAML::LoadAll(text);
@@ -165,15 +184,149 @@ void parse_documents(const std::string& text, const std::string& file_name, Load
     file_error(out, file_name, line, "invalid YAML: " + e.msg);
     return;
   }
-  for (const YAML::Node& doc : docs) {
-    // Empty documents (a stray `---`, a file of comments) are normal in hand-written YAML.
-    if (!doc.IsDefined() || doc.IsNull()) continue;
+  decode_documents(docs, file_name, out);
+}
+
+// yaml-cpp's scanner costs about 2.5 us a line, so large multi-document files are parsed in
+// parallel. Below this size the threads cost more than they save.
+constexpr size_t kParallelMinBytes = 64 * 1024;
+
+// A run of whole documents: text[begin, end), whose first byte is on 0-based line `line`.
+struct Block {
+  size_t begin = 0;
+  size_t end = 0;
+  int line = 0;
+};
+
+// Cuts `text` into about `want` blocks of similar size at document starts. yaml-cpp ends every
+// document at a line that begins with `---` followed by a blank, a line break or the end of the
+// input, whatever the context (inside a scalar it ends the scalar or fails), so a stream that
+// parses also parses block by block, into the same documents. Returns no blocks when cutting is
+// not safe: directives (`%YAML`, `%TAG`) carry over to later documents, a lone CR is a line
+// break to yaml-cpp's scanner but not to this line count, and NUL bytes or a UTF-16 BOM mean
+// the text is not UTF-8.
+std::vector<Block> split_blocks(std::string_view text, size_t want) {
+  std::vector<Block> blocks;
+  if (text.size() < 2 ||
+      (static_cast<unsigned char>(text[0]) == 0xFE &&
+       static_cast<unsigned char>(text[1]) == 0xFF) ||
+      (static_cast<unsigned char>(text[0]) == 0xFF &&
+       static_cast<unsigned char>(text[1]) == 0xFE)) {
+    return blocks;
+  }
+  if (std::memchr(text.data(), '\0', text.size()) != nullptr) return blocks;
+  for (size_t cr = text.find('\r'); cr != std::string_view::npos; cr = text.find('\r', cr + 1)) {
+    if (cr + 1 == text.size() || text[cr + 1] != '\n') return blocks;
+  }
+
+  std::vector<std::pair<size_t, int>> starts;  // (offset, line) of each `---` line
+  int line = 0;
+  size_t pos = text.starts_with("\xEF\xBB\xBF") ? 3 : 0;  // a UTF-8 BOM is not in column 0
+  while (pos < text.size()) {
+    char c = text[pos];
+    if (c == '%') return {};
+    if (c == '-' && text.compare(pos, 3, "---") == 0) {
+      size_t after = pos + 3;
+      if (after == text.size() || text[after] == ' ' || text[after] == '\t' ||
+          text[after] == '\n' || text.compare(after, 2, "\r\n") == 0) {
+        if (pos > 0) starts.emplace_back(pos, line);
+      }
+    }
+    const void* nl = std::memchr(text.data() + pos, '\n', text.size() - pos);
+    if (nl == nullptr) break;
+    pos = static_cast<size_t>(static_cast<const char*>(nl) - text.data()) + 1;
+    ++line;
+  }
+  if (starts.empty() || want < 2) return blocks;
+
+  // Cut at the first document start at or after each ideal boundary.
+  size_t target = text.size() / want;
+  Block current;
+  for (const auto& [offset, start_line] : starts) {
+    if (offset - current.begin < target) continue;
+    current.end = offset;
+    blocks.push_back(current);
+    current = Block{offset, 0, start_line};
+  }
+  current.end = text.size();
+  blocks.push_back(current);
+  if (blocks.size() < 2) blocks.clear();
+  return blocks;
+}
+
+// Parses and decodes the blocks on a few threads; false when a block is not valid YAML (the
+// caller then parses the whole text again in one piece, so the error is reported exactly as
+// before: the first error in the file, with yaml-cpp's message for the text as a whole).
+bool parse_parallel(const std::string& text, const std::vector<Block>& blocks, size_t threads,
+                    const std::string& file_name, LoadResult& out) {
+  std::vector<LoadResult> results(blocks.size());
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::exception_ptr crash;
+  std::atomic<bool> crashed{false};
+
+  auto work = [&] {
+    for (size_t i = next++; i < blocks.size() && !failed && !crashed; i = next++) {
+      const Block& b = blocks[i];
+      try {
+        // Leading line breaks put the block's nodes on their lines in the file (yaml-cpp has no
+        // way to start counting elsewhere, and skips blank lines quickly). Only Mark::pos, which
+        // nothing here reads, stays relative to the block.
+        std::string piece;
+        piece.reserve(static_cast<size_t>(b.line) + (b.end - b.begin));
+        piece.append(static_cast<size_t>(b.line), '\n');
+        piece.append(text, b.begin, b.end - b.begin);
+        std::vector<YAML::Node> docs;
+        try {
+          docs = YAML::LoadAll(piece);
+        } catch (const YAML::Exception&) {
+          failed = true;
+          return;
+        }
+        decode_documents(docs, file_name, results[i]);
+      } catch (...) {
+        if (!crashed.exchange(true)) crash = std::current_exception();
+        return;
+      }
+    }
+  };
+
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < threads; ++t) {
     try {
-      decode_document(doc, file_name, out);
-    } catch (const YAML::Exception& e) {
-      file_error(out, file_name, line_of(doc), std::string("cannot read document: ") + e.what());
+      pool.emplace_back(work);
+    } catch (const std::system_error&) {
+      break;  // no more threads: the others do the work
     }
   }
+  work();
+  for (std::thread& t : pool) t.join();
+  if (crashed) std::rethrow_exception(crash);
+  if (failed) return false;
+
+  for (LoadResult& r : results) {
+    out.resources.insert(out.resources.end(), std::make_move_iterator(r.resources.begin()),
+                         std::make_move_iterator(r.resources.end()));
+    out.diagnostics.insert(out.diagnostics.end(), std::make_move_iterator(r.diagnostics.begin()),
+                           std::make_move_iterator(r.diagnostics.end()));
+  }
+  return true;
+}
+
+}  // namespace
+
+void parse_documents(const std::string& text, const std::string& file_name, LoadResult& out) {
+  size_t threads = std::min<size_t>(std::thread::hardware_concurrency(), 8);
+  if (text.size() >= kParallelMinBytes && threads > 1) {
+    // A few blocks per thread even out documents of different sizes and threads that get less
+    // CPU than the others.
+    std::vector<Block> blocks = split_blocks(text, threads * 2);
+    if (!blocks.empty() &&
+        parse_parallel(text, blocks, std::min(threads, blocks.size()), file_name, out)) {
+      return;
+    }
+  }
+  parse_sequential(text, file_name, out);
 }
 
 LoadResult load_path(const std::string& path) {

@@ -116,6 +116,14 @@ std::optional<AmbassadorModule> decode_ambassador_module(const Resource& resourc
     s.regex_max_size = static_cast<uint32_t>(*v);
   }
   decode_defaults(c, out.defaults);
+  for (auto [key, field] : {std::pair<const char*, bool*>{"liveness_probe", &s.liveness_probe},
+                            std::pair<const char*, bool*>{"readiness_probe", &s.readiness_probe}}) {
+    if (auto probe = c.map(key)) {
+      if (auto v = probe->boolean("enabled")) *field = *v;
+      for (const char* sub : {"prefix", "rewrite", "service"}) probe->ignore(sub);
+      probe->finish();
+    }
+  }
 
   c.unsupported("lua_scripts", "Envoy-specific");
   // Envoy-process and 1.x knobs with no meaning here (Emissary itself only reports them).
@@ -126,8 +134,6 @@ std::optional<AmbassadorModule> decode_ambassador_module(const Resource& resourc
     c.ignore(key);
   }
   for (const char* key : {"diagnostics",
-                          "liveness_probe",
-                          "readiness_probe",
                           "keepalive",
                           "circuit_breakers",
                           "load_balancer",

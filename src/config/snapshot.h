@@ -38,6 +38,10 @@ struct ModuleSettings {
   uint32_t cluster_idle_timeout_ms = 3600 * 1000;   // default upstream idle timeout
   uint32_t cluster_max_connection_lifetime_ms = 0;  // 0 = unlimited
   bool add_linkerd_headers = false;
+  // Emissary routes /ambassador/v0/check_alive and check_ready on every Host; we answer them on
+  // the edge listeners unless the Module's liveness_probe/readiness_probe say enabled: false.
+  bool liveness_probe = true;
+  bool readiness_probe = true;
   bool enable_ipv4 = true;
   bool enable_ipv6 = false;
   uint32_t regex_max_size = 200;  // RE2 program size limit for every regex in the config

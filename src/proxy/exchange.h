@@ -25,6 +25,7 @@ struct Exchange {
 
   std::shared_ptr<const WorkerConfig> config;
   const config::ListenerSnapshot* listener = nullptr;
+  http::RequestParser parser;  // scan progress of the head being received
   http::RequestHead request;
   router::RouteTable::Match match;
   upstream::WorkerCluster* cluster = nullptr;
@@ -66,6 +67,8 @@ struct Exchange {
 
   net::Timer route_timer;
   net::Timer connect_timer;
+  net::Timer idle_timer;  // route idle_timeout_ms: no bytes either way for that long
+  uint64_t last_activity_ms = 0;
   void* owner = nullptr;  // the HttpConnection using this exchange (timers call back into it)
 };
 

@@ -82,7 +82,8 @@ void merge_slashes(std::string_view path, std::string& out) {
 
 Exchange::Exchange(net::EventLoop& loop)
     : route_timer(loop, [this] { static_cast<HttpConnection*>(owner)->on_route_timeout(); }),
-      connect_timer(loop, [this] { static_cast<HttpConnection*>(owner)->on_connect_timeout(); }) {}
+      connect_timer(loop, [this] { static_cast<HttpConnection*>(owner)->on_connect_timeout(); }),
+      idle_timer(loop, [this] { static_cast<HttpConnection*>(owner)->on_stream_idle_timeout(); }) {}
 
 void Exchange::reset() {
   config.reset();
@@ -104,8 +105,11 @@ void Exchange::reset() {
   up_head.clear();
   upstream_host.clear();
   response_parser.reset();
+  parser.reset();
   route_timer.cancel();
   connect_timer.cancel();
+  idle_timer.cancel();
+  last_activity_ms = 0;
   context = RequestContext{};
   owner = nullptr;
 }
@@ -115,8 +119,6 @@ HttpConnection::HttpConnection(Worker& worker, int fd, std::string listener_key,
     : worker_(worker),
       fd_(fd),
       listener_key_(std::move(listener_key)),
-      peer_(peer),
-      local_(local),
       peer_text_(peer.to_string()),
       local_text_(local.to_string()),
       idle_timer_(worker.loop(), [this] {
@@ -138,8 +140,6 @@ HttpConnection::~HttpConnection() {
 
 void HttpConnection::start() {
   worker_.loop().add(fd_, EPOLLIN | EPOLLOUT | EPOLLRDHUP, this);
-  const auto& cfg = worker_.config();
-  if (cfg) parser_.set_limits(cfg->limits);
   arm_idle_timer();
   // Accepted sockets often have the request already waiting.
   read_downstream();
@@ -193,6 +193,7 @@ void HttpConnection::drain() {
 
 void HttpConnection::read_downstream() {
   while (phase_ != Phase::kClosed && !peer_eof_) {
+    if (in_ && in_->writable() == 0) in_->compact();
     if (phase_ == Phase::kExchange) {
       // Back-pressure: read more only while the upstream keeps up, and never buffer a second
       // request while one is in progress beyond one buffer.
@@ -258,8 +259,12 @@ void HttpConnection::process_input() {
       phase_ = Phase::kHead;
       idle_timer_.arm(kRequestHeadersTimeoutMs);
     }
-    if (!exchange_) exchange_ = take_exchange();
-    http::ParseResult r = parser_.parse(in_->readable(), exchange_->request);
+    if (!exchange_) {
+      exchange_ = take_exchange();
+      const auto& cfg = worker_.config();
+      if (cfg) exchange_->parser.set_limits(cfg->limits);
+    }
+    http::ParseResult r = exchange_->parser.parse(in_->readable(), exchange_->request);
     if (r.status == http::ParseStatus::kIncomplete) return;
     if (r.status == http::ParseStatus::kError) {
       parse_error(r);
@@ -306,7 +311,7 @@ void HttpConnection::parse_error(const http::ParseResult& result) {
 
 void HttpConnection::start_exchange(size_t head_length) {
   in_->consume(head_length);
-  parser_.reset();
+  exchange_->parser.reset();
   phase_ = Phase::kExchange;
   idle_timer_.cancel();
   Exchange& e = *exchange_;
@@ -398,6 +403,7 @@ void HttpConnection::route_request() {
     merge_slashes(path, e.scratch);
     path = e.scratch;
   }
+  if (answer_probe(path, snap.module)) return;
   router::RequestView view;
   view.method = req.method;
   view.path = path;
@@ -448,6 +454,11 @@ void HttpConnection::route_request() {
   ctx.start_unix_ms = e.start_unix_ms;
   build_upstream_head(ctx, *e.match.route, target, e.cluster->spec(), path, e.up_head,
                       e.original_path);
+  uint32_t idle = target.idle_timeout_ms;
+  if (idle > 0) {
+    e.last_activity_ms = worker_.loop().now_ms();
+    e.idle_timer.arm(idle);
+  }
   if (req.expect_continue && !e.request_complete) {
     // We answer 100-continue ourselves (and never forward Expect), as Envoy does.
     write_downstream("HTTP/1.1 100 Continue\r\n\r\n");
@@ -488,6 +499,7 @@ void HttpConnection::send_redirect(const router::RouteTarget& target, const rout
 
 void HttpConnection::send_local_reply(int status, std::string_view body, std::string_view flags,
                                       std::string_view location) {
+  if (phase_ == Phase::kClosed) return;
   if (!exchange_) exchange_ = take_exchange();
   Exchange& e = *exchange_;
   phase_ = Phase::kExchange;
@@ -496,10 +508,13 @@ void HttpConnection::send_local_reply(int status, std::string_view body, std::st
   e.flags = flags;
   // A request body we will not read would be parsed as the next request: close instead.
   if (!e.request_complete) close_after_response_ = true;
-  if (status >= 400 && status != 404 && status != 403) close_after_response_ = true;
+  if (status == 408 || status == 413 || status == 414 || status == 431) {
+    close_after_response_ = true;
+  }
   if (e.upstream) upstream::UpstreamConnection::destroy(std::move(e.upstream));
   e.route_timer.cancel();
   e.connect_timer.cancel();
+  e.idle_timer.cancel();
   std::string& out = e.scratch;
   out.clear();
   std::string_view server =
@@ -513,6 +528,7 @@ void HttpConnection::send_local_reply(int status, std::string_view body, std::st
     e.bytes_sent = body.size() + 1;
   }
   write_downstream(out);
+  if (phase_ == Phase::kClosed) return;
   e.response_head_sent = true;
   e.response_complete = true;
   e.request_complete = true;  // nothing more of it will be read as this request
@@ -555,7 +571,7 @@ void HttpConnection::connect_upstream() {
 }
 
 void HttpConnection::on_upstream_event(uint32_t events) {
-  if (!exchange_ || !exchange_->upstream) return;
+  if (phase_ == Phase::kClosed || !exchange_ || !exchange_->upstream) return;
   Exchange& e = *exchange_;
   if (!e.upstream->connected) {
     if (events & (EPOLLERR | EPOLLHUP)) {
@@ -590,7 +606,7 @@ void HttpConnection::on_upstream_connected() {
 }
 
 void HttpConnection::on_connect_timeout() {
-  if (!exchange_) return;
+  if (!exchange_ || phase_ == Phase::kClosed) return;
   exchange_->cluster->counters.cx_connect_fail++;
   upstream_failed("connection timeout", "UF", true);
 }
@@ -633,6 +649,7 @@ void HttpConnection::send_request_head() {
 }
 
 void HttpConnection::forward_request_body() {
+  if (phase_ == Phase::kClosed) return;
   Exchange& e = *exchange_;
   if (!e.upstream || !e.upstream->connected) return;
   if (!e.up_out) e.up_out = worker_.buffers().take();
@@ -651,6 +668,7 @@ void HttpConnection::forward_request_body() {
       return;
     }
     if (!r.data.empty()) {
+      e.last_activity_ms = worker_.loop().now_ms();
       e.bytes_received += r.data.size();
       if (chunked) {
         char size_line[24];
@@ -722,6 +740,7 @@ void HttpConnection::read_upstream(bool upstream_hup) {
     ssize_t n = recv(e.upstream->fd(), e.up_in->write_ptr(), asked, 0);
     if (n > 0) {
       e.up_in->commit(static_cast<size_t>(n));
+      e.last_activity_ms = worker_.loop().now_ms();
       upstream::UpstreamConnection* reading = e.upstream.get();
       process_upstream_input();
       // Short read: the socket is drained (see read_downstream), unless that exchange ended or
@@ -767,7 +786,7 @@ void HttpConnection::process_upstream_input() {
       break;
     }
     on_response_head();
-    if (!exchange_) return;
+    if (!exchange_ || phase_ == Phase::kClosed) return;
   }
   forward_response_body();
 }
@@ -818,6 +837,7 @@ void HttpConnection::on_response_head() {
   std::string& out = e.scratch;
   build_response_head(ctx, out);
   write_downstream(out);
+  if (phase_ == Phase::kClosed) return;
   e.response_head_sent = true;
   e.route_timer.cancel();
   if (e.response.framing == http::BodyFraming::kNone) {
@@ -826,6 +846,7 @@ void HttpConnection::on_response_head() {
 }
 
 void HttpConnection::forward_response_body() {
+  if (phase_ == Phase::kClosed) return;
   Exchange& e = *exchange_;
   while (!e.response_complete && e.up_in && !e.up_in->empty()) {
     if (out_ && out_->size() >= kWatermark) break;
@@ -860,7 +881,7 @@ void HttpConnection::forward_response_body() {
     }
     if (r.consumed == 0) break;
   }
-  if (e.response_complete) {
+  if (e.response_complete && phase_ != Phase::kClosed) {
     if (e.response_chunked) write_downstream("0\r\n\r\n");
     // Bytes after a complete response (HEAD/204/304 extras, or a pipelined surprise) mean the
     // upstream connection is out of sync: never pool it.
@@ -891,8 +912,46 @@ void HttpConnection::on_upstream_eof() {
   }
 }
 
+void HttpConnection::on_stream_idle_timeout() {
+  if (!exchange_ || phase_ == Phase::kClosed) return;
+  Exchange& e = *exchange_;
+  uint32_t idle = e.match.target ? e.match.target->idle_timeout_ms : 0;
+  uint64_t quiet = worker_.loop().now_ms() - e.last_activity_ms;
+  if (idle == 0) return;
+  if (quiet < idle) {
+    e.idle_timer.arm(idle - quiet);
+    return;
+  }
+  upstream::UpstreamConnection::destroy(std::move(e.upstream));
+  if (!e.response_head_sent) {
+    // Envoy's stream idle timeout: 408 before any response header, a reset after.
+    close_after_response_ = true;
+    send_local_reply(408, "stream timeout", "SI");
+  } else {
+    e.flags = "SI";
+    close_now();
+  }
+}
+
+bool HttpConnection::answer_probe(std::string_view path, const config::ModuleSettings& module) {
+  if (path.size() < 25 || path.substr(0, 14) != "/ambassador/v0") return false;
+  if (path == "/ambassador/v0/check_alive" && module.liveness_probe) {
+    send_local_reply(200, "ambassador liveness check OK", "-");
+    return true;
+  }
+  if (path == "/ambassador/v0/check_ready" && module.readiness_probe) {
+    if (worker_.ready()) {
+      send_local_reply(200, "ambassador readiness check OK", "-");
+    } else {
+      send_local_reply(503, "ambassador waiting for config", "-");
+    }
+    return true;
+  }
+  return false;
+}
+
 void HttpConnection::on_route_timeout() {
-  if (!exchange_) return;
+  if (!exchange_ || phase_ == Phase::kClosed) return;
   Exchange& e = *exchange_;
   if (e.cluster) e.cluster->counters.rq_timeout++;
   upstream::UpstreamConnection::destroy(std::move(e.upstream));
@@ -908,9 +967,11 @@ void HttpConnection::on_route_timeout() {
 // Completion and lifecycle.
 
 void HttpConnection::finish_exchange() {
+  if (phase_ == Phase::kClosed || !exchange_) return;
   Exchange& e = *exchange_;
   e.route_timer.cancel();
   e.connect_timer.cancel();
+  e.idle_timer.cancel();
   if (e.upstream) {
     bool reusable = e.upstream_reusable && e.request_complete && e.response_complete &&
                     (!e.up_out || e.up_out->empty()) && !worker_.draining();
@@ -935,9 +996,11 @@ void HttpConnection::finish_exchange() {
     process_input();
   } else {
     release_buffers_if_idle();
-    // The kernel may hold the next pipelined request already; edge-triggered epoll will not
-    // tell us again about bytes that arrived while we were busy.
-    if (phase_ == Phase::kIdle && (read_blocked_ || peer_hup_)) read_downstream();
+  }
+  // We may have stopped reading while busy; edge-triggered epoll will not report again bytes
+  // that already wait in the kernel, so read them now if we are waiting for more input.
+  if ((phase_ == Phase::kIdle || phase_ == Phase::kHead) && (read_blocked_ || peer_hup_)) {
+    read_downstream();
   }
 }
 
@@ -1045,13 +1108,14 @@ void HttpConnection::close_now() {
   phase_ = Phase::kClosed;
   idle_timer_.cancel();
   if (exchange_) {
+    // The exchange itself stays until the deferred delete: callers up the stack may still hold
+    // a reference to it. Everything that acts on it checks phase_ first.
     Exchange& e = *exchange_;
-    if (e.status != 0 && !e.response_complete) {
-      // Log aborted exchanges too.
-      log_exchange();
-    }
+    e.route_timer.cancel();
+    e.connect_timer.cancel();
+    e.idle_timer.cancel();
+    if (e.status != 0 && !e.response_complete) log_exchange();  // aborted exchanges are logged
     upstream::UpstreamConnection::destroy(std::move(e.upstream));
-    recycle_exchange();
   }
   worker_.loop().remove(fd_);
   close(fd_);

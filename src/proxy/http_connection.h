@@ -78,6 +78,9 @@ class HttpConnection final : public net::IoHandler, public upstream::UpstreamCon
   void finish_exchange();
   void on_route_timeout();
   void on_connect_timeout();
+  void on_stream_idle_timeout();
+  // Emissary's probe Mappings (/ambassador/v0/check_alive, check_ready) on edge listeners.
+  bool answer_probe(std::string_view path, const config::ModuleSettings& module);
 
   // Lifecycle.
   void arm_idle_timer();
@@ -92,8 +95,6 @@ class HttpConnection final : public net::IoHandler, public upstream::UpstreamCon
   Worker& worker_;
   int fd_;
   std::string listener_key_;
-  net::Address peer_;
-  net::Address local_;
   std::string peer_text_;
   std::string local_text_;
   Phase phase_ = Phase::kIdle;
@@ -105,7 +106,6 @@ class HttpConnection final : public net::IoHandler, public upstream::UpstreamCon
   std::unique_ptr<net::Buffer> in_;
   std::unique_ptr<net::Buffer> out_;
   std::unique_ptr<Exchange> exchange_;
-  http::RequestParser parser_;
   net::Timer idle_timer_;  // keep-alive idle, request-headers timeout, linger
 };
 

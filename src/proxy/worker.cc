@@ -24,9 +24,10 @@ const config::ListenerSnapshot* WorkerConfig::listener(const std::string& key) c
   return nullptr;
 }
 
-Worker::Worker(int index, observe::AccessLogSink* sink)
+Worker::Worker(int index, observe::AccessLogSink* sink, const std::atomic<bool>* ready)
     : index_(index),
       sink_(sink),
+      ready_(ready),
       rng_(std::random_device{}() ^ (static_cast<uint64_t>(index) << 32)),
       log_timer_(loop_, [this] { flush_access_log(); }) {}
 
@@ -123,8 +124,11 @@ void Worker::apply_on_loop(std::shared_ptr<const config::Snapshot> snapshot,
     }
     listeners.emplace(key, std::move(socket));
   }
+  for (auto& [key, socket] : listeners_) {
+    if (socket) retire(std::move(socket));
+  }
   listeners_ = std::move(listeners);
-  if (draining_) listeners_.clear();
+  if (draining_) retire_all_listeners();
   config_ = std::move(cfg);
   if (done) done(failures, errors);
 }
@@ -141,10 +145,23 @@ void Worker::update_endpoints(std::shared_ptr<const EndpointMap> endpoints) {
 void Worker::drain() {
   loop_.post([this] {
     draining_ = true;
-    listeners_.clear();
+    retire_all_listeners();
     for (auto& [name, cluster] : clusters_) cluster->close_idle();
     for (HttpConnection* c : std::vector<HttpConnection*>(connections_)) c->drain();
   });
+}
+
+void Worker::retire(std::unique_ptr<ListenerSocket> socket) {
+  // Closing now stops accepting; freeing waits until the current batch of events, which may
+  // still name this socket, has been dispatched.
+  socket->pause();
+  ListenerSocket* raw = socket.release();
+  loop_.defer([raw] { delete raw; });
+}
+
+void Worker::retire_all_listeners() {
+  for (auto& [key, socket] : listeners_) retire(std::move(socket));
+  listeners_.clear();
 }
 
 void Worker::on_connection_open(HttpConnection* connection) {

@@ -49,7 +49,7 @@ struct WorkerCounters {
 
 class Worker {
  public:
-  Worker(int index, observe::AccessLogSink* sink);
+  Worker(int index, observe::AccessLogSink* sink, const std::atomic<bool>* ready);
   ~Worker();
 
   void start();
@@ -72,6 +72,7 @@ class Worker {
   net::BufferPool& buffers() { return buffers_; }
   const std::shared_ptr<const WorkerConfig>& config() const { return config_; }
   bool draining() const { return draining_; }
+  bool ready() const { return ready_ != nullptr && ready_->load(std::memory_order_relaxed); }
   uint32_t draw_percent() { return static_cast<uint32_t>(rng_() % 100); }
   uint64_t random64() { return rng_(); }
   std::string& access_log_buffer() { return log_buffer_; }
@@ -86,9 +87,12 @@ class Worker {
                      std::shared_ptr<const observe::AccessLogFormat> access_log,
                      const std::function<void(int, std::string)>& done);
   void flush_access_log();
+  void retire(std::unique_ptr<ListenerSocket> socket);
+  void retire_all_listeners();
 
   int index_;
   observe::AccessLogSink* sink_;
+  const std::atomic<bool>* ready_;
   net::EventLoop loop_;
   std::thread thread_;
   net::BufferPool buffers_;
