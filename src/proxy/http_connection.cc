@@ -764,6 +764,14 @@ void HttpConnection::read_upstream(bool upstream_hup) {
 }
 
 void HttpConnection::process_upstream_input() {
+  // Everything one upstream read produces (head and body) leaves in one send.
+  corked_ = true;
+  process_upstream_bytes();
+  corked_ = false;
+  send_pending();
+}
+
+void HttpConnection::process_upstream_bytes() {
   Exchange& e = *exchange_;
   if (!e.response_head_sent) {
     for (;;) {
@@ -1033,7 +1041,7 @@ void HttpConnection::log_exchange() {
 
 void HttpConnection::write_downstream(std::string_view bytes) {
   if (bytes.empty() || phase_ == Phase::kClosed) return;
-  if (!out_ || out_->empty()) {
+  if (!corked_ && (!out_ || out_->empty())) {
     // Fast path: straight to the socket; only what the kernel refuses is buffered.
     ssize_t n = send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
     if (n < 0) {
@@ -1051,7 +1059,7 @@ void HttpConnection::write_downstream(std::string_view bytes) {
   out_->append(bytes);
 }
 
-bool HttpConnection::flush_downstream() {
+bool HttpConnection::send_pending() {
   while (out_ && !out_->empty()) {
     std::string_view data = out_->readable();
     ssize_t n = send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
@@ -1064,6 +1072,12 @@ bool HttpConnection::flush_downstream() {
     close_now();
     return false;
   }
+  return true;
+}
+
+bool HttpConnection::flush_downstream() {
+  if (!send_pending()) return false;
+  if (out_ && !out_->empty()) return true;
   if (closing_) {
     start_lingering();
     return phase_ != Phase::kClosed;
@@ -1084,6 +1098,7 @@ void HttpConnection::arm_idle_timer() {
 
 void HttpConnection::begin_close_after_flush() {
   closing_ = true;
+  if (!send_pending()) return;
   if (!out_ || out_->empty()) start_lingering();
 }
 

@@ -51,7 +51,8 @@ class HttpConnection final : public net::IoHandler, public upstream::UpstreamCon
   // Downstream side.
   void read_downstream();
   void process_input();
-  bool flush_downstream();  // false if the connection closed
+  bool flush_downstream();  // on writable: send, then linger or resume; false if closed
+  bool send_pending();      // send what out_ holds; false if the connection closed
   void write_downstream(std::string_view bytes);
   void on_downstream_eof();
   void start_exchange(size_t head_length);
@@ -72,6 +73,7 @@ class HttpConnection final : public net::IoHandler, public upstream::UpstreamCon
   bool flush_upstream();
   void read_upstream(bool upstream_hup);
   void process_upstream_input();
+  void process_upstream_bytes();
   void on_response_head();
   void forward_response_body();
   void on_upstream_eof();
@@ -103,6 +105,7 @@ class HttpConnection final : public net::IoHandler, public upstream::UpstreamCon
   bool read_blocked_ = false;  // we stopped reading for back-pressure, not because drained
   bool close_after_response_ = false;
   bool closing_ = false;  // flush out_, then close
+  bool corked_ = false;   // collect writes into out_; the caller sends them together
   std::unique_ptr<net::Buffer> in_;
   std::unique_ptr<net::Buffer> out_;
   std::unique_ptr<Exchange> exchange_;
