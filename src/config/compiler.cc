@@ -40,8 +40,7 @@ std::string lower(std::string s) {
   return s;
 }
 
-std::string sanitize(const std::string& s) {
-  std::string out = s;
+std::string sanitize(std::string out) {
   for (char& c : out) {
     bool ok =
         (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
@@ -339,20 +338,38 @@ class Compiler {
         m.cluster_max_connection_lifetime_ms.value_or(mod.cluster_max_connection_lifetime_ms);
     spec.enable_ipv4 = m.enable_ipv4.value_or(mod.enable_ipv4);
     spec.enable_ipv6 = m.enable_ipv6.value_or(mod.enable_ipv6);
-    std::optional<std::string> stats = m.stats_name ? m.stats_name : defaults_.stats_name;
+    const std::optional<std::string>& stats = m.stats_name ? m.stats_name : defaults_.stats_name;
     spec.stats_name =
         stats ? *stats : sanitize(m.address.host + "_" + std::to_string(m.address.port));
     // Emissary's name: cluster_[shadow_]<service as written>[_otls]_<namespace>, sanitized.
-    std::string base = "cluster_" + std::string(shadow ? "shadow_" : "") + m.service +
-                       (m.address.tls ? "_otls" : "") + "_" + m.namespace_;
-    base = sanitize(base);
-    std::string settings =
-        spec.host + "|" + std::to_string(spec.port) + "|" + (spec.tls ? "tls" : "") + "|" +
-        std::to_string(spec.connect_timeout_ms) + "|" + std::to_string(spec.idle_timeout_ms) + "|" +
-        std::to_string(spec.max_connection_lifetime_ms) + "|" + (spec.enable_ipv4 ? "4" : "") +
-        (spec.enable_ipv6 ? "6" : "") + "|" + spec.stats_name;
-    // Same name and same settings: share it. Same name, other settings: a hashed sibling.
-    for (const std::string& name : {base, base + "_" + hex8(fnv1a(settings))}) {
+    std::string base = "cluster_";
+    if (shadow) base += "shadow_";
+    base += m.service;
+    if (m.address.tls) base += "_otls";
+    base += '_';
+    base += m.namespace_;
+    base = sanitize(std::move(base));
+    std::string settings;
+    settings.reserve(spec.host.size() + spec.stats_name.size() + 64);
+    settings += spec.host;
+    settings += '|';
+    settings += std::to_string(spec.port);
+    settings += '|';
+    if (spec.tls) settings += "tls";
+    settings += '|';
+    settings += std::to_string(spec.connect_timeout_ms);
+    settings += '|';
+    settings += std::to_string(spec.idle_timeout_ms);
+    settings += '|';
+    settings += std::to_string(spec.max_connection_lifetime_ms);
+    settings += '|';
+    if (spec.enable_ipv4) settings += '4';
+    if (spec.enable_ipv6) settings += '6';
+    settings += '|';
+    settings += spec.stats_name;
+    // Same name and same settings: share it. Same name, other settings: a hashed sibling (named
+    // only when needed: most Mappings share their cluster).
+    auto use = [&](const std::string& name) -> std::optional<uint32_t> {
       auto it = cluster_index_.find(name);
       if (it == cluster_index_.end()) {
         spec.name = name;
@@ -361,7 +378,10 @@ class Compiler {
         return static_cast<uint32_t>(snap_.clusters.size() - 1);
       }
       if (it->second.first == settings) return static_cast<uint32_t>(it->second.second);
-    }
+      return std::nullopt;
+    };
+    if (std::optional<uint32_t> index = use(base)) return *index;
+    if (std::optional<uint32_t> index = use(base + "_" + hex8(fnv1a(settings)))) return *index;
     // A hash collision between different settings: practically impossible; fall back to a count.
     spec.name = base + "_" + std::to_string(snap_.clusters.size());
     snap_.clusters.push_back(std::move(spec));

@@ -128,13 +128,15 @@ YAML::Node child(const YAML::Node& node, std::string_view key) {
 ScalarKind scalar_kind(const YAML::Node& node) {
   if (!node.IsDefined() || node.IsNull()) return ScalarKind::kNull;
   if (!node.IsScalar()) return ScalarKind::kString;
-  const std::string& tag = node.Tag();
+  // string_view comparisons: these run for every scalar read, and std::string == const char*
+  // is an out-of-line strlen and compare each.
+  const std::string_view tag = node.Tag();
   if (tag == "!" || tag == kTagStr) return ScalarKind::kString;
   if (tag == kTagInt) return ScalarKind::kInt;
   if (tag == kTagBool) return ScalarKind::kBool;
   if (tag == kTagFloat) return ScalarKind::kFloat;
   if (tag == kTagNull) return ScalarKind::kNull;
-  const std::string& s = node.Scalar();
+  const std::string_view s = node.Scalar();
   if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return ScalarKind::kNull;
   if (s == "true" || s == "True" || s == "TRUE" || s == "false" || s == "False" || s == "FALSE") {
     return ScalarKind::kBool;

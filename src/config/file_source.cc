@@ -283,6 +283,7 @@ bool parse_parallel(const std::string& text, const std::vector<Block>& blocks, s
           failed = true;
           return;
         }
+        results[i].resources.reserve(docs.size());
         decode_documents(docs, file_name, results[i]);
       } catch (...) {
         if (!crashed.exchange(true)) crash = std::current_exception();

@@ -32,6 +32,10 @@ bool is_header_name(std::string_view name) {
 
 std::optional<std::vector<AddedHeader>> decode_added_headers(MapReader& parent,
                                                              std::string_view key) {
+  if (!parent.has(key)) {
+    parent.ignore(key);  // consumed, as map() would (a reader for nothing costs a field path)
+    return std::nullopt;
+  }
   std::optional<MapReader> m = parent.map(key);
   if (!m || !m->present()) return std::nullopt;
   Reporter& r = m->reporter();

@@ -28,6 +28,14 @@ bool is_ip_literal(std::string_view host) {
   return dots == 3;
 }
 
+// Most optional sub-maps are absent, and a reader for an absent map costs a field path and a few
+// handle copies: skip those (consuming the key, as map() would).
+bool skip_absent(MapReader& parent, std::string_view key) {
+  if (parent.has(key)) return false;
+  parent.ignore(key);
+  return true;
+}
+
 // Compiles `pattern` and reports why it cannot be used.
 std::shared_ptr<const RE2> regex_or_error(Reporter& r, const YAML::Node& at,
                                           const std::string& path, const std::string& pattern,
@@ -40,6 +48,7 @@ std::shared_ptr<const RE2> regex_or_error(Reporter& r, const YAML::Node& at,
 
 std::optional<RegexMap> decode_regex_map(MapReader& parent, std::string_view key,
                                          uint32_t max_size) {
+  if (skip_absent(parent, key)) return std::nullopt;
   std::optional<MapReader> m = parent.map(key);
   if (!m || !m->present()) return std::nullopt;
   Reporter& r = m->reporter();
@@ -104,6 +113,7 @@ std::vector<KeyValueMatch> decode_matchers(MapReader& m, std::string_view key, b
 }
 
 std::optional<LoadBalancerSpec> decode_load_balancer(MapReader& parent) {
+  if (skip_absent(parent, "load_balancer")) return std::nullopt;
   std::optional<MapReader> m = parent.map("load_balancer");
   if (!m || !m->present()) return std::nullopt;
   Reporter& r = m->reporter();
@@ -174,6 +184,7 @@ std::optional<std::vector<CircuitBreakerSpec>> decode_circuit_breakers(MapReader
 }
 
 std::optional<KeepAliveSpec> decode_keepalive(MapReader& parent) {
+  if (skip_absent(parent, "keepalive")) return std::nullopt;
   std::optional<MapReader> m = parent.map("keepalive");
   if (!m || !m->present()) return std::nullopt;
   KeepAliveSpec k;
@@ -185,6 +196,7 @@ std::optional<KeepAliveSpec> decode_keepalive(MapReader& parent) {
 }
 
 std::optional<RetryPolicySpec> decode_retry_policy(MapReader& parent) {
+  if (skip_absent(parent, "retry_policy")) return std::nullopt;
   std::optional<MapReader> m = parent.map("retry_policy");
   if (!m || !m->present()) return std::nullopt;
   RetryPolicySpec p;
@@ -217,6 +229,7 @@ std::vector<std::string> cors_list(MapReader& m, std::string_view key) {
 }
 
 std::optional<CorsSpec> decode_cors(MapReader& parent) {
+  if (skip_absent(parent, "cors")) return std::nullopt;
   std::optional<MapReader> m = parent.map("cors");
   if (!m || !m->present()) return std::nullopt;
   CorsSpec c;

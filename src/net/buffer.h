@@ -61,7 +61,7 @@ class BufferPool {
   size_t idle() const { return free_.size(); }
 
  private:
-  static constexpr size_t kMaxIdle = 1024;
+  static constexpr size_t kMaxIdle = 64;  // 1 MiB per worker kept warm; beyond that, free
   std::vector<std::unique_ptr<Buffer>> free_;
 };
 

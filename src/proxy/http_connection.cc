@@ -768,7 +768,7 @@ void HttpConnection::process_upstream_input() {
   corked_ = true;
   process_upstream_bytes();
   corked_ = false;
-  send_pending();
+  if (send_pending()) release_buffers_if_idle();
 }
 
 void HttpConnection::process_upstream_bytes() {
