@@ -243,6 +243,7 @@ int Server::run() {
   for (auto& w : workers_) w->stop_and_join();
   workers_.clear();
   access_log_->flush();
+  control_loop_.run_deferred();
   spdlog::info("stopped");
   return exit_code_;
 }

@@ -189,11 +189,15 @@ void EventLoop::run() {
       handler->on_io(events[i].events);
     }
     run_timers();
-    while (!deferred_.empty()) {
-      auto tasks = std::move(deferred_);
-      deferred_.clear();
-      for (auto& task : tasks) task();
-    }
+    run_deferred();
+  }
+}
+
+void EventLoop::run_deferred() {
+  while (!deferred_.empty()) {
+    auto tasks = std::move(deferred_);
+    deferred_.clear();
+    for (auto& task : tasks) task();
   }
 }
 

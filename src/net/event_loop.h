@@ -65,6 +65,9 @@ class EventLoop {
   void defer(std::function<void()> task);
 
   void run();   // until stop()
+  // Runs deferred tasks (repeatedly, as tasks may defer more). Called by run() after each batch
+  // and by owners after run() returns, so objects retired during teardown are freed too.
+  void run_deferred();
   void stop();  // thread-safe
 
   // Monotonic milliseconds, refreshed once per loop iteration (cheap to call on the hot path).

@@ -42,9 +42,10 @@ void Worker::start() {
     // Tear down on the worker's own thread: connections and pools belong to it.
     for (HttpConnection* c : std::vector<HttpConnection*>(connections_)) delete c;
     connections_.clear();
-    listeners_.clear();
+    retire_all_listeners();
     clusters_.clear();
     config_.reset();
+    loop_.run_deferred();
     flush_access_log();
   });
 }

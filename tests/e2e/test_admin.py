@@ -44,7 +44,7 @@ def test_not_ready_while_listener_cannot_bind(start_gateway, echo, tmp_path, T):
             str(tmp_path / "gw"),
             {"a.yaml": [harness.listener("taken", taken), mapping("m", "/", echo.addr)]},
             listen=False, wait_ready=False)
-        deadline = time.monotonic() + T(3)
+        deadline = time.monotonic() + T(2)
         statuses = set()
         while time.monotonic() < deadline and gw.alive():
             statuses.add(gw.ready_status(timeout=0.5))

@@ -353,3 +353,27 @@ def test_many_idle_connections_do_not_block_service(gw, T):
     finally:
         for s in socks:
             s.close()
+
+
+def test_forged_original_path_is_not_logged(gw, T):
+    """A client-supplied x-envoy-original-path must not reach the access log or the upstream as if
+    the gateway had set it (CVE-2023-27487)."""
+    with RawConn(gw.port, timeout=T(5)) as c:
+        r = c.request(get_request("/real", headers=[("X-Envoy-Original-Path", "/forged"),
+                                                    ("User-Agent", "forger")]))
+    assert r.status == 200
+    line = harness.wait_until(
+        lambda: [l for l in access_log_lines(gw.stdout()) if l["ua"] == "forger"], T(5))
+    assert line, gw.stdout()[-2000:]
+    assert line[0]["path"] == "/real"
+    assert r.json()["headers"].get("x-envoy-original-path") in (None, "/real")
+
+
+def test_upgrade_without_allow_upgrade_is_403(gw, T):
+    with RawConn(gw.port, timeout=T(5)) as c:
+        r = c.request(get_request("/ws", headers=[("Connection", "Upgrade"),
+                                                  ("Upgrade", "websocket"),
+                                                  ("Sec-WebSocket-Version", "13"),
+                                                  ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")]))
+    assert r.status == 403
+    assert r.header("upgrade") is None

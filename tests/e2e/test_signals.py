@@ -39,7 +39,6 @@ def test_signal_lets_in_flight_request_finish(start_gateway, echo, T, sig):
     gw = start_gateway([mapping("m", "/", echo.addr, timeout_ms=10000)])
     t, result = start_slow_request(gw, 1500, T)
     wait_in_flight(gw, echo, T)
-    sent_at = time.monotonic()
     gw.signal(sig)
     # New connections are no longer accepted while the old request drains.
     refused = harness.wait_until(lambda: _refused(gw.port), T(1))
@@ -49,7 +48,6 @@ def test_signal_lets_in_flight_request_finish(start_gateway, echo, T, sig):
     assert r.status == 200 and r.json()["path"] == "/slow"
     code = gw.wait(T(5))
     assert code == 0, f"exit code {code}"
-    assert time.monotonic() - sent_at >= 1.0, "exited before the in-flight request finished"
     assert refused, "listener still accepted connections during the drain"
 
 
