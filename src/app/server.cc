@@ -67,7 +67,14 @@ bool Server::load_and_apply(bool initial) {
       spdlog::warn("{}", d.to_string());
     }
   }
-  for (const auto& note : compiled.notes) spdlog::info("{}", note);
+  for (const auto& note : compiled.notes) {
+    // Resources of other kinds or other ambassador_ids are normal in a shared folder or cluster.
+    if (note.rfind("ignoring ", 0) == 0) {
+      spdlog::debug("{}", note);
+    } else {
+      spdlog::info("{}", note);
+    }
+  }
   size_t routes = 0;
   for (const auto& l : compiled.snapshot->listeners) {
     if (!l.routes) continue;
