@@ -255,17 +255,19 @@ void HttpConnection::process_input() {
     }
     if (!in_ || in_->empty()) return;
     if (closing_) return;
-    if (phase_ == Phase::kIdle) {
-      phase_ = Phase::kHead;
-      idle_timer_.arm(kRequestHeadersTimeoutMs);
-    }
+    bool first_bytes = phase_ == Phase::kIdle;
+    if (first_bytes) phase_ = Phase::kHead;
     if (!exchange_) {
       exchange_ = take_exchange();
       const auto& cfg = worker_.config();
       if (cfg) exchange_->parser.set_limits(cfg->limits);
     }
     http::ParseResult r = exchange_->parser.parse(in_->readable(), exchange_->request);
-    if (r.status == http::ParseStatus::kIncomplete) return;
+    if (r.status == http::ParseStatus::kIncomplete) {
+      // Slowloris guard, from the head's first byte; a head that arrives whole needs no timer.
+      if (first_bytes) idle_timer_.arm(kRequestHeadersTimeoutMs);
+      return;
+    }
     if (r.status == http::ParseStatus::kError) {
       parse_error(r);
       return;

@@ -274,3 +274,18 @@ def test_client_closes_with_pipelined_requests_pending(start_gateway, echo, T):
         for _ in range(5):
             c.read_response()
     _assert_survives(gw, T)
+
+
+def test_slow_request_head_gets_408(start_gateway, echo, T):
+    """Slowloris (edge-hardening row 26): a head still incomplete 10 s after its first byte is
+    answered 408 and the connection closed, while other clients are served meanwhile."""
+    gw = start_gateway([mapping("m", "/", echo.addr)])
+    with RawConn(gw.port, timeout=T(20)) as slow:
+        slow.send(b"GET / HTTP/1.1\r\nHost: a\r\nx-trickle: 1\r\n")
+        t0 = time.monotonic()
+        with RawConn(gw.port) as other:
+            assert other.request(get_request("/ok")).status == 200
+        r = slow.read_response(timeout=T(20))
+        assert r.status == 408
+        assert 9 <= time.monotonic() - t0 <= 15
+        assert slow.wait_closed(timeout=T(5))
