@@ -87,8 +87,8 @@ class AdminServer::Session final : public net::IoHandler {
     if (eof_ && out_.empty()) finish();
   }
   void respond(const AdminResponse& r, bool close_after) {
-    out_ += "HTTP/1.1 " + std::to_string(r.status) + " " + std::string(http::reason_phrase(r.status)) +
-            "\r\ncontent-type: " + r.content_type +
+    out_ += "HTTP/1.1 " + std::to_string(r.status) + " " +
+            std::string(http::reason_phrase(r.status)) + "\r\ncontent-type: " + r.content_type +
             "\r\ncontent-length: " + std::to_string(r.body.size()) +
             (close_after ? "\r\nconnection: close" : "") + "\r\n\r\n" + r.body;
     close_after_ = close_after_ || close_after;
@@ -138,9 +138,13 @@ bool AdminServer::listen(const net::Address& address, std::string* error) {
   return true;
 }
 
-net::Address AdminServer::bound_address() const { return net::local_address(fd_); }
+net::Address AdminServer::bound_address() const {
+  return net::local_address(fd_);
+}
 
-void AdminServer::on_io(uint32_t) { accept_all(); }
+void AdminServer::on_io(uint32_t) {
+  accept_all();
+}
 
 void AdminServer::accept_all() {
   for (;;) {

@@ -80,10 +80,11 @@ bool Server::load_and_apply(bool initial) {
     if (!l.routes) continue;
     for (const auto& h : l.routes->hosts()) routes += h.routes.size();
   }
-  spdlog::info("config generation {}: {} resources, {} listeners, {} routes, {} clusters; compiled in {} ms",
-               copts.generation, loaded.resources.size(), compiled.snapshot->listeners.size(),
-               routes, compiled.snapshot->clusters.size(),
-               std::chrono::duration_cast<std::chrono::milliseconds>(t1 - t0).count());
+  spdlog::info(
+      "config generation {}: {} resources, {} listeners, {} routes, {} clusters; compiled in {} ms",
+      copts.generation, loaded.resources.size(), compiled.snapshot->listeners.size(), routes,
+      compiled.snapshot->clusters.size(),
+      std::chrono::duration_cast<std::chrono::milliseconds>(t1 - t0).count());
 
   auto endpoints = std::make_shared<proxy::EndpointMap>();
   resolve_endpoints(*compiled.snapshot, *endpoints);
@@ -93,8 +94,8 @@ bool Server::load_and_apply(bool initial) {
   std::shared_ptr<const observe::AccessLogFormat> format;
   const auto& module = snapshot_->module;
   std::string error;
-  std::string fmt_text = module.log_format.empty() ? std::string(observe::kDefaultAccessLogFormat)
-                                                   : module.log_format;
+  std::string fmt_text =
+      module.log_format.empty() ? std::string(observe::kDefaultAccessLogFormat) : module.log_format;
   if (auto parsed = observe::AccessLogFormat::parse(fmt_text, &error)) {
     format = std::make_shared<observe::AccessLogFormat>(std::move(*parsed));
   } else {
@@ -172,7 +173,8 @@ void Server::begin_drain() {
   if (draining_) return;
   draining_ = true;
   ready_.store(false);
-  drain_deadline_ms_ = control_loop_.refresh_now() + static_cast<uint64_t>(options_.drain_seconds) * 1000;
+  drain_deadline_ms_ =
+      control_loop_.refresh_now() + static_cast<uint64_t>(options_.drain_seconds) * 1000;
   for (auto& w : workers_) w->drain();
   drain_timer_->arm(kDrainPollMs);
 }
@@ -233,8 +235,9 @@ int Server::run() {
   spdlog::info("admin listening on {}", admin.bound_address().to_string());
 
   access_log_ = std::make_unique<observe::AccessLogSink>(1);
-  int n = options_.workers > 0 ? options_.workers
-                               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int n = options_.workers > 0
+              ? options_.workers
+              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   for (int i = 0; i < n; ++i) {
     workers_.push_back(std::make_unique<proxy::Worker>(i, access_log_.get(), &ready_));
     workers_.back()->start();

@@ -4,6 +4,7 @@
 #include <exception>
 #include <map>
 #include <set>
+#include <unordered_map>
 
 #include "config/decode.h"
 #include "config/host.h"
@@ -122,7 +123,10 @@ class Compiler {
 
   // --- selection -------------------------------------------------------------------------------
   void select(const std::vector<Resource>& resources) {
-    std::map<std::string, const Resource*> seen;
+    // Only looked up, never iterated: a hash map (keys share long prefixes, which ordered
+    // comparisons read again and again).
+    std::unordered_map<std::string, const Resource*> seen;
+    seen.reserve(resources.size());
     for (const Resource& r : resources) {
       if (!applies_to(r, options_.ambassador_id)) {
         note("ignoring " + r.key() + ": ambassador_id [" + join(r.ambassador_id) +
@@ -140,9 +144,10 @@ class Compiler {
               "\"" + r.api_version + "\" is not supported (use " + std::string(kApiV3) + ")");
         continue;
       }
-      auto [it, inserted] = seen.emplace(r.key(), &r);
+      std::string key = r.key();
+      auto [it, inserted] = seen.emplace(key, &r);
       if (!inserted) {
-        error(r.origin, r.key(), "",
+        error(r.origin, key, "",
               "duplicates the resource defined at " + it->second->origin.to_string() + "; ignored");
         continue;
       }
@@ -262,7 +267,9 @@ class Compiler {
   }
 
   void build_groups() {
-    std::map<std::string, size_t> index;
+    std::unordered_map<std::string, size_t> index;  // looked up only
+    index.reserve(mappings_.size());
+    groups_.reserve(mappings_.size());
     for (const MappingSpec& m : mappings_) {
       std::string id = group_id(m, hosts_);
       auto it = index.find(id);
@@ -272,7 +279,7 @@ class Compiler {
         g.first = &m;
         g.key = route_key(m);
         g.order = groups_.size();
-        index.emplace(id, groups_.size());
+        index.emplace(std::move(id), groups_.size());
         groups_.push_back(std::move(g));
         add_to_group(groups_.back(), m);
         continue;
@@ -565,6 +572,7 @@ class Compiler {
     // Global route order: descending key; ties in reverse insertion order, as Emissary's
     // reversed(sorted(...)) yields them.
     std::vector<Group*> ordered;
+    ordered.reserve(groups_.size());
     for (Group& g : groups_) ordered.push_back(&g);
     std::stable_sort(ordered.begin(), ordered.end(),
                      [](const Group* a, const Group* b) { return a->key < b->key; });
@@ -577,6 +585,7 @@ class Compiler {
       bool host_regex;
     };
     std::vector<Built> routes;
+    routes.reserve(ordered.size());
     for (Group* g : ordered) {
       std::shared_ptr<const router::Route> route = make_route(*g);
       if (!route) continue;

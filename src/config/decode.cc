@@ -101,8 +101,6 @@ std::optional<int64_t> parse_int(std::string_view s) {
   return static_cast<int64_t>(magnitude);
 }
 
-}  // namespace
-
 const YAML::Node& undefined_node() {
   // Building an undefined node allocates a whole yaml-cpp memory holder (about 200 ns), and
   // decoding asks for dozens of absent keys per resource; so absent lookups share one node per
@@ -112,6 +110,8 @@ const YAML::Node& undefined_node() {
   if (node.IsDefined()) node.reset(YAML::Node(YAML::NodeType::Undefined));
   return node;
 }
+
+}  // namespace
 
 YAML::Node child(const YAML::Node& node, std::string_view key) {
   if (node.IsDefined() && node.IsMap()) {

@@ -26,12 +26,10 @@ enum class ScalarKind : uint8_t { kNull, kBool, kInt, kFloat, kString };
 ScalarKind scalar_kind(const YAML::Node& node);
 
 // The value under `key` of a map node, or an undefined node. (yaml-cpp's operator[] either
-// inserts, on a non-const node, or yields a node that throws when inspected.)
+// inserts, on a non-const node, or yields a node that throws when inspected.) Absent keys here
+// and in MapReader all yield one shared undefined node: never assign to a returned node (yaml-cpp
+// assignment writes through to every holder of the node, as it would into the document).
 YAML::Node child(const YAML::Node& node, std::string_view key);
-
-// A shared undefined node (per thread) for "absent": copy-construct from it, never assign to a
-// copy of it (yaml-cpp assignment writes through to every holder of the node).
-const YAML::Node& undefined_node();
 
 // Collects the diagnostics of one resource and counts its errors.
 class Reporter {

@@ -202,9 +202,9 @@ struct Block {
 // document at a line that begins with `---` followed by a blank, a line break or the end of the
 // input, whatever the context (inside a scalar it ends the scalar or fails), so a stream that
 // parses also parses block by block, into the same documents. Returns no blocks when cutting is
-// not safe: directives (`%YAML`, `%TAG`) carry over to later documents, a lone CR is a line
-// break to yaml-cpp's scanner but not to this line count, and NUL bytes or a UTF-16 BOM mean
-// the text is not UTF-8.
+// not safe: directives (`%YAML`, `%TAG`) carry over to later documents, yaml-cpp versions
+// disagree on whether a lone CR ends a line, and NUL bytes or a UTF-16 BOM mean the text is not
+// UTF-8.
 std::vector<Block> split_blocks(std::string_view text, size_t want) {
   std::vector<Block> blocks;
   if (text.size() < 2 ||
@@ -221,7 +221,7 @@ std::vector<Block> split_blocks(std::string_view text, size_t want) {
 
   std::vector<std::pair<size_t, int>> starts;  // (offset, line) of each `---` line
   int line = 0;
-  size_t pos = text.starts_with("\xEF\xBB\xBF") ? 3 : 0;  // a UTF-8 BOM is not in column 0
+  size_t pos = text.starts_with("\xEF\xBB\xBF") ? 3 : 0;  // yaml-cpp drops a UTF-8 BOM
   while (pos < text.size()) {
     char c = text[pos];
     if (c == '%') return {};
@@ -270,8 +270,8 @@ bool parse_parallel(const std::string& text, const std::vector<Block>& blocks, s
       const Block& b = blocks[i];
       try {
         // Leading line breaks put the block's nodes on their lines in the file (yaml-cpp has no
-        // way to start counting elsewhere, and skips blank lines quickly). Only Mark::pos, which
-        // nothing here reads, stays relative to the block.
+        // way to start counting elsewhere, and skips blank lines quickly). Only Mark::pos, a
+        // character offset nothing here reads, differs from a one-pass parse.
         std::string piece;
         piece.reserve(static_cast<size_t>(b.line) + (b.end - b.begin));
         piece.append(static_cast<size_t>(b.line), '\n');

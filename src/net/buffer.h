@@ -16,8 +16,7 @@ inline constexpr size_t kBufferSize = 16 * 1024;
 // heads larger than kBufferSize) by reallocation.
 class Buffer {
  public:
-  explicit Buffer(size_t capacity = kBufferSize)
-      : data_(new char[capacity]), capacity_(capacity) {}
+  explicit Buffer(size_t capacity = kBufferSize) : data_(new char[capacity]), capacity_(capacity) {}
 
   std::string_view readable() const { return {data_.get() + begin_, end_ - begin_}; }
   size_t size() const { return end_ - begin_; }

@@ -25,7 +25,9 @@ constexpr int kMaxEvents = 256;
 Timer::Timer(EventLoop& loop, std::function<void()> callback)
     : loop_(loop), callback_(std::move(callback)) {}
 
-Timer::~Timer() { cancel(); }
+Timer::~Timer() {
+  cancel();
+}
 
 void Timer::arm(uint64_t delay_ms) {
   deadline_ms_ = loop_.now_ms() + std::max<uint64_t>(delay_ms, 1);
@@ -69,7 +71,9 @@ void EventLoop::modify(int fd, uint32_t events, IoHandler* handler) {
   epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
 }
 
-void EventLoop::remove(int fd) { epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr); }
+void EventLoop::remove(int fd) {
+  epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+}
 
 void EventLoop::post(std::function<void()> task) {
   {
@@ -80,13 +84,17 @@ void EventLoop::post(std::function<void()> task) {
   [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof one);
 }
 
-void EventLoop::defer(std::function<void()> task) { deferred_.push_back(std::move(task)); }
+void EventLoop::defer(std::function<void()> task) {
+  deferred_.push_back(std::move(task));
+}
 
 void EventLoop::stop() {
   post([this] { stop_requested_ = true; });
 }
 
-uint64_t EventLoop::refresh_now() { return now_ms_ = monotonic_ms(); }
+uint64_t EventLoop::refresh_now() {
+  return now_ms_ = monotonic_ms();
+}
 
 bool EventLoop::earlier(size_t a, size_t b) const {
   const Timer* x = timers_[a];

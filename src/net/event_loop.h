@@ -42,7 +42,7 @@ class Timer {
   EventLoop& loop_;
   std::function<void()> callback_;
   uint64_t deadline_ms_ = 0;
-  uint64_t seq_ = 0;            // tie-break: timers with equal deadlines fire in arm order
+  uint64_t seq_ = 0;                // tie-break: timers with equal deadlines fire in arm order
   size_t heap_index_ = kNotQueued;  // position in the loop's heap, so cancel is O(log n)
   static constexpr size_t kNotQueued = static_cast<size_t>(-1);
 };
@@ -64,7 +64,7 @@ class EventLoop {
   // objects safely from inside their own callbacks.
   void defer(std::function<void()> task);
 
-  void run();   // until stop()
+  void run();  // until stop()
   // Runs deferred tasks (repeatedly, as tasks may defer more). Called by run() after each batch
   // and by owners after run() returns, so objects retired during teardown are freed too.
   void run_deferred();

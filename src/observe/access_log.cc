@@ -1,5 +1,7 @@
 #include "observe/access_log.h"
 
+#include "base/time_format.h"
+
 #include <unistd.h>
 
 #include <cerrno>
@@ -28,40 +30,15 @@ void append_uint(std::string& out, uint64_t v) {
   out.append(buf, p);
 }
 
-std::string_view header_value(const http::HeaderList* headers, std::string_view name,
-                              bool* found) {
+std::string_view header_value(const http::HeaderList* headers, std::string_view name, bool* found) {
   *found = false;
   if (headers == nullptr) return {};
   return http::find_header(*headers, name, found);
 }
 
-void append_start_time(std::string& out, int64_t unix_ms) {
-  // Cache the formatted second: many lines share it.
-  thread_local int64_t cached_sec = -1;
-  thread_local char cached[32];
-  int64_t sec = unix_ms / 1000;
-  if (sec != cached_sec) {
-    time_t t = static_cast<time_t>(sec);
-    tm tm_utc{};
-    gmtime_r(&t, &tm_utc);
-    strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%S", &tm_utc);
-    cached_sec = sec;
-  }
-  out.append(cached);
-  char ms[8];
-  int m = static_cast<int>(unix_ms % 1000);
-  ms[0] = '.';
-  ms[1] = static_cast<char>('0' + m / 100);
-  ms[2] = static_cast<char>('0' + (m / 10) % 10);
-  ms[3] = static_cast<char>('0' + m % 10);
-  ms[4] = 'Z';
-  out.append(ms, 5);
-}
-
 }  // namespace
 
-std::optional<AccessLogFormat> AccessLogFormat::parse(std::string_view format,
-                                                      std::string* error) {
+std::optional<AccessLogFormat> AccessLogFormat::parse(std::string_view format, std::string* error) {
   AccessLogFormat f;
   size_t i = 0;
   std::string literal;
@@ -158,7 +135,7 @@ void AccessLogFormat::append_piece(const Piece& piece, const AccessLogRecord& r,
       out.append(piece.text);
       return;
     case Op::kStartTime:
-      append_start_time(out, r.start_unix_ms);
+      base::append_rfc3339_ms(r.start_unix_ms, out);
       return;
     case Op::kReq: {
       auto special = [&](std::string_view name, bool* found) -> std::string_view {

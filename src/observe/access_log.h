@@ -57,9 +57,21 @@ class AccessLogFormat {
 
  private:
   enum class Op : uint8_t {
-    kLiteral, kStartTime, kReq, kResp, kResponseCode, kResponseFlags, kBytesReceived, kBytesSent,
-    kDuration, kUpstreamHost, kUpstreamCluster, kDownstreamRemote, kDownstreamRemoteNoPort,
-    kProtocol, kRouteName,
+    kLiteral,
+    kStartTime,
+    kReq,
+    kResp,
+    kResponseCode,
+    kResponseFlags,
+    kBytesReceived,
+    kBytesSent,
+    kDuration,
+    kUpstreamHost,
+    kUpstreamCluster,
+    kDownstreamRemote,
+    kDownstreamRemoteNoPort,
+    kProtocol,
+    kRouteName,
   };
   struct Piece {
     Op op = Op::kLiteral;

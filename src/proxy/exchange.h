@@ -37,11 +37,11 @@ struct Exchange {
   http::ResponseParser response_parser;
   http::ResponseHead response;
 
-  bool request_complete = false;     // whole request body received from downstream
-  bool request_sent = false;         // whole request written to the upstream socket buffer
-  bool response_head_sent = false;   // we started answering downstream
+  bool request_complete = false;    // whole request body received from downstream
+  bool request_sent = false;        // whole request written to the upstream socket buffer
+  bool response_head_sent = false;  // we started answering downstream
   bool response_complete = false;
-  bool response_chunked = false;     // we re-chunk the body towards downstream
+  bool response_chunked = false;      // we re-chunk the body towards downstream
   bool response_until_close = false;  // downstream body delimited by our close
   bool upstream_reusable = false;
   bool retried = false;
@@ -59,9 +59,9 @@ struct Exchange {
 
   std::string client_address;  // trusted client address, ip only
   std::string request_id;
-  std::string original_path;   // set when the path was rewritten
-  std::string up_head;         // serialized upstream request head (kept for one retry)
-  std::string upstream_host;   // "ip:port" of the chosen endpoint
+  std::string original_path;  // set when the path was rewritten
+  std::string up_head;        // serialized upstream request head (kept for one retry)
+  std::string upstream_host;  // "ip:port" of the chosen endpoint
   std::string scratch;
   RequestContext context;  // views into this exchange and its connection; set when routed
 

@@ -519,9 +519,9 @@ void HttpConnection::send_local_reply(int status, std::string_view body, std::st
   e.idle_timer.cancel();
   std::string& out = e.scratch;
   out.clear();
-  std::string_view server =
-      e.config && e.config->snapshot ? std::string_view(e.config->snapshot->module.server_name)
-                                     : std::string_view("envoy");
+  std::string_view server = e.config && e.config->snapshot
+                                ? std::string_view(e.config->snapshot->module.server_name)
+                                : std::string_view("envoy");
   append_local_reply_head(status, body.size() + (body.empty() ? 0 : 1), location, server,
                           close_after_response_ || peer_eof_, e.request.version_minor == 0, out);
   if (!e.head_request && !body.empty()) {
@@ -777,8 +777,8 @@ void HttpConnection::process_upstream_bytes() {
   Exchange& e = *exchange_;
   if (!e.response_head_sent) {
     for (;;) {
-      http::ParseResult r = e.response_parser.parse(e.up_in->readable(), e.head_request,
-                                                    e.response);
+      http::ParseResult r =
+          e.response_parser.parse(e.up_in->readable(), e.head_request, e.response);
       if (r.status == http::ParseStatus::kIncomplete) return;
       if (r.status == http::ParseStatus::kError) {
         upstream::UpstreamConnection::destroy(std::move(e.upstream));

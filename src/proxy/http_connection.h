@@ -101,7 +101,7 @@ class HttpConnection final : public net::IoHandler, public upstream::UpstreamCon
   std::string local_text_;
   Phase phase_ = Phase::kIdle;
   bool peer_eof_ = false;
-  bool peer_hup_ = false;     // epoll reported RDHUP/HUP: read to EOF, no short-read shortcut
+  bool peer_hup_ = false;      // epoll reported RDHUP/HUP: read to EOF, no short-read shortcut
   bool read_blocked_ = false;  // we stopped reading for back-pressure, not because drained
   bool close_after_response_ = false;
   bool closing_ = false;  // flush out_, then close

@@ -28,7 +28,9 @@ ListenerSocket::ListenerSocket(Worker& worker, std::string key, const net::Addre
   if (fd_ >= 0) worker_.loop().add(fd_, EPOLLIN, this);
 }
 
-ListenerSocket::~ListenerSocket() { pause(); }
+ListenerSocket::~ListenerSocket() {
+  pause();
+}
 
 void ListenerSocket::pause() {
   retry_timer_.cancel();
@@ -39,7 +41,9 @@ void ListenerSocket::pause() {
   }
 }
 
-void ListenerSocket::on_io(uint32_t) { accept_all(); }
+void ListenerSocket::on_io(uint32_t) {
+  accept_all();
+}
 
 void ListenerSocket::accept_all() {
   while (fd_ >= 0) {

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <ctime>
 
+#include "base/time_format.h"
 #include "http/header.h"
 
 namespace proxenos::proxy {
@@ -32,23 +33,6 @@ const std::string& hostname() {
     return std::string(buf);
   }();
   return name;
-}
-
-void append_rfc3339(int64_t unix_ms, std::string& out) {
-  time_t t = static_cast<time_t>(unix_ms / 1000);
-  tm tm_utc{};
-  gmtime_r(&t, &tm_utc);
-  char buf[40];
-  size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm_utc);
-  out.append(buf, n);
-  char ms[6];
-  int m = static_cast<int>(unix_ms % 1000);
-  ms[0] = '.';
-  ms[1] = static_cast<char>('0' + m / 100);
-  ms[2] = static_cast<char>('0' + (m / 10) % 10);
-  ms[3] = static_cast<char>('0' + m % 10);
-  ms[4] = 'Z';
-  out.append(ms, 5);
 }
 
 // Substituted values come from the request; CR/LF in them must never split a header
@@ -80,8 +64,7 @@ void append_header(std::string& out, std::string_view name, std::string_view val
 
 }  // namespace
 
-void expand_template(const http::ValueTemplate& value, const RequestContext& c,
-                     std::string& out) {
+void expand_template(const http::ValueTemplate& value, const RequestContext& c, std::string& out) {
   for (const auto& piece : value.pieces) {
     switch (piece.var) {
       case http::TemplateVar::kLiteral:
@@ -113,7 +96,7 @@ void expand_template(const http::ValueTemplate& value, const RequestContext& c,
         out.append(c.request->version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1");
         break;
       case http::TemplateVar::kStartTime:
-        append_rfc3339(c.start_unix_ms, out);
+        base::append_rfc3339_ms(c.start_unix_ms, out);
         break;
       case http::TemplateVar::kHostname:
         out.append(hostname());
@@ -166,8 +149,7 @@ bool is_hop_by_hop(std::string_view name) {
     case 16:
       return http::iequals(name, "proxy-connection");
     case 17:
-      return http::iequals(name, "transfer-encoding") ||
-             http::iequals(name, "x-forwarded-proto");
+      return http::iequals(name, "transfer-encoding") || http::iequals(name, "x-forwarded-proto");
     case 21:
       return http::iequals(name, "x-envoy-original-path");
     default:

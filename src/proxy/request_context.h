@@ -17,9 +17,9 @@ struct RequestContext {
   const http::RequestHead* request = nullptr;
   const config::ModuleSettings* module = nullptr;
   const config::ListenerSnapshot* listener = nullptr;
-  std::string_view peer_address;    // ip:port of the TCP peer
-  std::string_view client_address;  // trusted client ip (XFF rules), without port
-  std::string_view local_address;   // ip:port we accepted on
+  std::string_view peer_address;     // ip:port of the TCP peer
+  std::string_view client_address;   // trusted client ip (XFF rules), without port
+  std::string_view local_address;    // ip:port we accepted on
   std::string_view forwarded_proto;  // value sent upstream as x-forwarded-proto
   std::string_view request_id;
   std::string_view upstream_address;  // ip:port of the chosen endpoint

@@ -13,7 +13,7 @@ namespace proxenos::proxy {
 
 struct ResponseHeadContext {
   const http::ResponseHead* response = nullptr;
-  const router::RouteTarget* target = nullptr;  // response header edits
+  const router::RouteTarget* target = nullptr;      // response header edits
   const RequestContext* request_context = nullptr;  // for %COMMAND% values in added headers
   std::string_view server_name;
   int64_t upstream_service_ms = -1;

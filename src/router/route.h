@@ -18,7 +18,7 @@ enum class PathMatchKind : uint8_t { kPrefix, kExact, kRegex };
 
 struct PathMatch {
   PathMatchKind kind = PathMatchKind::kPrefix;
-  std::string value;            // prefix, exact path, or regex source
+  std::string value;  // prefix, exact path, or regex source
   bool case_sensitive = true;
   std::shared_ptr<const RE2> regex;  // kRegex only: anchored whole-path pattern
 };
@@ -68,11 +68,11 @@ struct RegexRewrite {
 };
 
 struct Redirect {
-  std::string host;  // host_redirect target ("" = keep request host)
-  bool https = false;  // scheme https (service was https://)
-  std::optional<std::string> path;         // path_redirect
-  std::optional<std::string> prefix;       // prefix_redirect (replaces the matched prefix)
-  std::optional<RegexRewrite> regex;       // regex_redirect
+  std::string host;                   // host_redirect target ("" = keep request host)
+  bool https = false;                 // scheme https (service was https://)
+  std::optional<std::string> path;    // path_redirect
+  std::optional<std::string> prefix;  // prefix_redirect (replaces the matched prefix)
+  std::optional<RegexRewrite> regex;  // regex_redirect
   int status = 301;
 };
 

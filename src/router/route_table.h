@@ -18,8 +18,8 @@ namespace proxenos::router {
 // What the router looks at. Views stay valid for the duration of the match call.
 struct RequestView {
   std::string_view method;
-  std::string_view path;   // without query
-  std::string_view query;  // raw query string, without '?'
+  std::string_view path;       // without query
+  std::string_view query;      // raw query string, without '?'
   std::string_view authority;  // Host header (may include :port)
   const http::HeaderList* headers = nullptr;
 };

@@ -13,7 +13,7 @@ struct ClusterSpec {
   uint16_t port = 80;
   bool tls = false;  // https:// service (TLS origination lands with the TLS issue)
   uint32_t connect_timeout_ms = 3000;
-  uint32_t idle_timeout_ms = 3600 * 1000;  // cluster_idle_timeout_ms: idle pooled connection close
+  uint32_t idle_timeout_ms = 3600 * 1000;   // cluster_idle_timeout_ms: idle pooled connection close
   uint32_t max_connection_lifetime_ms = 0;  // 0 = unlimited
   bool enable_ipv4 = true;
   bool enable_ipv6 = false;

@@ -35,8 +35,8 @@ class UpstreamConnection final : public net::IoHandler {
   WorkerCluster* cluster() const { return cluster_; }
   net::EventLoop& loop() { return loop_; }
 
-  bool connected = false;   // TCP handshake finished
-  uint32_t requests = 0;    // requests started on this connection (>1 means it was reused)
+  bool connected = false;  // TCP handshake finished
+  uint32_t requests = 0;   // requests started on this connection (>1 means it was reused)
   uint64_t created_ms = 0;
   uint64_t idle_since_ms = 0;
 

@@ -14,7 +14,9 @@ constexpr size_t kMaxIdlePerCluster = 256;
 WorkerCluster::WorkerCluster(net::EventLoop& loop, ClusterSpec spec)
     : loop_(loop), spec_(std::move(spec)), idle_timer_(loop, [this] { expire_idle(); }) {}
 
-WorkerCluster::~WorkerCluster() { close_idle(); }
+WorkerCluster::~WorkerCluster() {
+  close_idle();
+}
 
 void WorkerCluster::update_spec(const ClusterSpec& spec) {
   if (!spec_.same_upstream(spec)) close_idle();
