@@ -4,6 +4,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 PY ?= /usr/bin/python3
+FUZZ_TARGETS := $(basename $(notdir $(wildcard tests/fuzz/*_fuzz.cc)))
 
 .PHONY: deps build build-asan build-fuzz run test unit e2e unit-asan e2e-asan fuzz bench format clean
 
@@ -21,7 +22,7 @@ build-asan: deps
 build-fuzz: deps
 	@CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DPROXENOS_FUZZ=ON -DPROXENOS_TESTS=OFF -DCMAKE_CXX_COMPILER=clang++ >/dev/null
-	@cmake --build $(FUZZ_BUILD) -j$(JOBS)
+	@cmake --build $(FUZZ_BUILD) -j$(JOBS) --target $(FUZZ_TARGETS)
 
 run: build
 	@scripts/run-quickstart $(BUILD)
