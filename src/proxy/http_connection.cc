@@ -121,14 +121,50 @@ HttpConnection::HttpConnection(Worker& worker, int fd, std::string listener_key,
       listener_key_(std::move(listener_key)),
       peer_text_(peer.to_string()),
       local_text_(local.to_string()),
-      idle_timer_(worker.loop(), [this] {
-        if (phase_ == Phase::kIdle || phase_ == Phase::kLingering) {
-          close_now();
-        } else if (phase_ == Phase::kHead) {
-          // Slowloris: the head did not arrive in time.
-          send_local_reply(408, "request header timeout", "DC");
-        }
-      }) {}
+      idle_timer_(worker.loop(), [this] { on_connection_timer(); }) {}
+
+// One timer per connection, re-armed lazily: a request neither cancels nor re-arms it (that would
+// be two heap operations per request); when it fires it checks what the connection is doing and
+// sleeps again for whatever is left.
+void HttpConnection::on_connection_timer() {
+  uint64_t now = worker_.loop().now_ms();
+  switch (phase_) {
+    case Phase::kIdle: {
+      uint64_t idle = idle_timeout_ms();
+      if (idle == 0) return;
+      if (now - idle_since_ms_ >= idle) {
+        close_now();
+      } else {
+        idle_timer_.arm(idle_since_ms_ + idle - now);
+      }
+      return;
+    }
+    case Phase::kHead:
+      if (now - head_started_ms_ >= kRequestHeadersTimeoutMs) {
+        // Slowloris: the head did not arrive in time.
+        send_local_reply(408, "request header timeout", "DC");
+      } else {
+        idle_timer_.arm(head_started_ms_ + kRequestHeadersTimeoutMs - now);
+      }
+      return;
+    case Phase::kExchange: {
+      // Exchanges have their own timers; look again when this one could be idle at the earliest.
+      uint64_t idle = idle_timeout_ms();
+      idle_timer_.arm(idle > 0 ? idle : kRequestHeadersTimeoutMs);
+      return;
+    }
+    case Phase::kLingering:
+      close_now();
+      return;
+    case Phase::kClosed:
+      return;
+  }
+}
+
+uint64_t HttpConnection::idle_timeout_ms() const {
+  const auto& cfg = worker_.config();
+  return cfg && cfg->snapshot ? cfg->snapshot->module.listener_idle_timeout_ms : 300000;
+}
 
 HttpConnection::~HttpConnection() {
   if (exchange_) {
@@ -265,7 +301,13 @@ void HttpConnection::process_input() {
     http::ParseResult r = exchange_->parser.parse(in_->readable(), exchange_->request);
     if (r.status == http::ParseStatus::kIncomplete) {
       // Slowloris guard, from the head's first byte; a head that arrives whole needs no timer.
-      if (first_bytes) idle_timer_.arm(kRequestHeadersTimeoutMs);
+      if (first_bytes) {
+        head_started_ms_ = worker_.loop().now_ms();
+        uint64_t due = head_started_ms_ + kRequestHeadersTimeoutMs;
+        if (!idle_timer_.armed() || idle_timer_.deadline_ms() > due) {
+          idle_timer_.arm(kRequestHeadersTimeoutMs);
+        }
+      }
       return;
     }
     if (r.status == http::ParseStatus::kError) {
@@ -315,7 +357,6 @@ void HttpConnection::start_exchange(size_t head_length) {
   in_->consume(head_length);
   exchange_->parser.reset();
   phase_ = Phase::kExchange;
-  idle_timer_.cancel();
   Exchange& e = *exchange_;
   e.config = worker_.config();
   e.start_ms = worker_.loop().now_ms();
@@ -505,7 +546,6 @@ void HttpConnection::send_local_reply(int status, std::string_view body, std::st
   if (!exchange_) exchange_ = take_exchange();
   Exchange& e = *exchange_;
   phase_ = Phase::kExchange;
-  idle_timer_.cancel();
   e.status = status;
   e.flags = flags;
   // A request body we will not read would be parsed as the next request: close instead.
@@ -1093,9 +1133,9 @@ bool HttpConnection::flush_downstream() {
 }
 
 void HttpConnection::arm_idle_timer() {
-  const auto& cfg = worker_.config();
-  uint64_t idle = cfg && cfg->snapshot ? cfg->snapshot->module.listener_idle_timeout_ms : 300000;
-  if (idle > 0) idle_timer_.arm(idle);
+  idle_since_ms_ = worker_.loop().now_ms();
+  uint64_t idle = idle_timeout_ms();
+  if (idle > 0 && !idle_timer_.armed()) idle_timer_.arm(idle);
 }
 
 void HttpConnection::begin_close_after_flush() {

@@ -86,6 +86,8 @@ class HttpConnection final : public net::IoHandler, public upstream::UpstreamCon
 
   // Lifecycle.
   void arm_idle_timer();
+  void on_connection_timer();
+  uint64_t idle_timeout_ms() const;
   void begin_close_after_flush();
   void start_lingering();
   void close_now();
@@ -109,7 +111,9 @@ class HttpConnection final : public net::IoHandler, public upstream::UpstreamCon
   std::unique_ptr<net::Buffer> in_;
   std::unique_ptr<net::Buffer> out_;
   std::unique_ptr<Exchange> exchange_;
-  net::Timer idle_timer_;  // keep-alive idle, request-headers timeout, linger
+  uint64_t idle_since_ms_ = 0;    // when the connection last became idle
+  uint64_t head_started_ms_ = 0;  // first byte of the head being received
+  net::Timer idle_timer_;         // keep-alive idle, request-headers timeout, linger
 };
 
 }  // namespace proxenos::proxy

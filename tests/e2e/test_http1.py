@@ -377,3 +377,19 @@ def test_upgrade_without_allow_upgrade_is_403(gw, T):
                                                   ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")]))
     assert r.status == 403
     assert r.header("upgrade") is None
+
+
+def test_listener_idle_timeout_closes_idle_keepalive(start_gateway, echo, T):
+    """Module listener_idle_timeout_ms closes a kept-alive connection that stays idle, and a
+    connection that keeps sending requests is not closed by it."""
+    from harness import module, mapping
+    gw = start_gateway([module({"listener_idle_timeout_ms": 1000}), mapping("m", "/", echo.addr)])
+    with RawConn(gw.port, timeout=T(10)) as busy, RawConn(gw.port, timeout=T(10)) as idle:
+        assert idle.request(get_request("/idle")).status == 200
+        t0 = time.monotonic()
+        # The busy connection sends a request every 300 ms for 2 s: it must stay open.
+        while time.monotonic() - t0 < 2.0:
+            assert busy.request(get_request("/busy")).status == 200
+            time.sleep(0.3)
+        assert idle.wait_closed(timeout=T(3)), "idle connection was not closed"
+        assert busy.request(get_request("/busy")).status == 200
