@@ -24,6 +24,8 @@ int main(int argc, char** argv) {
   run->add_option("--drain-seconds", options.drain_seconds,
                   "on SIGTERM/SIGINT, how long in-flight requests may finish");
   run->add_option("--ambassador-id", options.ambassador_id, "serve resources for this id");
+  bool no_watch = false;
+  run->add_flag("--no-watch", no_watch, "do not reload when --config changes (SIGHUP still does)");
 
   std::string path;
   std::string ambassador_id = "default";
@@ -43,6 +45,8 @@ int main(int argc, char** argv) {
   }
   if (*validate) return proxenos::app::validate_command(path, ambassador_id);
   if (*routes) return proxenos::app::routes_command(path, ambassador_id);
+
+  options.watch = !no_watch;
 
   // Process log on stderr; stdout carries the access log.
   auto logger = spdlog::stderr_color_mt("proxenos");

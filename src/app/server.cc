@@ -244,11 +244,23 @@ int Server::run() {
   }
   spdlog::info("started {} workers", n);
   load_and_apply(true);
+  if (options_.watch) {
+    watcher_ = std::make_unique<PathWatcher>(control_loop_, options_.config_path, [this] {
+      if (draining_) return;
+      spdlog::info("config change detected: reloading {}", options_.config_path);
+      load_and_apply(false);
+    });
+    if (!watcher_->start(&error)) {
+      spdlog::warn("config watch disabled ({}); SIGHUP still reloads", error);
+      watcher_.reset();
+    }
+  }
 
   dns_timer_ = std::make_unique<net::Timer>(control_loop_, [this] { refresh_dns(); });
   dns_timer_->arm(kDnsRefreshMs);
   drain_timer_ = std::make_unique<net::Timer>(control_loop_, [this] { check_drained(); });
   control_loop_.run();
+  watcher_.reset();
 
   for (auto& w : workers_) w->stop_and_join();
   workers_.clear();

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "app/path_watcher.h"
 #include "config/compiler.h"
 #include "net/event_loop.h"
 #include "proxy/worker.h"
@@ -20,6 +21,7 @@ struct ServerOptions {
   std::string admin_address = "127.0.0.1:8877";
   std::string ambassador_id = "default";
   int drain_seconds = 10;
+  bool watch = true;  // reload when files under config_path change (inotify), besides SIGHUP
 };
 
 class Server {
@@ -53,6 +55,7 @@ class Server {
   int exit_code_ = 0;
   std::unique_ptr<net::Timer> dns_timer_;
   std::unique_ptr<net::Timer> drain_timer_;
+  std::unique_ptr<PathWatcher> watcher_;
 };
 
 }  // namespace proxenos::app

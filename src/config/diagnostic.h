@@ -9,10 +9,10 @@ namespace proxenos::config {
 // Where a resource (or one of its fields) came from: a file and line now, a Kubernetes object
 // and its resourceVersion when the API source exists.
 struct Origin {
-  std::string file;  // "" for non-file sources
-  int line = 0;      // 1-based; 0 = unknown
-  std::string object;            // "namespace/name" of the Kubernetes object, if any
-  std::string resource_version;  // Kubernetes resourceVersion, if any
+  std::string file;               // "" for non-file sources
+  int line = 0;                   // 1-based; 0 = unknown
+  std::string object;             // "namespace/name" of the Kubernetes object, if any
+  std::string resource_version;   // Kubernetes resourceVersion, if any
   std::string to_string() const;  // "file:line" or "k8s ns/name@rv"
 };
 

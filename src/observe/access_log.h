@@ -24,6 +24,33 @@ inline constexpr std::string_view kDefaultAccessLogFormat =
     "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" "
     "\"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\"";
 
+// Emissary's default `envoy_log_type: json` format (python/ambassador/envoy/v3/v3listener.py),
+// same keys in the same order.
+inline constexpr std::string_view kDefaultJsonAccessLogFormat = R"({
+  "start_time": "%START_TIME%",
+  "method": "%REQ(:METHOD)%",
+  "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+  "protocol": "%PROTOCOL%",
+  "response_code": "%RESPONSE_CODE%",
+  "response_flags": "%RESPONSE_FLAGS%",
+  "bytes_received": "%BYTES_RECEIVED%",
+  "bytes_sent": "%BYTES_SENT%",
+  "duration": "%DURATION%",
+  "upstream_service_time": "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
+  "x_forwarded_for": "%REQ(X-FORWARDED-FOR)%",
+  "user_agent": "%REQ(USER-AGENT)%",
+  "request_id": "%REQ(X-REQUEST-ID)%",
+  "authority": "%REQ(:AUTHORITY)%",
+  "upstream_host": "%UPSTREAM_HOST%",
+  "upstream_cluster": "%UPSTREAM_CLUSTER%",
+  "upstream_local_address": "%UPSTREAM_LOCAL_ADDRESS%",
+  "downstream_local_address": "%DOWNSTREAM_LOCAL_ADDRESS%",
+  "downstream_remote_address": "%DOWNSTREAM_REMOTE_ADDRESS%",
+  "requested_server_name": "%REQUESTED_SERVER_NAME%",
+  "istio_policy_status": "%DYNAMIC_METADATA(istio.mixer:status)%",
+  "upstream_transport_failure_reason": "%UPSTREAM_TRANSPORT_FAILURE_REASON%"
+})";
+
 // Everything a log line may refer to; views are valid only during append().
 struct AccessLogRecord {
   int64_t start_unix_ms = 0;
@@ -45,13 +72,24 @@ struct AccessLogRecord {
   std::string_view downstream_remote_address;  // ip:port
   std::string_view request_id;
   std::string_view route_name;
+  std::string_view downstream_local_address;  // ip:port the request arrived on
+  std::string_view upstream_local_address;    // ip:port of our side of the upstream connection
+  std::string_view requested_server_name;     // TLS SNI
+  std::string_view upstream_transport_failure_reason;
 };
 
 class AccessLogFormat {
  public:
   // Parses an Envoy format string; nullopt (with `error`) on an unknown operator.
   static std::optional<AccessLogFormat> parse(std::string_view format, std::string* error);
-  // Appends one line (with trailing newline) for `record`.
+  // Parses an Envoy json_format: a JSON object of key -> format string (nested objects allowed,
+  // other JSON values are copied as constants). Each line is then one JSON object with the keys in
+  // the given order. A value that is exactly one numeric operator (RESPONSE_CODE, BYTES_RECEIVED,
+  // BYTES_SENT, DURATION) is a JSON number; a value that is exactly one other operator is a string,
+  // or null when the value is missing; anything else is a string with the operators substituted.
+  static std::optional<AccessLogFormat> parse_json(std::string_view json_object_text,
+                                                   std::string* error);
+  // Appends one line (with trailing newline) for `record`; allocates nothing but `out`'s growth.
   void append(const AccessLogRecord& record, std::string& out) const;
   bool json() const { return json_; }
 
@@ -72,13 +110,30 @@ class AccessLogFormat {
     kDownstreamRemoteNoPort,
     kProtocol,
     kRouteName,
+    kUpstreamLocal,
+    kDownstreamLocal,
+    kDownstreamLocalNoPort,
+    kRequestedServerName,
+    kUpstreamTransportFailure,
+    kAlwaysMissing,  // operators we accept but have no value for (DYNAMIC_METADATA, ...)
+  };
+  // How an operator's value is written.
+  enum class Mode : uint8_t {
+    kText,        // as is ("-" when missing), CR/LF become spaces
+    kJsonString,  // inside a JSON string: escaped, "-" when missing
+    kJsonValue,   // the whole JSON value: number, escaped quoted string, or null when missing
   };
   struct Piece {
     Op op = Op::kLiteral;
+    Mode mode = Mode::kText;
     std::string text;      // literal, or lower-case header name
     std::string fallback;  // REQ(A?B): B
     size_t max_length = 0;
   };
+  static bool parse_template(std::string_view format, std::vector<Piece>& out,
+                             std::string* error);
+  friend class JsonFormatBuilder;  // access_log.cc: keeps nlohmann out of this header
+  void add_literal(std::string_view text);
   void append_piece(const Piece& piece, const AccessLogRecord& record, std::string& out) const;
   std::vector<Piece> pieces_;
   bool json_ = false;
@@ -89,6 +144,11 @@ class AccessLogSink {
  public:
   explicit AccessLogSink(int fd = 1);
   ~AccessLogSink();
+  // Writes from now on to `path` ("" and "/dev/fd/1" = stdout; anything else is opened
+  // O_WRONLY|O_APPEND|O_CREAT, mode 0644). A file is opened afresh on every call, so a reload
+  // after log rotation starts the new file. On failure the previous destination stays and
+  // `error` says why. Lines already queued may go to either destination.
+  bool reopen(const std::string& path, std::string* error);
   void submit(std::string&& lines);
   void flush();  // blocks until everything submitted so far is written (shutdown only)
   uint64_t dropped_bytes() const { return dropped_; }
@@ -96,6 +156,8 @@ class AccessLogSink {
  private:
   void run();
   int fd_;
+  bool owns_fd_ = false;           // fd_ is ours to close (not the stdout we were given)
+  std::vector<int> retired_fds_;  // replaced while a write was using them: closed by the writer
   std::mutex mutex_;
   std::condition_variable cv_;
   std::condition_variable idle_cv_;
