@@ -94,14 +94,23 @@ bool Server::load_and_apply(bool initial) {
   std::shared_ptr<const observe::AccessLogFormat> format;
   const auto& module = snapshot_->module;
   std::string error;
-  std::string fmt_text =
-      module.log_format.empty() ? std::string(observe::kDefaultAccessLogFormat) : module.log_format;
-  if (auto parsed = observe::AccessLogFormat::parse(fmt_text, &error)) {
+  // envoy_log_type json and typed_json: envoy_log_format is a map of key -> format string.
+  bool json_log = module.log_type != "text";
+  auto parse_format = [json_log](std::string_view text, std::string* err) {
+    return json_log ? observe::AccessLogFormat::parse_json(text, err)
+                    : observe::AccessLogFormat::parse(text, err);
+  };
+  std::string_view default_format =
+      json_log ? observe::kDefaultJsonAccessLogFormat : observe::kDefaultAccessLogFormat;
+  std::string_view fmt_text = module.log_format.empty() ? default_format : module.log_format;
+  if (auto parsed = parse_format(fmt_text, &error)) {
     format = std::make_shared<observe::AccessLogFormat>(std::move(*parsed));
   } else {
     spdlog::error("Module ambassador: envoy_log_format: {}; using the default format", error);
-    format = std::make_shared<observe::AccessLogFormat>(
-        *observe::AccessLogFormat::parse(observe::kDefaultAccessLogFormat, &error));
+    format = std::make_shared<observe::AccessLogFormat>(*parse_format(default_format, &error));
+  }
+  if (access_log_ && !access_log_->reopen(module.log_path, &error)) {
+    spdlog::error("Module ambassador: envoy_log_path: {}; access log stays where it was", error);
   }
 
   // Parsing and compiling churn through far more heap than the snapshot keeps; hand the freed

@@ -9,16 +9,16 @@ namespace proxenos::config {
 namespace {
 
 // Access-log JSON formats are written as YAML maps; the data plane takes them as JSON text.
-nlohmann::json to_json(const YAML::Node& node) {
+nlohmann::ordered_json to_json(const YAML::Node& node) {
   if (node.IsMap()) {
-    nlohmann::json out = nlohmann::json::object();
+    nlohmann::ordered_json out = nlohmann::ordered_json::object();
     for (auto it = node.begin(); it != node.end(); ++it) {
       out[it->first.Scalar()] = to_json(it->second);
     }
     return out;
   }
   if (node.IsSequence()) {
-    nlohmann::json out = nlohmann::json::array();
+    nlohmann::ordered_json out = nlohmann::ordered_json::array();
     for (const YAML::Node& item : node) out.push_back(to_json(item));
     return out;
   }

@@ -1,12 +1,15 @@
 #include "observe/access_log.h"
 
-#include "base/time_format.h"
-
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <ctime>
+#include <nlohmann/json.hpp>
+
+#include "base/time_format.h"
 
 namespace proxenos::observe {
 
@@ -36,15 +39,93 @@ std::string_view header_value(const http::HeaderList* headers, std::string_view 
   return http::find_header(*headers, name, found);
 }
 
+// Length of the well-formed UTF-8 sequence starting at v[i] (RFC 3629: no overlongs, no
+// surrogates, nothing above U+10FFFF), or 0 when the bytes there are not one.
+size_t utf8_sequence_length(std::string_view v, size_t i) {
+  auto byte = [&](size_t k) { return static_cast<unsigned char>(v[k]); };
+  unsigned char c = byte(i);
+  size_t n = 0;
+  unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (i + n > v.size()) return 0;
+  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
+  for (size_t k = 2; k < n; ++k) {
+    if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) return 0;
+  }
+  return n;
+}
+
+// Appends `v` escaped for the inside of a JSON string. Bytes that are not well-formed UTF-8 are
+// written as \u00XX (their Latin-1 reading), so a line is always valid JSON and valid UTF-8.
+void append_json_escaped(std::string_view v, std::string& out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  size_t i = 0;
+  while (i < v.size()) {
+    size_t run = i;
+    while (run < v.size()) {
+      auto c = static_cast<unsigned char>(v[run]);
+      if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') break;
+      ++run;
+    }
+    out.append(v.data() + i, run - i);
+    i = run;
+    if (i == v.size()) break;
+    auto c = static_cast<unsigned char>(v[i]);
+    if (c >= 0x80) {
+      if (size_t n = utf8_sequence_length(v, i)) {
+        out.append(v.data() + i, n);
+        i += n;
+        continue;
+      }
+    }
+    switch (c) {
+      case '"':
+        out.append("\\\"");
+        break;
+      case '\\':
+        out.append("\\\\");
+        break;
+      case '\n':
+        out.append("\\n");
+        break;
+      case '\r':
+        out.append("\\r");
+        break;
+      case '\t':
+        out.append("\\t");
+        break;
+      default: {
+        char esc[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xf]};
+        out.append(esc, sizeof esc);
+      }
+    }
+    ++i;
+  }
+}
+
 }  // namespace
 
-std::optional<AccessLogFormat> AccessLogFormat::parse(std::string_view format, std::string* error) {
-  AccessLogFormat f;
+bool AccessLogFormat::parse_template(std::string_view format, std::vector<Piece>& out,
+                                     std::string* error) {
   size_t i = 0;
   std::string literal;
   auto flush_literal = [&] {
     if (!literal.empty()) {
-      f.pieces_.push_back(Piece{Op::kLiteral, literal, {}, 0});
+      Piece p;
+      p.text = std::move(literal);
+      out.push_back(std::move(p));
       literal.clear();
     }
   };
@@ -58,7 +139,7 @@ std::optional<AccessLogFormat> AccessLogFormat::parse(std::string_view format, s
     size_t end = format.find('%', i + 1);
     if (end == std::string_view::npos) {
       if (error) *error = "unterminated command operator at offset " + std::to_string(i);
-      return std::nullopt;
+      return false;
     }
     std::string_view cmd = format.substr(i + 1, end - i - 1);
     i = end + 1;
@@ -72,7 +153,11 @@ std::optional<AccessLogFormat> AccessLogFormat::parse(std::string_view format, s
     if (size_t close = cmd.rfind(')');
         close != std::string_view::npos && close + 1 < cmd.size() && cmd[close + 1] == ':') {
       std::string_view n = cmd.substr(close + 2);
-      std::from_chars(n.data(), n.data() + n.size(), p.max_length);
+      auto [ptr, ec] = std::from_chars(n.data(), n.data() + n.size(), p.max_length);
+      if (ec != std::errc() || ptr != n.data() + n.size() || p.max_length == 0) {
+        if (error) *error = "bad length limit in %" + std::string(cmd) + "%";
+        return false;
+      }
       cmd = cmd.substr(0, close + 1);
     }
     auto arg_of = [&](std::string_view prefix) -> std::optional<std::string_view> {
@@ -109,34 +194,177 @@ std::optional<AccessLogFormat> AccessLogFormat::parse(std::string_view format, s
       p.op = Op::kUpstreamHost;
     } else if (cmd == "UPSTREAM_CLUSTER") {
       p.op = Op::kUpstreamCluster;
+    } else if (cmd == "UPSTREAM_LOCAL_ADDRESS") {
+      p.op = Op::kUpstreamLocal;
     } else if (cmd == "DOWNSTREAM_REMOTE_ADDRESS") {
       p.op = Op::kDownstreamRemote;
     } else if (cmd == "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT") {
       p.op = Op::kDownstreamRemoteNoPort;
+    } else if (cmd == "DOWNSTREAM_LOCAL_ADDRESS") {
+      p.op = Op::kDownstreamLocal;
+    } else if (cmd == "DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT") {
+      p.op = Op::kDownstreamLocalNoPort;
+    } else if (cmd == "REQUESTED_SERVER_NAME") {
+      p.op = Op::kRequestedServerName;
+    } else if (cmd == "UPSTREAM_TRANSPORT_FAILURE_REASON") {
+      p.op = Op::kUpstreamTransportFailure;
     } else if (cmd == "PROTOCOL") {
       p.op = Op::kProtocol;
     } else if (cmd == "ROUTE_NAME") {
       p.op = Op::kRouteName;
+    } else if (arg_of("DYNAMIC_METADATA") || arg_of("FILTER_STATE") || arg_of("CLUSTER_METADATA")) {
+      // Emissary's default JSON format names istio metadata; there is no such metadata here.
+      p.op = Op::kAlwaysMissing;
     } else {
       if (error) *error = "unknown command operator %" + std::string(cmd) + "%";
-      return std::nullopt;
+      return false;
     }
-    f.pieces_.push_back(std::move(p));
+    out.push_back(std::move(p));
   }
   flush_literal();
+  return true;
+}
+
+std::optional<AccessLogFormat> AccessLogFormat::parse(std::string_view format, std::string* error) {
+  AccessLogFormat f;
+  if (!parse_template(format, f.pieces_, error)) return std::nullopt;
+  return f;
+}
+
+void AccessLogFormat::add_literal(std::string_view text) {
+  if (!pieces_.empty() && pieces_.back().op == Op::kLiteral) {
+    pieces_.back().text.append(text);
+    return;
+  }
+  Piece p;
+  p.text = std::string(text);
+  pieces_.push_back(std::move(p));
+}
+
+// Turns a parsed JSON object into pieces: JSON syntax and keys become literals, values become
+// operator pieces in a JSON mode.
+class JsonFormatBuilder {
+ public:
+  using Json = nlohmann::ordered_json;
+  using Op = AccessLogFormat::Op;
+  using Mode = AccessLogFormat::Mode;
+  using Piece = AccessLogFormat::Piece;
+
+  static bool object(const Json& obj, AccessLogFormat& f, const std::string& where,
+                     std::string* error) {
+    f.add_literal("{");
+    bool first = true;
+    for (const auto& [key, value] : obj.items()) {
+      std::string literal = first ? "\"" : ",\"";
+      first = false;
+      append_json_escaped(key, literal);
+      literal.append("\":");
+      f.add_literal(literal);
+      std::string path = where.empty() ? key : where + "." + key;
+      if (value.is_object()) {
+        if (!object(value, f, path, error)) return false;
+      } else if (value.is_string()) {
+        if (!string_value(value.get_ref<const std::string&>(), f, path, error)) return false;
+      } else if (value.is_array()) {
+        if (error) *error = path + ": arrays are not supported in a JSON access log format";
+        return false;
+      } else {
+        f.add_literal(value.dump(-1, ' ', false, Json::error_handler_t::replace));
+      }
+    }
+    f.add_literal("}");
+    return true;
+  }
+
+ private:
+  static bool string_value(const std::string& text, AccessLogFormat& f, const std::string& where,
+                           std::string* error) {
+    std::vector<Piece> pieces;
+    std::string e;
+    if (!AccessLogFormat::parse_template(text, pieces, &e)) {
+      if (error) *error = where + ": " + e;
+      return false;
+    }
+    if (pieces.size() == 1 && pieces[0].op != Op::kLiteral) {
+      pieces[0].mode = Mode::kJsonValue;
+      f.pieces_.push_back(std::move(pieces[0]));
+      return true;
+    }
+    f.add_literal("\"");
+    for (auto& p : pieces) {
+      if (p.op == Op::kLiteral) {
+        std::string escaped;
+        append_json_escaped(p.text, escaped);
+        f.add_literal(escaped);
+      } else {
+        p.mode = Mode::kJsonString;
+        f.pieces_.push_back(std::move(p));
+      }
+    }
+    f.add_literal("\"");
+    return true;
+  }
+};
+
+std::optional<AccessLogFormat> AccessLogFormat::parse_json(std::string_view json_object_text,
+                                                           std::string* error) {
+  auto parsed = nlohmann::ordered_json::parse(json_object_text, nullptr, false);
+  if (parsed.is_discarded()) {
+    if (error) *error = "not valid JSON";
+    return std::nullopt;
+  }
+  if (!parsed.is_object()) {
+    if (error) *error = "a JSON access log format must be an object of key: format string";
+    return std::nullopt;
+  }
+  AccessLogFormat f;
+  f.json_ = true;
+  if (!JsonFormatBuilder::object(parsed, f, "", error)) return std::nullopt;
   return f;
 }
 
 void AccessLogFormat::append_piece(const Piece& piece, const AccessLogRecord& r,
                                    std::string& out) const {
-  size_t start = out.size();
+  if (piece.op == Op::kLiteral) {
+    out.append(piece.text);
+    return;
+  }
+  // Values that are plain ASCII by construction (numbers, times) are written straight away.
+  auto quote = [&](bool on) {
+    if (on && piece.mode == Mode::kJsonValue) out.push_back('"');
+  };
   switch (piece.op) {
-    case Op::kLiteral:
-      out.append(piece.text);
-      return;
     case Op::kStartTime:
+      quote(true);
       base::append_rfc3339_ms(r.start_unix_ms, out);
+      quote(true);
       return;
+    case Op::kResponseCode:
+      append_uint(out, static_cast<uint64_t>(r.response_code < 0 ? 0 : r.response_code));
+      return;
+    case Op::kBytesReceived:
+      append_uint(out, r.bytes_received);
+      return;
+    case Op::kBytesSent:
+      append_uint(out, r.bytes_sent);
+      return;
+    case Op::kDuration:
+      append_uint(out, r.duration_ms);
+      return;
+    case Op::kResp:
+      if (piece.text == "x-envoy-upstream-service-time" && r.upstream_service_time_ms >= 0) {
+        quote(true);
+        append_uint(out, static_cast<uint64_t>(r.upstream_service_time_ms));
+        quote(true);
+        return;
+      }
+      break;
+    default:
+      break;
+  }
+
+  std::string_view v;
+  switch (piece.op) {
     case Op::kReq: {
       auto special = [&](std::string_view name, bool* found) -> std::string_view {
         *found = true;
@@ -151,72 +379,83 @@ void AccessLogFormat::append_piece(const Piece& piece, const AccessLogRecord& r,
         return header_value(r.request_headers, name, found);
       };
       bool found = false;
-      std::string_view v = special(piece.text, &found);
+      v = special(piece.text, &found);
       if (!found && !piece.fallback.empty()) v = special(piece.fallback, &found);
-      if (!found || v.empty()) {
-        out.push_back('-');
-      } else {
-        out.append(piece.max_length ? v.substr(0, piece.max_length) : v);
-      }
+      if (!found) v = {};
       break;
     }
     case Op::kResp: {
       bool found = false;
-      std::string_view v;
-      if (piece.text == "x-envoy-upstream-service-time" && r.upstream_service_time_ms >= 0) {
-        append_uint(out, static_cast<uint64_t>(r.upstream_service_time_ms));
-        return;
-      }
       v = header_value(r.response_headers, piece.text, &found);
-      if (!found || v.empty()) {
-        out.push_back('-');
-      } else {
-        out.append(v);
-      }
+      if (!found) v = {};
       break;
     }
-    case Op::kResponseCode:
-      append_uint(out, static_cast<uint64_t>(r.response_code));
-      break;
     case Op::kResponseFlags:
-      out.append(r.response_flags.empty() ? "-" : r.response_flags);
-      break;
-    case Op::kBytesReceived:
-      append_uint(out, r.bytes_received);
-      break;
-    case Op::kBytesSent:
-      append_uint(out, r.bytes_sent);
-      break;
-    case Op::kDuration:
-      append_uint(out, r.duration_ms);
+      v = r.response_flags;
       break;
     case Op::kUpstreamHost:
-      out.append(r.upstream_host.empty() ? "-" : r.upstream_host);
+      v = r.upstream_host;
       break;
     case Op::kUpstreamCluster:
-      out.append(r.upstream_cluster.empty() ? "-" : r.upstream_cluster);
+      v = r.upstream_cluster;
+      break;
+    case Op::kUpstreamLocal:
+      v = r.upstream_local_address;
       break;
     case Op::kDownstreamRemote:
-      out.append(r.downstream_remote_address);
+      v = r.downstream_remote_address;
       break;
-    case Op::kDownstreamRemoteNoPort: {
-      std::string_view a = r.downstream_remote_address;
-      size_t colon = a.rfind(':');
-      if (colon != std::string_view::npos) a = a.substr(0, colon);
-      if (a.size() >= 2 && a.front() == '[') a = a.substr(1, a.size() - 2);
-      out.append(a);
+    case Op::kDownstreamRemoteNoPort:
+    case Op::kDownstreamLocalNoPort: {
+      v = piece.op == Op::kDownstreamRemoteNoPort ? r.downstream_remote_address
+                                                  : r.downstream_local_address;
+      size_t colon = v.rfind(':');
+      if (colon != std::string_view::npos) v = v.substr(0, colon);
+      if (v.size() >= 2 && v.front() == '[') v = v.substr(1, v.size() - 2);
       break;
     }
+    case Op::kDownstreamLocal:
+      v = r.downstream_local_address;
+      break;
+    case Op::kRequestedServerName:
+      v = r.requested_server_name;
+      break;
+    case Op::kUpstreamTransportFailure:
+      v = r.upstream_transport_failure_reason;
+      break;
     case Op::kProtocol:
-      out.append(r.protocol);
+      v = r.protocol;
       break;
     case Op::kRouteName:
-      out.append(r.route_name.empty() ? "-" : r.route_name);
+      v = r.route_name;
+      break;
+    default:
       break;
   }
-  // Log lines are one per request: a value must not be able to forge another line.
-  for (size_t i = start; i < out.size(); ++i) {
-    if (out[i] == '\n' || out[i] == '\r') out[i] = ' ';
+  if (piece.max_length && v.size() > piece.max_length) v = v.substr(0, piece.max_length);
+  switch (piece.mode) {
+    case Mode::kText: {
+      if (v.empty()) v = "-";
+      size_t start = out.size();
+      out.append(v);
+      // Log lines are one per request: a value must not be able to forge another line.
+      for (size_t i = start; i < out.size(); ++i) {
+        if (out[i] == '\n' || out[i] == '\r') out[i] = ' ';
+      }
+      break;
+    }
+    case Mode::kJsonString:
+      append_json_escaped(v.empty() ? std::string_view("-") : v, out);
+      break;
+    case Mode::kJsonValue:
+      if (v.empty() || v == "-") {
+        out.append("null");
+      } else {
+        out.push_back('"');
+        append_json_escaped(v, out);
+        out.push_back('"');
+      }
+      break;
   }
 }
 
@@ -234,6 +473,35 @@ AccessLogSink::~AccessLogSink() {
   }
   cv_.notify_all();
   thread_.join();
+  for (int fd : retired_fds_) close(fd);
+  if (owns_fd_) close(fd_);
+}
+
+bool AccessLogSink::reopen(const std::string& path, std::string* error) {
+  int fd = 1;
+  bool owns = false;
+  if (!path.empty() && path != "/dev/fd/1" && path != "/dev/stdout") {
+    fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      int e = errno;
+      if (error) *error = "cannot open " + path + ": " + std::strerror(e);
+      return false;
+    }
+    owns = true;
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (fd == fd_ && !owns) return true;
+  if (owns_fd_) {
+    // The writer may be in write() on the old descriptor right now; it closes it when done.
+    if (writing_) {
+      retired_fds_.push_back(fd_);
+    } else {
+      close(fd_);
+    }
+  }
+  fd_ = fd;
+  owns_fd_ = owns;
+  return true;
 }
 
 void AccessLogSink::submit(std::string&& lines) {
@@ -264,10 +532,11 @@ void AccessLogSink::run() {
     queue_.pop_front();
     queued_bytes_ -= chunk.size();
     writing_ = true;
+    int fd = fd_;
     lock.unlock();
     size_t off = 0;
     while (off < chunk.size()) {
-      ssize_t n = write(fd_, chunk.data() + off, chunk.size() - off);
+      ssize_t n = write(fd, chunk.data() + off, chunk.size() - off);
       if (n < 0) {
         if (errno == EINTR) continue;
         break;
@@ -276,6 +545,8 @@ void AccessLogSink::run() {
     }
     lock.lock();
     writing_ = false;
+    for (int old : retired_fds_) close(old);
+    retired_fds_.clear();
     if (queue_.empty()) idle_cv_.notify_all();
   }
   idle_cv_.notify_all();

@@ -130,8 +130,7 @@ class AccessLogFormat {
     std::string fallback;  // REQ(A?B): B
     size_t max_length = 0;
   };
-  static bool parse_template(std::string_view format, std::vector<Piece>& out,
-                             std::string* error);
+  static bool parse_template(std::string_view format, std::vector<Piece>& out, std::string* error);
   friend class JsonFormatBuilder;  // access_log.cc: keeps nlohmann out of this header
   void add_literal(std::string_view text);
   void append_piece(const Piece& piece, const AccessLogRecord& record, std::string& out) const;
@@ -156,7 +155,7 @@ class AccessLogSink {
  private:
   void run();
   int fd_;
-  bool owns_fd_ = false;           // fd_ is ours to close (not the stdout we were given)
+  bool owns_fd_ = false;          // fd_ is ours to close (not the stdout we were given)
   std::vector<int> retired_fds_;  // replaced while a write was using them: closed by the writer
   std::mutex mutex_;
   std::condition_variable cv_;

@@ -1076,6 +1076,7 @@ void HttpConnection::log_exchange() {
   r.upstream_host = e.upstream_host;
   r.upstream_cluster = e.cluster ? std::string_view(e.cluster->spec().name) : std::string_view();
   r.downstream_remote_address = peer_text_;
+  r.downstream_local_address = local_text_;
   r.request_id = e.request_id;
   cfg->access_log->append(r, worker_.access_log_buffer());
   worker_.maybe_flush_access_log();

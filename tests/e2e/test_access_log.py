@@ -1,0 +1,174 @@
+"""Access log: Emissary's default text line, response flags, `envoy_log_type: json` with custom
+and default formats, and `envoy_log_path` (including a switch on reload)."""
+
+import json
+import os
+import re
+
+import harness
+from harness import RawConn, access_log_lines, get_request, mapping, module, to_yaml_docs
+
+START_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+# Emissary's default json_format keys (python/ambassador/envoy/v3/v3listener.py).
+DEFAULT_JSON_KEYS = [
+    "start_time", "method", "path", "protocol", "response_code", "response_flags",
+    "bytes_received", "bytes_sent", "duration", "upstream_service_time", "x_forwarded_for",
+    "user_agent", "request_id", "authority", "upstream_host", "upstream_cluster",
+    "upstream_local_address", "downstream_local_address", "downstream_remote_address",
+    "requested_server_name", "istio_policy_status", "upstream_transport_failure_reason",
+]
+
+
+def json_lines(text):
+    out = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            out.append(json.loads(line))  # every JSON-looking line must parse
+    return out
+
+
+def wait_lines(get_lines, pred, T, count=1, timeout=5):
+    """Polls until `count` lines satisfy `pred` (the writer flushes every 100 ms)."""
+    return harness.wait_until(
+        lambda: (lambda ls: ls if len(ls) >= count else None)([l for l in get_lines() if pred(l)]),
+        T(timeout))
+
+
+def read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8")
+    except FileNotFoundError:
+        return ""
+
+
+def test_default_text_line(start_gateway, echo, T):
+    gw = start_gateway([mapping("m", "/t/", echo.addr, rewrite="")])
+    with RawConn(gw.port, timeout=T(5)) as c:
+        r = c.request(get_request("/t/one?q=1", host="text.example.com",
+                                  headers=[("User-Agent", "alog-e2e"),
+                                           ("X-Forwarded-For", "203.0.113.9")]))
+    assert r.status == 200
+    lines = wait_lines(lambda: gw.stdout().splitlines(), lambda l: "alog-e2e" in l, T)
+    assert lines, gw.stdout()[-3000:]
+    raw = lines[0]
+    assert raw.startswith("ACCESS ["), raw
+    parsed = access_log_lines(raw)
+    assert parsed, raw
+    line = parsed[0]
+    assert START_RE.match(line["start"]), line
+    assert (line["method"], line["path"], line["protocol"]) == ("GET", "/t/one?q=1", "HTTP/1.1")
+    assert line["code"] == "200" and line["flags"] == "-"
+    assert line["rx"] == "0" and int(line["tx"]) > 0  # body bytes, as in Envoy
+    assert line["upstream_time"].isdigit()
+    assert line["xff"].startswith("203.0.113.9")
+    assert line["ua"] == "alog-e2e"
+    assert line["authority"] == "text.example.com"
+    assert line["upstream"] == echo.addr
+    assert line["request_id"] == r.json()["headers"]["x-request-id"]
+
+
+def test_no_route_is_flagged_nr(start_gateway, echo, T):
+    gw = start_gateway([mapping("m", "/t/", echo.addr)])
+    with RawConn(gw.port, timeout=T(5)) as c:
+        assert c.request(get_request("/unrouted/x", headers=[("User-Agent", "nr-e2e")])).status \
+            == 404
+    lines = wait_lines(lambda: access_log_lines(gw.stdout()), lambda l: l["ua"] == "nr-e2e", T)
+    assert lines, gw.stdout()[-3000:]
+    assert lines[0]["code"] == "404"
+    assert lines[0]["flags"] == "NR"
+    assert lines[0]["upstream"] == "-"
+
+
+def test_json_custom_format(start_gateway, echo, T):
+    fmt = {"start": "%START_TIME%", "status": "%RESPONSE_CODE%", "path": "%REQ(:PATH)%",
+           "ua": "%REQ(USER-AGENT)%", "flags": "%RESPONSE_FLAGS%", "missing": "%REQ(X-NOPE)%",
+           "sent": "%BYTES_SENT%", "mixed": "%REQ(:METHOD)% %RESPONSE_CODE%"}
+    gw = start_gateway([module({"envoy_log_type": "json", "envoy_log_format": fmt}),
+                        mapping("m", "/j/", echo.addr)])
+    # A hostile but legal User-Agent: quotes, backslash, and an obs-text byte (0xff).
+    ua = b'evil "quoted" \\back\\ \xff end'
+    with RawConn(gw.port, timeout=T(5)) as c:
+        assert c.request(get_request("/j/a?b=c", headers=[("User-Agent", ua.decode("latin-1"))])
+                         ).status == 200
+        assert c.request(get_request("/nope", headers=[("User-Agent", "json-404")])).status == 404
+    lines = wait_lines(lambda: json_lines(gw.stdout()), lambda l: True, T, count=2)
+    assert lines, gw.stdout()[-3000:]
+    assert not access_log_lines(gw.stdout()), "text lines in json mode"
+    by_path = {l["path"]: l for l in lines}
+    ok = by_path["/j/a?b=c"]
+    assert list(ok) == list(fmt), "keys must keep the configured order"
+    assert START_RE.match(ok["start"])
+    assert ok["status"] == 200 and isinstance(ok["status"], int)
+    assert isinstance(ok["sent"], int) and ok["sent"] > 0
+    assert ok["flags"] is None and ok["missing"] is None
+    assert ok["mixed"] == "GET 200"
+    assert ok["ua"] == 'evil "quoted" \\back\\ \u00ff end'
+    nr = by_path["/nope"]
+    assert nr["status"] == 404 and nr["flags"] == "NR" and nr["ua"] == "json-404"
+
+
+def test_json_default_format_has_emissary_keys(start_gateway, echo, T):
+    gw = start_gateway([module({"envoy_log_type": "json"}), mapping("m", "/", echo.addr)])
+    with RawConn(gw.port, timeout=T(5)) as c:
+        assert c.request(get_request("/d", headers=[("User-Agent", "json-default")])).status == 200
+    lines = wait_lines(lambda: json_lines(gw.stdout()), lambda l: l.get("user_agent") ==
+                       "json-default", T)
+    assert lines, gw.stdout()[-3000:]
+    line = lines[0]
+    assert list(line) == DEFAULT_JSON_KEYS
+    assert line["method"] == "GET" and line["path"] == "/d" and line["response_code"] == 200
+    assert line["upstream_host"] == echo.addr
+    assert line["istio_policy_status"] is None
+
+
+def test_log_path_file_and_switch_on_reload(start_gateway, echo, tmp_path, T):
+    first = str(tmp_path / "access-1.log")
+    second = str(tmp_path / "access-2.log")
+    gw = start_gateway({
+        "module.yaml": [module({"envoy_log_path": first})],
+        "routes.yaml": [mapping("m", "/", echo.addr)],
+    })
+    with RawConn(gw.port, timeout=T(5)) as c:
+        assert c.request(get_request("/to-file", headers=[("User-Agent", "file-1")])).status == 200
+    lines = wait_lines(lambda: access_log_lines(read(first)), lambda l: l["ua"] == "file-1", T)
+    assert lines, read(first) + gw.stdout()[-2000:]
+    assert lines[0]["path"] == "/to-file"
+    assert oct(os.stat(first).st_mode & 0o777) == oct(0o644 & ~_umask())
+    assert not access_log_lines(gw.stdout()), "access log still on stdout"
+
+    # The config folder is watched: a changed Module moves the log without a restart.
+    with open(os.path.join(gw.config_dir, "module.yaml"), "w") as f:
+        f.write(to_yaml_docs([module({"envoy_log_path": second, "envoy_log_type": "json"})]))
+
+    def second_has_line():
+        with RawConn(gw.port, timeout=T(5)) as c:
+            c.request(get_request("/to-second", headers=[("User-Agent", "file-2")]))
+        return [l for l in json_lines(read(second)) if l.get("user_agent") == "file-2"]
+
+    assert harness.wait_until(second_has_line, T(10), interval=0.2), gw.stderr()[-3000:]
+    assert not json_lines(read(first)), "JSON lines in the old file after the switch"
+
+
+def test_bad_log_path_keeps_stdout(start_gateway, echo, tmp_path, T):
+    bad = str(tmp_path / "no" / "such" / "dir" / "access.log")
+    gw = start_gateway([module({"envoy_log_path": bad}), mapping("m", "/", echo.addr)])
+    with RawConn(gw.port, timeout=T(5)) as c:
+        assert c.request(get_request("/still", headers=[("User-Agent", "bad-path")])).status == 200
+    lines = wait_lines(lambda: access_log_lines(gw.stdout()), lambda l: l["ua"] == "bad-path", T)
+    assert lines, gw.stdout()[-2000:]
+    assert "envoy_log_path" in gw.stderr()
+
+
+def test_log_path_dev_fd_1_is_stdout(start_gateway, echo, T):
+    gw = start_gateway([module({"envoy_log_path": "/dev/fd/1"}), mapping("m", "/", echo.addr)])
+    with RawConn(gw.port, timeout=T(5)) as c:
+        assert c.request(get_request("/o", headers=[("User-Agent", "fd1")])).status == 200
+    assert wait_lines(lambda: access_log_lines(gw.stdout()), lambda l: l["ua"] == "fd1", T)
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
