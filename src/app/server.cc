@@ -14,6 +14,7 @@
 #include "admin/admin_server.h"
 #include "config/file_source.h"
 #include "net/address.h"
+#include "observe/prometheus.h"
 
 namespace proxenos::app {
 
@@ -230,6 +231,18 @@ int Server::run() {
         r.status = 503;
         r.body = draining_ ? "ambassador is draining\n" : "ambassador waiting for config\n";
       }
+    } else if (path == "/metrics") {
+      observe::MergedStats merged;
+      for (auto& w : workers_) w->collect_stats(merged);
+      observe::PrometheusOptions options;
+      if (snapshot_ && !snapshot_->listeners.empty() &&
+          !snapshot_->listeners.front().stats_prefix.empty()) {
+        options.listener_prefix = snapshot_->listeners.front().stats_prefix;
+      }
+      options.config_generation = generation_;
+      options.config_reloads = generation_ > 0 ? generation_ - 1 : 0;
+      r.content_type = std::string(observe::kPrometheusContentType);
+      r.body = observe::render_prometheus(merged, options);
     } else {
       r.status = 404;
       r.body = "not found\n";

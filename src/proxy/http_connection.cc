@@ -142,6 +142,7 @@ void HttpConnection::on_connection_timer() {
     case Phase::kHead:
       if (now - head_started_ms_ >= kRequestHeadersTimeoutMs) {
         // Slowloris: the head did not arrive in time.
+        worker_.stats().downstream_rq_total.inc();
         send_local_reply(408, "request header timeout", "DC");
       } else {
         idle_timer_.arm(head_started_ms_ + kRequestHeadersTimeoutMs - now);
@@ -342,7 +343,9 @@ void HttpConnection::on_downstream_eof() {
 }
 
 void HttpConnection::parse_error(const http::ParseResult& result) {
-  worker_.counters().downstream_cx_protocol_error++;
+  worker_.stats().downstream_cx_protocol_error.inc();
+  // The malformed request is a request too (Envoy counts it), so the 4xx below has one.
+  worker_.stats().downstream_rq_total.inc();
   close_after_response_ = true;
   auto& e = *exchange_;
   e.start_ms = worker_.loop().now_ms();
@@ -362,7 +365,7 @@ void HttpConnection::start_exchange(size_t head_length) {
   e.start_ms = worker_.loop().now_ms();
   e.start_unix_ms = unix_now_ms();
   e.head_request = e.request.method == "HEAD";
-  worker_.counters().downstream_rq_total++;
+  worker_.stats().downstream_rq_total.inc();
   if (!e.request.keep_alive || worker_.draining()) close_after_response_ = true;
   e.request_body.reset(e.request.framing, e.request.content_length);
   e.request_complete = e.request.framing == http::BodyFraming::kNone;
@@ -482,7 +485,7 @@ void HttpConnection::route_request() {
     return;
   }
   e.cluster = e.config->clusters[target.cluster].get();
-  e.cluster->counters.rq_total++;
+  e.cluster->stats().upstream_rq_total.inc();
 
   RequestContext& ctx = e.context;
   ctx = RequestContext{};
@@ -600,7 +603,7 @@ void HttpConnection::connect_upstream() {
   e.upstream = e.cluster->connect(*endpoint, &err);
   e.upstream_host = endpoint->to_string();
   if (!e.upstream) {
-    e.cluster->counters.cx_connect_fail++;
+    e.cluster->stats().upstream_cx_connect_fail.inc();
     send_local_reply(503,
                      "upstream connect error or disconnect/reset before headers. reset reason: "
                      "connection failure",
@@ -617,14 +620,14 @@ void HttpConnection::on_upstream_event(uint32_t events) {
   Exchange& e = *exchange_;
   if (!e.upstream->connected) {
     if (events & (EPOLLERR | EPOLLHUP)) {
-      e.cluster->counters.cx_connect_fail++;
+      e.cluster->stats().upstream_cx_connect_fail.inc();
       upstream_failed("connection failure", "UF", true);
       return;
     }
     if (events & EPOLLOUT) {
       int err = net::socket_error(e.upstream->fd());
       if (err != 0) {
-        e.cluster->counters.cx_connect_fail++;
+        e.cluster->stats().upstream_cx_connect_fail.inc();
         upstream_failed("connection failure", "UF", true);
         return;
       }
@@ -649,7 +652,7 @@ void HttpConnection::on_upstream_connected() {
 
 void HttpConnection::on_connect_timeout() {
   if (!exchange_ || phase_ == Phase::kClosed) return;
-  exchange_->cluster->counters.cx_connect_fail++;
+  exchange_->cluster->stats().upstream_cx_connect_fail.inc();
   upstream_failed("connection timeout", "UF", true);
 }
 
@@ -665,7 +668,7 @@ void HttpConnection::upstream_failed(std::string_view reason, std::string_view f
     bool body_pending = e.request.framing != http::BodyFraming::kNone && e.bytes_received > 0;
     if (reused && !e.retried && !body_pending && !e.response.status) {
       e.retried = true;
-      e.cluster->counters.rq_retry++;
+      e.cluster->stats().upstream_rq_retry.inc();
       if (e.up_out) e.up_out->clear();
       if (e.up_in) e.up_in->clear();
       e.response_parser.reset();
@@ -1003,7 +1006,7 @@ bool HttpConnection::answer_probe(std::string_view path, const config::ModuleSet
 void HttpConnection::on_route_timeout() {
   if (!exchange_ || phase_ == Phase::kClosed) return;
   Exchange& e = *exchange_;
-  if (e.cluster) e.cluster->counters.rq_timeout++;
+  if (e.cluster) e.cluster->stats().upstream_rq_timeout.inc();
   upstream::UpstreamConnection::destroy(std::move(e.upstream));
   if (!e.response_head_sent) {
     send_local_reply(504, "upstream request timeout", "UT");
@@ -1031,8 +1034,17 @@ void HttpConnection::finish_exchange() {
       upstream::UpstreamConnection::destroy(std::move(e.upstream));
     }
   }
-  int cls = e.status / 100;
-  if (cls >= 1 && cls <= 5) worker_.counters().downstream_rq_by_class[cls]++;
+  uint64_t now = worker_.loop().now_ms();
+  observe::ListenerStats& stats = worker_.stats();
+  stats.count_response(e.status);
+  if (e.start_ms != 0) stats.downstream_rq_time.record_ms(now - e.start_ms);
+  if (e.cluster && e.upstream_start_ms != 0) {
+    // Like Envoy's router, a 503/504 we answer for a failed upstream attempt is charged to the
+    // cluster too.
+    observe::ClusterStats& cs = e.cluster->stats();
+    cs.count_response(e.status);
+    cs.upstream_rq_time.record_ms(now - e.upstream_start_ms);
+  }
   log_exchange();
   recycle_exchange();
   phase_ = Phase::kIdle;

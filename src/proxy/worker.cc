@@ -11,6 +11,9 @@ namespace {
 // Access-log lines are handed to the writer thread at this period (or sooner when big).
 constexpr uint64_t kLogFlushMs = 100;
 constexpr size_t kLogFlushBytes = 64 * 1024;
+// Shards of removed clusters kept for a scrape beyond this many are dropped at the next apply,
+// so a gateway that is never scraped does not accumulate them across reloads.
+constexpr size_t kMaxOrphanShards = 64;
 
 std::string listener_key(const config::ListenerSnapshot& l) {
   return l.bind_address + ":" + std::to_string(l.port);
@@ -81,14 +84,18 @@ void Worker::apply_on_loop(std::shared_ptr<const config::Snapshot> snapshot,
 
   // Clusters: same name keeps its worker state (and pooled connections) across snapshots.
   std::unordered_map<std::string, std::shared_ptr<upstream::WorkerCluster>> next;
+  std::vector<std::shared_ptr<const observe::ClusterStats>> new_shards;
   for (const auto& spec : snapshot->clusters) {
     std::shared_ptr<upstream::WorkerCluster> cluster;
     auto it = clusters_.find(spec.name);
     if (it != clusters_.end()) {
       cluster = it->second;
+      const observe::ClusterStats* shard = &cluster->stats();
       cluster->update_spec(spec);
+      if (&cluster->stats() != shard) new_shards.push_back(cluster->stats_shard());
     } else {
       cluster = std::make_shared<upstream::WorkerCluster>(loop_, spec);
+      new_shards.push_back(cluster->stats_shard());
     }
     if (endpoints) {
       auto e = endpoints->find(spec.name);
@@ -98,6 +105,13 @@ void Worker::apply_on_loop(std::shared_ptr<const config::Snapshot> snapshot,
     next.emplace(spec.name, std::move(cluster));
   }
   clusters_ = std::move(next);
+  {
+    std::lock_guard<std::mutex> lock(stats_mutex_);
+    if (cluster_stats_.size() > clusters_.size() + kMaxOrphanShards) {
+      std::erase_if(cluster_stats_, [](const auto& s) { return s.use_count() == 1; });
+    }
+    cluster_stats_.insert(cluster_stats_.end(), new_shards.begin(), new_shards.end());
+  }
 
   // Listeners: unchanged keys keep their sockets; new ones open; removed ones close.
   int failures = 0;
@@ -143,6 +157,19 @@ void Worker::update_endpoints(std::shared_ptr<const EndpointMap> endpoints) {
   });
 }
 
+void Worker::collect_stats(observe::MergedStats& out) {
+  std::vector<std::shared_ptr<const observe::ClusterStats>> shards;
+  {
+    std::lock_guard<std::mutex> lock(stats_mutex_);
+    shards = cluster_stats_;
+    // Held by the registry and `shards` only: its cluster is gone on the worker, and nothing can
+    // take a new reference without this mutex, so no bump can follow this read.
+    std::erase_if(cluster_stats_, [](const auto& s) { return s.use_count() == 2; });
+  }
+  out.add(stats_);
+  for (const auto& s : shards) out.add(*s);
+}
+
 void Worker::drain() {
   loop_.post([this] {
     draining_ = true;
@@ -167,7 +194,8 @@ void Worker::retire_all_listeners() {
 
 void Worker::on_connection_open(HttpConnection* connection) {
   connections_.push_back(connection);
-  counters_.downstream_cx_total++;
+  stats_.downstream_cx_total.inc();
+  stats_.downstream_cx_active.set(static_cast<int64_t>(connections_.size()));
   active_connections_.store(connections_.size(), std::memory_order_relaxed);
 }
 
@@ -177,6 +205,7 @@ void Worker::on_connection_close(HttpConnection* connection) {
     *it = connections_.back();
     connections_.pop_back();
   }
+  stats_.downstream_cx_active.set(static_cast<int64_t>(connections_.size()));
   active_connections_.store(connections_.size(), std::memory_order_relaxed);
 }
 

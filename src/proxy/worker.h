@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -19,6 +20,7 @@
 #include "net/buffer.h"
 #include "net/event_loop.h"
 #include "observe/access_log.h"
+#include "observe/stats.h"
 #include "upstream/worker_cluster.h"
 
 namespace proxenos::proxy {
@@ -40,13 +42,6 @@ struct WorkerConfig {
   const config::ListenerSnapshot* listener(const std::string& key) const;
 };
 
-struct WorkerCounters {
-  uint64_t downstream_cx_total = 0;
-  uint64_t downstream_rq_total = 0;
-  uint64_t downstream_rq_by_class[6] = {0, 0, 0, 0, 0, 0};  // index = status / 100
-  uint64_t downstream_cx_protocol_error = 0;
-};
-
 class Worker {
  public:
   Worker(int index, observe::AccessLogSink* sink, const std::atomic<bool>* ready);
@@ -65,6 +60,9 @@ class Worker {
   // Stop accepting; idle connections close now, busy ones after their current response.
   void drain();
   uint64_t active_connections() const { return active_connections_.load(); }
+  // Adds this worker's shards to `out` (a /metrics scrape). Cluster shards no longer held by any
+  // cluster are reported this one last time and then forgotten.
+  void collect_stats(observe::MergedStats& out);
 
   // Worker-thread API for connections.
   int index() const { return index_; }
@@ -77,7 +75,7 @@ class Worker {
   uint64_t random64() { return rng_(); }
   std::string& access_log_buffer() { return log_buffer_; }
   void maybe_flush_access_log();
-  WorkerCounters& counters() { return counters_; }
+  observe::ListenerStats& stats() { return stats_; }
   void on_connection_open(HttpConnection* connection);
   void on_connection_close(HttpConnection* connection);
 
@@ -105,7 +103,11 @@ class Worker {
   std::mt19937_64 rng_;
   std::string log_buffer_;
   net::Timer log_timer_;
-  WorkerCounters counters_;
+  observe::ListenerStats stats_;
+  // Every cluster shard this worker created. The mutex is taken only when clusters are created
+  // (config apply) and by scrapes, never per request: requests reach shards through their cluster.
+  std::mutex stats_mutex_;
+  std::vector<std::shared_ptr<const observe::ClusterStats>> cluster_stats_;
 };
 
 }  // namespace proxenos::proxy

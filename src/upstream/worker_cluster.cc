@@ -9,10 +9,18 @@ namespace proxenos::upstream {
 namespace {
 // How many idle connections a worker keeps per cluster; beyond this they are closed on release.
 constexpr size_t kMaxIdlePerCluster = 256;
+
+// Emissary exports cluster stats under the Mapping's stats_name (Envoy's alt_stat_name).
+std::string stats_label(const ClusterSpec& spec) {
+  return spec.stats_name.empty() ? spec.name : spec.stats_name;
+}
 }  // namespace
 
 WorkerCluster::WorkerCluster(net::EventLoop& loop, ClusterSpec spec)
-    : loop_(loop), spec_(std::move(spec)), idle_timer_(loop, [this] { expire_idle(); }) {}
+    : loop_(loop),
+      spec_(std::move(spec)),
+      idle_timer_(loop, [this] { expire_idle(); }),
+      stats_(std::make_shared<observe::ClusterStats>(stats_label(spec_))) {}
 
 WorkerCluster::~WorkerCluster() {
   close_idle();
@@ -21,6 +29,10 @@ WorkerCluster::~WorkerCluster() {
 void WorkerCluster::update_spec(const ClusterSpec& spec) {
   if (!spec_.same_upstream(spec)) close_idle();
   spec_ = spec;
+  // A shard's name is fixed (scrapes read it without a lock): a new stats name is a new shard.
+  if (stats_->name != stats_label(spec_)) {
+    stats_ = std::make_shared<observe::ClusterStats>(stats_label(spec_));
+  }
 }
 
 void WorkerCluster::set_endpoints(std::vector<net::Address> endpoints) {
@@ -43,10 +55,7 @@ std::unique_ptr<UpstreamConnection> WorkerCluster::take_idle() {
     c->in_pool_ = false;
     bool expired = spec_.max_connection_lifetime_ms != 0 &&
                    now - c->created_ms >= spec_.max_connection_lifetime_ms;
-    if (!expired) {
-      counters.cx_reused++;
-      return c;
-    }
+    if (!expired) return c;
     UpstreamConnection::destroy(std::move(c));
   }
   return nullptr;
@@ -56,7 +65,7 @@ std::unique_ptr<UpstreamConnection> WorkerCluster::connect(const net::Address& e
                                                            int* error_number) {
   int fd = net::connect_tcp(endpoint, error_number);
   if (fd < 0) return nullptr;
-  counters.cx_total++;
+  stats_->upstream_cx_total.inc();
   return std::make_unique<UpstreamConnection>(loop_, fd, this, endpoint);
 }
 

@@ -9,19 +9,11 @@
 
 #include "net/address.h"
 #include "net/event_loop.h"
+#include "observe/stats.h"
 #include "upstream/cluster_spec.h"
 #include "upstream/upstream_connection.h"
 
 namespace proxenos::upstream {
-
-struct ClusterCounters {
-  uint64_t rq_total = 0;
-  uint64_t cx_total = 0;
-  uint64_t cx_connect_fail = 0;
-  uint64_t cx_reused = 0;
-  uint64_t rq_timeout = 0;
-  uint64_t rq_retry = 0;
-};
 
 class WorkerCluster {
  public:
@@ -45,7 +37,11 @@ class WorkerCluster {
   void close_idle();  // drain: close every pooled connection
   size_t idle_count() const { return idle_.size(); }
 
-  ClusterCounters counters;
+  // This worker's stats shard for the cluster, named by the spec's stats_name (written only by
+  // this worker); shared so the worker's stats registry keeps it readable after the cluster is
+  // gone. update_spec() replaces it when the stats name changes.
+  observe::ClusterStats& stats() { return *stats_; }
+  const std::shared_ptr<observe::ClusterStats>& stats_shard() const { return stats_; }
 
  private:
   void expire_idle();
@@ -56,6 +52,7 @@ class WorkerCluster {
   size_t next_endpoint_ = 0;
   std::vector<std::unique_ptr<UpstreamConnection>> idle_;
   net::Timer idle_timer_;  // one sweep timer per cluster instead of one per pooled connection
+  std::shared_ptr<observe::ClusterStats> stats_;
 };
 
 }  // namespace proxenos::upstream
