@@ -55,14 +55,17 @@ void Server::resolve_endpoints(const config::Snapshot& snapshot, proxy::Endpoint
 bool Server::load_and_apply(bool initial) {
   auto t0 = std::chrono::steady_clock::now();
   config::LoadResult loaded = config::load_path(options_.config_path);
+  auto t1 = std::chrono::steady_clock::now();
   config::CompileOptions copts;
   copts.ambassador_id = options_.ambassador_id;
   copts.generation = ++generation_;
-  config::CompileResult compiled = config::compile(loaded.resources, copts);
-  auto t1 = std::chrono::steady_clock::now();
-  for (const auto& d : loaded.diagnostics) spdlog::error("{}", d.to_string());
-  for (const auto& d : compiled.diagnostics) {
+  config::StoreResult stored = store_.compile(std::move(loaded), copts);
+  const config::CompileResult& compiled = stored.compiled;
+  auto t2 = std::chrono::steady_clock::now();
+  size_t errors = 0;
+  for (const auto& d : stored.diagnostics) {
     if (d.severity == config::Severity::kError) {
+      ++errors;
       spdlog::error("{}", d.to_string());
     } else {
       spdlog::warn("{}", d.to_string());
@@ -81,16 +84,26 @@ bool Server::load_and_apply(bool initial) {
     if (!l.routes) continue;
     for (const auto& h : l.routes->hosts()) routes += h.routes.size();
   }
+  auto ms = [](auto d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+  // One line per reload, key=value, so log pipelines can pick the figures out.
   spdlog::info(
-      "config generation {}: {} resources, {} listeners, {} routes, {} clusters; compiled in {} ms",
-      copts.generation, loaded.resources.size(), compiled.snapshot->listeners.size(), routes,
-      compiled.snapshot->clusters.size(),
-      std::chrono::duration_cast<std::chrono::milliseconds>(t1 - t0).count());
+      "config generation {}: resources={} added={} changed={} removed={} kept_last_good={} "
+      "errors={} warnings={} listeners={} routes={} clusters={} read_ms={} compile_ms={}",
+      copts.generation, stored.resources, stored.changes.added, stored.changes.changed,
+      stored.changes.removed, stored.kept.size(), errors, stored.diagnostics.size() - errors,
+      compiled.snapshot->listeners.size(), routes, compiled.snapshot->clusters.size(),
+      ms(t1 - t0), ms(t2 - t1));
+  config_errors_ = errors;
+  config_kept_ = stored.kept.size();
 
   auto endpoints = std::make_shared<proxy::EndpointMap>();
   resolve_endpoints(*compiled.snapshot, *endpoints);
   snapshot_ = compiled.snapshot;
   endpoints_ = endpoints;
+  diagnostics_ = std::move(stored.diagnostics);
+  applied_unix_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
 
   std::shared_ptr<const observe::AccessLogFormat> format;
   const auto& module = snapshot_->module;
@@ -116,7 +129,7 @@ bool Server::load_and_apply(bool initial) {
 
   // Parsing and compiling churn through far more heap than the snapshot keeps; hand the freed
   // pages back so resident memory reflects the configuration, not the compile.
-  loaded = config::LoadResult{};
+  stored.compiled = config::CompileResult{};
   malloc_trim(0);
 
   pending_applies_.store(static_cast<int>(workers_.size()));
@@ -241,6 +254,8 @@ int Server::run() {
       }
       options.config_generation = generation_;
       options.config_reloads = generation_ > 0 ? generation_ - 1 : 0;
+      options.config_errors = config_errors_;
+      options.config_kept_last_good = config_kept_;
       r.content_type = std::string(observe::kPrometheusContentType);
       r.body = observe::render_prometheus(merged, options);
     } else {

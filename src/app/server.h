@@ -10,6 +10,7 @@
 
 #include "app/path_watcher.h"
 #include "config/compiler.h"
+#include "config/resource_store.h"
 #include "net/event_loop.h"
 #include "proxy/worker.h"
 
@@ -44,6 +45,13 @@ class Server {
   std::vector<std::unique_ptr<proxy::Worker>> workers_;
   std::shared_ptr<const config::Snapshot> snapshot_;
   std::shared_ptr<const proxy::EndpointMap> endpoints_;
+  // Every problem found by the last load and compile (file and resource errors, warnings), as
+  // the diagnostics page and `validate` report them.
+  config::Diagnostics diagnostics_;
+  config::ResourceStore store_;
+  size_t config_errors_ = 0;  // errors in the active configuration
+  size_t config_kept_ = 0;    // resources serving their last good version
+  int64_t applied_unix_ms_ = 0;  // wall-clock time the active snapshot was compiled
   std::atomic<bool> ready_{false};
   std::atomic<int> pending_applies_{0};
   std::atomic<int> apply_failures_{0};

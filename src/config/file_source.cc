@@ -366,9 +366,11 @@ LoadResult load_path(const std::string& path) {
       file_error(out, file, 0, "cannot read file");
       continue;
     }
-    std::ostringstream text;
-    text << in.rdbuf();
-    parse_documents(text.str(), file, out);
+    std::ostringstream stream;
+    stream << in.rdbuf();
+    auto text = std::make_shared<const std::string>(std::move(stream).str());
+    parse_documents(*text, file, out);
+    out.file_texts.emplace(file, std::move(text));
   }
   return out;
 }

@@ -149,6 +149,13 @@ std::string render_prometheus(const MergedStats& stats, const PrometheusOptions&
   sample(out, "proxenos_config_generation", {}, options.config_generation);
   header(out, "proxenos_config_reloads_total", "counter", "Configuration reloads since start.");
   sample(out, "proxenos_config_reloads_total", {}, options.config_reloads);
+  header(out, "proxenos_config_errors", "gauge",
+         "Errors in the configuration served (resources dropped or kept at their last good "
+         "version).");
+  sample(out, "proxenos_config_errors", {}, options.config_errors);
+  header(out, "proxenos_config_resources_kept_last_good", "gauge",
+         "Resources serving their last good version because the new one is invalid.");
+  sample(out, "proxenos_config_resources_kept_last_good", {}, options.config_kept_last_good);
   return out;
 }
 

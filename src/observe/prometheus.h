@@ -17,6 +17,8 @@ struct PrometheusOptions {
   std::string listener_prefix = "ingress_http";  // envoy_http_conn_manager_prefix
   uint64_t config_generation = 0;
   uint64_t config_reloads = 0;
+  uint64_t config_errors = 0;
+  uint64_t config_kept_last_good = 0;
 };
 
 // A label value with \, " and newline escaped as the text format requires.

@@ -7,6 +7,7 @@ import signal
 import time
 
 import harness
+import requests
 from harness import RawConn, get_request, listener, mapping, to_yaml_docs
 
 GENERATION_RE = re.compile(r"config generation \d+:")
@@ -143,3 +144,67 @@ def test_no_watch_needs_sighup(start_gateway, echo, T):
     gw.signal(signal.SIGHUP)
     assert wait_status(gw, "/b/x", 200, T), gw.stderr()
     assert status(gw, "/a/x", T) == 200
+
+
+def metric(gw, name):
+    body = requests.get(gw.admin_url + "/metrics", timeout=5).text
+    for line in body.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def reply_header(gw, path, name, T):
+    with RawConn(gw.port, timeout=T(2)) as c:
+        r = c.request(get_request(path))
+        return r.status, r.header(name)
+
+
+def test_invalid_update_keeps_last_good_version(start_gateway, echo, T):
+    good = mapping("a", "/a/", echo.addr, add_response_headers={"x-version": "1"})
+    gw = start_gateway({"a.yaml": [good], "b.yaml": [mapping("b", "/b/", echo.addr)]})
+    assert reply_header(gw, "/a/x", "x-version", T) == (200, "1")
+
+    # The new version of `a` has a field of the wrong type: `a` keeps serving version 1, the
+    # error is reported on it, and other changes still apply.
+    before = generations(gw)
+    bad = mapping("a", "/a-new/", echo.addr, add_response_headers={"x-version": "2"},
+                  timeout_ms="soon")
+    write(os.path.join(gw.config_dir, "a.yaml"), [bad])
+    write(os.path.join(gw.config_dir, "b.yaml"), [mapping("b", "/b2/", echo.addr)])
+    assert wait_status(gw, "/b2/x", 200, T), gw.stderr()
+    assert harness.wait_until(lambda: generations(gw) > before, T(5))
+    assert reply_header(gw, "/a/x", "x-version", T) == (200, "1")
+    assert status(gw, "/a-new/x", T) == 404
+    log = gw.stderr()
+    assert "error: Mapping/default/a: spec.timeout_ms" in log, log
+    assert "Mapping/default/a: serving its last good version" in log, log
+    assert metric(gw, "proxenos_config_errors") == 1
+    assert metric(gw, "proxenos_config_resources_kept_last_good") == 1
+
+    # Fixed: version 2 serves, the report clears.
+    write(os.path.join(gw.config_dir, "a.yaml"),
+          [mapping("a", "/a-new/", echo.addr, add_response_headers={"x-version": "2"})])
+    assert wait_status(gw, "/a-new/x", 200, T), gw.stderr()
+    assert reply_header(gw, "/a-new/x", "x-version", T) == (200, "2")
+    assert status(gw, "/a/x", T) == 404
+    assert harness.wait_until(lambda: metric(gw, "proxenos_config_errors") == 0, T(5))
+    assert metric(gw, "proxenos_config_resources_kept_last_good") == 0
+
+
+def test_file_that_stops_parsing_keeps_its_routes(start_gateway, echo, T):
+    gw = start_gateway({"a.yaml": [mapping("a", "/a/", echo.addr)],
+                        "b.yaml": [mapping("b", "/b/", echo.addr)]})
+    before = generations(gw)
+    # Half-saved: the file is no longer valid YAML.
+    write(os.path.join(gw.config_dir, "a.yaml"),
+          "apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nspec: {prefix: [\n")
+    write(os.path.join(gw.config_dir, "b.yaml"), [mapping("b", "/b2/", echo.addr)])
+    assert wait_status(gw, "/b2/x", 200, T), gw.stderr()
+    assert generations(gw) > before
+    assert status(gw, "/a/x", T) == 200
+    log = gw.stderr()
+    assert re.search(r"a\.yaml:\d+: error", log), log
+    # Deleting the file, unlike breaking it, removes its routes.
+    os.unlink(os.path.join(gw.config_dir, "a.yaml"))
+    assert wait_status(gw, "/a/x", 404, T), gw.stderr()
