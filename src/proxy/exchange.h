@@ -19,9 +19,13 @@
 
 namespace proxenos::proxy {
 
+class ShadowRequest;
+
 struct Exchange {
   explicit Exchange(net::EventLoop& loop);
+  ~Exchange();
   void reset();
+  void drop_shadow();  // tells the shadow (if any) that no more body will come from here
 
   std::shared_ptr<const WorkerConfig> config;
   const config::ListenerSnapshot* listener = nullptr;
@@ -30,6 +34,7 @@ struct Exchange {
   router::RouteTable::Match match;
   upstream::WorkerCluster* cluster = nullptr;
   std::unique_ptr<upstream::UpstreamConnection> upstream;
+  ShadowRequest* shadow = nullptr;  // owned by the worker; fed the body as it streams
   std::unique_ptr<net::Buffer> up_in;
   std::unique_ptr<net::Buffer> up_out;
   http::BodyDecoder request_body;

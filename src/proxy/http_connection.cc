@@ -15,6 +15,7 @@
 #include "net/socket.h"
 #include "proxy/request_context.h"
 #include "proxy/response_builder.h"
+#include "proxy/shadow_request.h"
 
 namespace proxenos::proxy {
 
@@ -85,7 +86,19 @@ Exchange::Exchange(net::EventLoop& loop)
       connect_timer(loop, [this] { static_cast<HttpConnection*>(owner)->on_connect_timeout(); }),
       idle_timer(loop, [this] { static_cast<HttpConnection*>(owner)->on_stream_idle_timeout(); }) {}
 
+Exchange::~Exchange() {
+  drop_shadow();
+}
+
+void Exchange::drop_shadow() {
+  if (shadow == nullptr) return;
+  ShadowRequest* s = shadow;
+  shadow = nullptr;
+  s->detach();
+}
+
 void Exchange::reset() {
+  drop_shadow();
   config.reset();
   listener = nullptr;
   match = {};
@@ -500,6 +513,13 @@ void HttpConnection::route_request() {
   ctx.start_unix_ms = e.start_unix_ms;
   build_upstream_head(ctx, *e.match.route, target, e.cluster->spec(), path, e.up_head,
                       e.original_path);
+  const auto& shadow = e.match.route->shadow;
+  if (shadow && shadow->cluster < e.config->clusters.size() &&
+      worker_.draw_percent() < shadow->cumulative_weight) {
+    e.shadow = ShadowRequest::start(worker_, e.config->clusters[shadow->cluster], e.up_head,
+                                    req.framing == http::BodyFraming::kChunked, e.request_complete,
+                                    shadow->timeout_ms);
+  }
   uint32_t idle = target.idle_timeout_ms;
   if (idle > 0) {
     e.last_activity_ms = worker_.loop().now_ms();
@@ -715,6 +735,7 @@ void HttpConnection::forward_request_body() {
     if (!r.data.empty()) {
       e.last_activity_ms = worker_.loop().now_ms();
       e.bytes_received += r.data.size();
+      if (e.shadow != nullptr) e.shadow->feed(r.data);
       if (chunked) {
         char size_line[24];
         auto [p, ec] = std::to_chars(size_line, size_line + 16, r.data.size(), 16);
@@ -731,6 +752,7 @@ void HttpConnection::forward_request_body() {
     if (r.done) {
       e.request_complete = true;
       if (chunked) e.up_out->append("0\r\n\r\n");
+      if (e.shadow != nullptr) e.shadow->end_body();
     }
     if (r.consumed == 0 && r.data.empty() && !r.done) break;
   }
@@ -1186,6 +1208,7 @@ void HttpConnection::close_now() {
     e.idle_timer.cancel();
     if (e.status != 0 && !e.response_complete) log_exchange();  // aborted exchanges are logged
     upstream::UpstreamConnection::destroy(std::move(e.upstream));
+    e.drop_shadow();
   }
   worker_.loop().remove(fd_);
   close(fd_);

@@ -4,6 +4,7 @@
 
 #include "proxy/http_connection.h"
 #include "proxy/listener_socket.h"
+#include "proxy/shadow_request.h"
 
 namespace proxenos::proxy {
 
@@ -45,6 +46,8 @@ void Worker::start() {
     // Tear down on the worker's own thread: connections and pools belong to it.
     for (HttpConnection* c : std::vector<HttpConnection*>(connections_)) delete c;
     connections_.clear();
+    for (ShadowRequest* s : shadows_) delete s;
+    shadows_.clear();
     retire_all_listeners();
     clusters_.clear();
     config_.reset();
@@ -168,6 +171,11 @@ void Worker::collect_stats(observe::MergedStats& out) {
   }
   out.add(stats_);
   for (const auto& s : shards) out.add(*s);
+}
+
+void Worker::release_shadow(ShadowRequest* shadow) {
+  if (shadows_.erase(shadow) == 0) return;
+  loop_.defer([shadow] { delete shadow; });
 }
 
 void Worker::drain() {

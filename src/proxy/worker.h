@@ -12,6 +12,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "config/snapshot.h"
@@ -27,6 +28,7 @@ namespace proxenos::proxy {
 
 class HttpConnection;
 class ListenerSocket;
+class ShadowRequest;
 
 using EndpointMap = std::unordered_map<std::string, std::vector<net::Address>>;
 
@@ -78,6 +80,9 @@ class Worker {
   observe::ListenerStats& stats() { return stats_; }
   void on_connection_open(HttpConnection* connection);
   void on_connection_close(HttpConnection* connection);
+  // Shadow requests outlive the exchanges that start them; the worker owns them until done.
+  void adopt_shadow(ShadowRequest* shadow) { shadows_.insert(shadow); }
+  void release_shadow(ShadowRequest* shadow);
 
  private:
   void apply_on_loop(std::shared_ptr<const config::Snapshot> snapshot,
@@ -98,6 +103,7 @@ class Worker {
   std::unordered_map<std::string, std::shared_ptr<upstream::WorkerCluster>> clusters_;
   std::unordered_map<std::string, std::unique_ptr<ListenerSocket>> listeners_;  // by "addr:port"
   std::vector<HttpConnection*> connections_;
+  std::unordered_set<ShadowRequest*> shadows_;
   std::atomic<uint64_t> active_connections_{0};
   bool draining_ = false;
   std::mt19937_64 rng_;
