@@ -79,18 +79,19 @@ class AdminServer::Session final : public net::IoHandler {
       if (head_.method != "GET" && head_.method != "HEAD") {
         resp = {405, "text/plain", "method not allowed\n"};
       } else {
-        resp = server_.handler_(std::string(head_.path));
+        resp = server_.handler_(AdminRequest{std::string(head_.path), std::string(head_.query)});
       }
-      if (head_.method == "HEAD") resp.body.clear();
-      respond(resp, !head_.keep_alive);
+      // HEAD gets the GET's content-length, without the body.
+      respond(resp, !head_.keep_alive, head_.method == "HEAD");
     }
     if (eof_ && out_.empty()) finish();
   }
-  void respond(const AdminResponse& r, bool close_after) {
+  void respond(const AdminResponse& r, bool close_after, bool head_only = false) {
     out_ += "HTTP/1.1 " + std::to_string(r.status) + " " +
             std::string(http::reason_phrase(r.status)) + "\r\ncontent-type: " + r.content_type +
             "\r\ncontent-length: " + std::to_string(r.body.size()) +
-            (close_after ? "\r\nconnection: close" : "") + "\r\n\r\n" + r.body;
+            (close_after ? "\r\nconnection: close" : "") + "\r\n\r\n";
+    if (!head_only) out_ += r.body;
     close_after_ = close_after_ || close_after;
     flush();
   }
@@ -121,6 +122,11 @@ class AdminServer::Session final : public net::IoHandler {
 };
 
 AdminServer::AdminServer(net::EventLoop& loop, AdminHandler handler)
+    : loop_(loop), handler_([handler = std::move(handler)](const AdminRequest& request) {
+        return handler(request.path);
+      }) {}
+
+AdminServer::AdminServer(net::EventLoop& loop, AdminRequestHandler handler)
     : loop_(loop), handler_(std::move(handler)) {}
 
 AdminServer::~AdminServer() {

@@ -21,9 +21,17 @@ struct AdminResponse {
 // Handlers get the request path (without query) and answer synchronously.
 using AdminHandler = std::function<AdminResponse(const std::string& path)>;
 
+// The request as a handler that needs its query sees it (`/ambassador/v0/diag/?json=true`).
+struct AdminRequest {
+  std::string path;   // without query
+  std::string query;  // text after '?', without the '?'; empty when none
+};
+using AdminRequestHandler = std::function<AdminResponse(const AdminRequest& request)>;
+
 class AdminServer final : public net::IoHandler {
  public:
   AdminServer(net::EventLoop& loop, AdminHandler handler);
+  AdminServer(net::EventLoop& loop, AdminRequestHandler handler);
   ~AdminServer();
 
   bool listen(const net::Address& address, std::string* error);
@@ -36,7 +44,7 @@ class AdminServer final : public net::IoHandler {
   void close_session(Session* session);
 
   net::EventLoop& loop_;
-  AdminHandler handler_;
+  AdminRequestHandler handler_;
   int fd_ = -1;
   std::vector<std::unique_ptr<Session>> sessions_;
 };

@@ -16,7 +16,7 @@ namespace proxenos::app {
 
 // Quiet time after the last change before reloading: an editor's save (write temp, rename, chmod)
 // or `kubectl cp` of a folder is a burst of events that must yield one reload, not one per event.
-constexpr uint64_t kReloadDebounceMs = 200;
+constexpr uint64_t kReloadDebounceMs = 50;
 // Upper bound on how long a continuous stream of changes can postpone the reload.
 constexpr uint64_t kReloadMaxDelayMs = 2000;
 

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "admin/admin_server.h"
+#include "admin/diag_page.h"
 #include "config/file_source.h"
 #include "net/address.h"
 #include "observe/prometheus.h"
@@ -91,8 +92,8 @@ bool Server::load_and_apply(bool initial) {
       "errors={} warnings={} listeners={} routes={} clusters={} read_ms={} compile_ms={}",
       copts.generation, stored.resources, stored.changes.added, stored.changes.changed,
       stored.changes.removed, stored.kept.size(), errors, stored.diagnostics.size() - errors,
-      compiled.snapshot->listeners.size(), routes, compiled.snapshot->clusters.size(),
-      ms(t1 - t0), ms(t2 - t1));
+      compiled.snapshot->listeners.size(), routes, compiled.snapshot->clusters.size(), ms(t1 - t0),
+      ms(t2 - t1));
   config_errors_ = errors;
   config_kept_ = stored.kept.size();
 
@@ -232,7 +233,8 @@ int Server::run() {
     spdlog::error("--admin-address {}: expected IP:PORT", options_.admin_address);
     return 2;
   }
-  admin::AdminServer admin(control_loop_, [this](const std::string& path) {
+  admin::AdminServer admin(control_loop_, [this](const admin::AdminRequest& request) {
+    const std::string& path = request.path;
     admin::AdminResponse r;
     if (path == "/ambassador/v0/check_alive") {
       uint64_t up = (control_loop_.now_ms() - started_ms_) / 1000;
@@ -247,23 +249,57 @@ int Server::run() {
     } else if (path == "/metrics") {
       observe::MergedStats merged;
       for (auto& w : workers_) w->collect_stats(merged);
+      stats_sampler_.record(control_loop_.now_ms(), merged);
       observe::PrometheusOptions options;
-      if (snapshot_ && !snapshot_->listeners.empty() &&
-          !snapshot_->listeners.front().stats_prefix.empty()) {
-        options.listener_prefix = snapshot_->listeners.front().stats_prefix;
-      }
       options.config_generation = generation_;
       options.config_reloads = generation_ > 0 ? generation_ - 1 : 0;
       options.config_errors = config_errors_;
       options.config_kept_last_good = config_kept_;
       r.content_type = std::string(observe::kPrometheusContentType);
       r.body = observe::render_prometheus(merged, options);
+    } else if (path == "/ambassador/v0/diag/" || path == "/ambassador/v0/diag") {
+      observe::MergedStats merged;
+      for (auto& w : workers_) w->collect_stats(merged);
+      stats_sampler_.record(control_loop_.now_ms(), merged);
+      DiagInputs in;
+      in.snapshot = snapshot_.get();
+      in.diagnostics = &diagnostics_;
+      in.endpoints = endpoints_.get();
+      in.stats = &merged;
+      in.sampler = &stats_sampler_;
+      in.generation = snapshot_ ? snapshot_->generation : 0;
+      in.applied_unix_ms = applied_unix_ms_;
+      in.now_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
+      nlohmann::json model = build_diag_model(in);
+      if (query_flag(request.query, "json")) {
+        r.content_type = "application/json";
+        r.body = model.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+      } else {
+        r.content_type = "text/html; charset=utf-8";
+        r.body = admin::render_diag_html(model);
+      }
+    } else if (path == "/config_dump") {
+      r.content_type = "application/json";
+      nlohmann::json dump = snapshot_ ? config_dump(*snapshot_) : nlohmann::json::object();
+      r.body = dump.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     } else {
       r.status = 404;
       r.body = "not found\n";
     }
     return r;
   });
+  // Samples for the diagnostics page's recent error rate; the first one (no workers yet) is the
+  // zero every cluster's window starts from.
+  stats_timer_ = std::make_unique<net::Timer>(control_loop_, [this] {
+    observe::MergedStats merged;
+    for (auto& w : workers_) w->collect_stats(merged);
+    stats_sampler_.record(control_loop_.now_ms(), merged);
+    stats_timer_->arm(StatsSampler::kIntervalMs);
+  });
+  stats_sampler_.record(control_loop_.now_ms(), observe::MergedStats{});
+  stats_timer_->arm(StatsSampler::kIntervalMs);
   std::string error;
   if (!admin.listen(*admin_address, &error)) {
     spdlog::error("admin listener: {}", error);

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "app/diagnostics.h"
 #include "app/path_watcher.h"
 #include "config/compiler.h"
 #include "config/resource_store.h"
@@ -49,8 +50,8 @@ class Server {
   // the diagnostics page and `validate` report them.
   config::Diagnostics diagnostics_;
   config::ResourceStore store_;
-  size_t config_errors_ = 0;  // errors in the active configuration
-  size_t config_kept_ = 0;    // resources serving their last good version
+  size_t config_errors_ = 0;     // errors in the active configuration
+  size_t config_kept_ = 0;       // resources serving their last good version
   int64_t applied_unix_ms_ = 0;  // wall-clock time the active snapshot was compiled
   std::atomic<bool> ready_{false};
   std::atomic<int> pending_applies_{0};
@@ -64,6 +65,10 @@ class Server {
   std::unique_ptr<net::Timer> dns_timer_;
   std::unique_ptr<net::Timer> drain_timer_;
   std::unique_ptr<PathWatcher> watcher_;
+  // Per-cluster request/5xx history for the diagnostics page's recent error rate, sampled by
+  // stats_timer_ and by every /metrics scrape and diagnostics request.
+  StatsSampler stats_sampler_;
+  std::unique_ptr<net::Timer> stats_timer_;
 };
 
 }  // namespace proxenos::app

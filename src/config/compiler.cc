@@ -526,6 +526,7 @@ class Compiler {
       make_match(*g.redirect, route.get());
       route->targets.push_back(make_redirect(*g.redirect));
       route->stats_name = g.redirect->stats_name.value_or("");
+      route->stats_index = route_stats_index(*route, *g.redirect);
       return route;
     }
     if (g.members.empty()) {
@@ -564,7 +565,20 @@ class Compiler {
     const MappingSpec& first = *g.members.front();
     std::optional<std::string> stats = first.stats_name ? first.stats_name : defaults_.stats_name;
     route->stats_name = stats.value_or("");
+    route->stats_index = route_stats_index(*route, first);
     return route;
+  }
+
+  // Routes are counted under their stats_name, or under a name derived from the Mapping they
+  // come from; routes with the same name share one set of stats.
+  uint32_t route_stats_index(const router::Route& route, const MappingSpec& m) {
+    std::string name = !route.stats_name.empty()
+                           ? route.stats_name
+                           : sanitize("mapping_" + m.namespace_ + "_" + m.name);
+    auto [it, inserted] =
+        route_stats_index_.emplace(name, static_cast<uint32_t>(snap_.route_stats_names.size()));
+    if (inserted) snap_.route_stats_names.push_back(std::move(name));
+    return it->second;
   }
 
   // --- listeners and hosts ---------------------------------------------------------------------
@@ -705,6 +719,7 @@ class Compiler {
   std::vector<MappingSpec> mappings_;  // stable: groups point into it
   std::vector<Group> groups_;
   std::map<std::string, std::pair<std::string, size_t>> cluster_index_;
+  std::unordered_map<std::string, uint32_t> route_stats_index_;
 };
 
 }  // namespace

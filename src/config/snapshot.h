@@ -64,6 +64,7 @@ struct Snapshot {
   ModuleSettings module;
   std::vector<ListenerSnapshot> listeners;
   std::vector<upstream::ClusterSpec> clusters;  // RouteTarget::cluster indexes this
+  std::vector<std::string> route_stats_names;   // Route::stats_index indexes this
   // Where each applied resource came from ("Mapping/ns/name" -> file:line), for `proxenos
   // routes` and diagnostics.
   std::map<std::string, Origin> resource_origins;

@@ -72,6 +72,7 @@ class EventLoop {
 
   // Monotonic milliseconds, refreshed once per loop iteration (cheap to call on the hot path).
   uint64_t now_ms() const { return now_ms_; }
+  uint64_t now_us() const { return now_us_; }  // same instant as now_ms(), in microseconds
   uint64_t refresh_now();
 
  private:
@@ -89,6 +90,7 @@ class EventLoop {
   int epoll_fd_ = -1;
   int wake_fd_ = -1;
   uint64_t now_ms_ = 0;
+  uint64_t now_us_ = 0;
   uint64_t next_timer_seq_ = 1;
   std::vector<Timer*> timers_;  // indexed min-heap on (deadline, seq)
   std::vector<std::function<void()>> deferred_;

@@ -40,7 +40,14 @@ void histogram(std::string& out, std::string_view name, std::string_view labels,
         labels.empty() ? fmt::format("le=\"{}\"", le) : fmt::format("{},le=\"{}\"", labels, le);
     sample(out, bucket_name, bucket_labels, cumulative);
   }
-  sample(out, std::string(name) + "_sum", labels, h.sum_ms);
+  // Envoy reports histogram sums in milliseconds; ours keep microseconds.
+  std::string sum_name = std::string(name) + "_sum";
+  std::string sum = fmt::format("{}.{:03}", h.sum_us / 1000, h.sum_us % 1000);
+  if (labels.empty()) {
+    fmt::format_to(std::back_inserter(out), "{} {}\n", sum_name, sum);
+  } else {
+    fmt::format_to(std::back_inserter(out), "{}{{{}}} {}\n", sum_name, labels, sum);
+  }
   // The +Inf bucket and _count must agree even if a scrape raced a record.
   sample(out, std::string(name) + "_count", labels, cumulative);
 }
@@ -68,82 +75,163 @@ std::string escape_label_value(std::string_view value) {
   return out;
 }
 
+namespace {
+
+// One labelled family: a header, then one sample per item.
+template <typename Item, typename Value>
+void family(std::string& out, std::string_view name, std::string_view type, std::string_view help,
+            const std::vector<Item>& items, const std::vector<std::string>& labels, Value value) {
+  if (items.empty()) return;
+  header(out, name, type, help);
+  for (size_t i = 0; i < items.size(); ++i) {
+    sample(out, name, labels[i],
+           static_cast<uint64_t>(std::max<int64_t>(static_cast<int64_t>(value(items[i])), 0)));
+  }
+}
+
+template <typename Item, size_t N>
+void by_class(std::string& out, std::string_view name, std::string_view help,
+              const std::vector<Item>& items, const std::vector<std::string>& labels,
+              std::array<uint64_t, N> Item::*field) {
+  if (items.empty()) return;
+  header(out, name, "counter", help);
+  for (size_t i = 0; i < items.size(); ++i) {
+    for (size_t cls = 1; cls < kStatusClasses; ++cls) {
+      sample(out, name, fmt::format("envoy_response_code_class=\"{}\",{}", cls, labels[i]),
+             (items[i].*field)[cls]);
+    }
+  }
+}
+
+template <typename Item>
+void histograms(std::string& out, std::string_view name, std::string_view help,
+                const std::vector<Item>& items, const std::vector<std::string>& labels,
+                HistogramValues Item::*field) {
+  if (items.empty()) return;
+  header(out, name, "histogram", help);
+  for (size_t i = 0; i < items.size(); ++i) histogram(out, name, labels[i], items[i].*field);
+}
+
+template <typename Item>
+std::vector<std::string> label_list(const std::vector<Item>& items, std::string_view key,
+                                    std::string (*name_of)(const Item&)) {
+  std::vector<std::string> out;
+  out.reserve(items.size());
+  for (const Item& item : items) {
+    out.push_back(fmt::format("{}=\"{}\"", key, escape_label_value(name_of(item))));
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string render_prometheus(const MergedStats& stats, const PrometheusOptions& options) {
   std::string out;
-  out.reserve(4096 + stats.clusters.size() * 4096);
-  const ListenerValues& l = stats.listener;
-  std::string hcm =
-      "envoy_http_conn_manager_prefix=\"" + escape_label_value(options.listener_prefix) + "\"";
+  out.reserve(8192 + stats.clusters.size() * 6144 + stats.routes.size() * 4096);
 
-  header(out, "envoy_http_downstream_cx_total", "counter", "Total downstream connections.");
-  sample(out, "envoy_http_downstream_cx_total", hcm, l.downstream_cx_total);
-  header(out, "envoy_http_downstream_cx_active", "gauge", "Active downstream connections.");
-  sample(out, "envoy_http_downstream_cx_active", hcm,
-         static_cast<uint64_t>(std::max<int64_t>(l.downstream_cx_active, 0)));
-  header(out, "envoy_http_downstream_cx_protocol_error", "counter",
-         "Downstream connections closed on a protocol error.");
-  sample(out, "envoy_http_downstream_cx_protocol_error", hcm, l.downstream_cx_protocol_error);
-  header(out, "envoy_http_downstream_rq_total", "counter", "Total downstream requests.");
-  sample(out, "envoy_http_downstream_rq_total", hcm, l.downstream_rq_total);
-  header(out, "envoy_http_downstream_rq_xx", "counter", "Downstream responses by status class.");
-  for (size_t cls = 1; cls < kStatusClasses; ++cls) {
-    sample(out, "envoy_http_downstream_rq_xx",
-           fmt::format("envoy_response_code_class=\"{}\",{}", cls, hcm), l.downstream_rq_xx[cls]);
+  // HTTP connection manager stats: one series per stats prefix (listeners sharing a prefix add
+  // up, as Envoy's stats of one name do).
+  std::vector<ListenerValues> hcms;
+  for (const ListenerValues& l : stats.listeners) {
+    auto it = std::find_if(hcms.begin(), hcms.end(),
+                           [&](const ListenerValues& h) { return h.prefix == l.prefix; });
+    if (it == hcms.end()) {
+      hcms.push_back(l);
+      hcms.back().name = l.prefix;
+    } else {
+      it->add(l);
+    }
   }
-  header(out, "envoy_http_downstream_rq_time", "histogram",
-         "Downstream request time in milliseconds.");
-  histogram(out, "envoy_http_downstream_rq_time", hcm, l.downstream_rq_time);
+  auto hcm = label_list<ListenerValues>(hcms, "envoy_http_conn_manager_prefix",
+                                        [](const ListenerValues& l) { return l.name; });
+  using L = ListenerValues;
+  family(out, "envoy_http_downstream_cx_total", "counter", "Total downstream connections.", hcms,
+         hcm, [](const L& l) { return l.downstream_cx_total; });
+  family(out, "envoy_http_downstream_cx_active", "gauge", "Active downstream connections.", hcms,
+         hcm, [](const L& l) { return l.downstream_cx_active; });
+  family(out, "envoy_http_downstream_cx_protocol_error", "counter",
+         "Downstream connections closed on a protocol error.", hcms, hcm,
+         [](const L& l) { return l.downstream_cx_protocol_error; });
+  family(out, "envoy_http_downstream_cx_rx_bytes_total", "counter",
+         "Bytes received from downstream connections.", hcms, hcm,
+         [](const L& l) { return l.downstream_cx_rx_bytes_total; });
+  family(out, "envoy_http_downstream_cx_tx_bytes_total", "counter",
+         "Bytes sent to downstream connections.", hcms, hcm,
+         [](const L& l) { return l.downstream_cx_tx_bytes_total; });
+  family(out, "envoy_http_downstream_rq_total", "counter", "Total downstream requests.", hcms, hcm,
+         [](const L& l) { return l.downstream_rq_total; });
+  family(out, "envoy_http_downstream_rq_active", "gauge", "Active downstream requests.", hcms, hcm,
+         [](const L& l) { return l.downstream_rq_active; });
+  by_class(out, "envoy_http_downstream_rq_xx", "Downstream responses by status class.", hcms, hcm,
+           &L::downstream_rq_xx);
+  histograms(out, "envoy_http_downstream_rq_time", "Downstream request time in milliseconds.", hcms,
+             hcm, &L::downstream_rq_time);
 
-  std::vector<std::string> cluster_labels;
-  cluster_labels.reserve(stats.clusters.size());
-  for (const auto& c : stats.clusters) {
-    cluster_labels.push_back("envoy_cluster_name=\"" + escape_label_value(c.name) + "\"");
-  }
-  auto per_cluster = [&](std::string_view name, std::string_view help, auto field) {
-    if (stats.clusters.empty()) return;
-    header(out, name, "counter", help);
-    for (size_t i = 0; i < stats.clusters.size(); ++i) {
-      sample(out, name, cluster_labels[i], stats.clusters[i].*field);
-    }
-  };
-  per_cluster("envoy_cluster_upstream_rq_total", "Total upstream requests.",
-              &ClusterValues::upstream_rq_total);
-  per_cluster("envoy_cluster_upstream_cx_total", "Total upstream connections.",
-              &ClusterValues::upstream_cx_total);
-  per_cluster("envoy_cluster_upstream_cx_connect_fail", "Upstream connection failures.",
-              &ClusterValues::upstream_cx_connect_fail);
-  per_cluster("envoy_cluster_upstream_rq_timeout", "Upstream requests that timed out.",
-              &ClusterValues::upstream_rq_timeout);
-  per_cluster("envoy_cluster_upstream_rq_retry", "Upstream request retries.",
-              &ClusterValues::upstream_rq_retry);
-  if (!stats.clusters.empty()) {
-    header(out, "envoy_cluster_upstream_rq_xx", "counter", "Upstream responses by status class.");
-    for (size_t i = 0; i < stats.clusters.size(); ++i) {
-      for (size_t cls = 1; cls < kStatusClasses; ++cls) {
-        sample(out, "envoy_cluster_upstream_rq_xx",
-               fmt::format("envoy_response_code_class=\"{}\",{}", cls, cluster_labels[i]),
-               stats.clusters[i].upstream_rq_xx[cls]);
-      }
-    }
+  auto listener = label_list<ListenerValues>(stats.listeners, "envoy_listener_address",
+                                             [](const ListenerValues& l) { return l.name; });
+  family(out, "envoy_listener_downstream_cx_total", "counter",
+         "Connections accepted by the listener.", stats.listeners, listener,
+         [](const L& l) { return l.downstream_cx_total; });
+  family(out, "envoy_listener_downstream_cx_active", "gauge", "Open connections of the listener.",
+         stats.listeners, listener, [](const L& l) { return l.downstream_cx_active; });
+
+  using C = ClusterValues;
+  const auto& cl = stats.clusters;
+  auto cluster = label_list<ClusterValues>(cl, "envoy_cluster_name",
+                                           [](const ClusterValues& c) { return c.name; });
+  family(out, "envoy_cluster_upstream_rq_total", "counter", "Total upstream requests.", cl, cluster,
+         [](const C& c) { return c.upstream_rq_total; });
+  family(out, "envoy_cluster_upstream_rq_active", "gauge", "Active upstream requests.", cl, cluster,
+         [](const C& c) { return c.upstream_rq_active; });
+  family(out, "envoy_cluster_upstream_cx_total", "counter", "Total upstream connections.", cl,
+         cluster, [](const C& c) { return c.upstream_cx_total; });
+  family(out, "envoy_cluster_upstream_cx_active", "gauge", "Open upstream connections.", cl,
+         cluster, [](const C& c) { return c.upstream_cx_active; });
+  family(out, "envoy_cluster_upstream_cx_connect_fail", "counter", "Upstream connection failures.",
+         cl, cluster, [](const C& c) { return c.upstream_cx_connect_fail; });
+  family(out, "envoy_cluster_upstream_cx_rx_bytes_total", "counter",
+         "Bytes received from upstream connections.", cl, cluster,
+         [](const C& c) { return c.upstream_cx_rx_bytes_total; });
+  family(out, "envoy_cluster_upstream_cx_tx_bytes_total", "counter",
+         "Bytes sent to upstream connections.", cl, cluster,
+         [](const C& c) { return c.upstream_cx_tx_bytes_total; });
+  family(out, "envoy_cluster_upstream_rq_timeout", "counter", "Upstream requests that timed out.",
+         cl, cluster, [](const C& c) { return c.upstream_rq_timeout; });
+  family(out, "envoy_cluster_upstream_rq_retry", "counter", "Upstream request retries.", cl,
+         cluster, [](const C& c) { return c.upstream_rq_retry; });
+  by_class(out, "envoy_cluster_upstream_rq_xx", "Upstream responses by status class.", cl, cluster,
+           &C::upstream_rq_xx);
+  if (!cl.empty()) {
     // Like Envoy, a per-code counter exists only for codes that were seen.
     header(out, "envoy_cluster_upstream_rq", "counter", "Upstream responses by status code.");
-    for (size_t i = 0; i < stats.clusters.size(); ++i) {
+    for (size_t i = 0; i < cl.size(); ++i) {
       for (size_t code = 0; code < kStatusCodes; ++code) {
-        uint64_t v = stats.clusters[i].upstream_rq_code[code];
+        uint64_t v = cl[i].upstream_rq_code[code];
         if (v == 0) continue;
-        sample(
-            out, "envoy_cluster_upstream_rq",
-            fmt::format("envoy_response_code=\"{}\",{}", code + kMinStatusCode, cluster_labels[i]),
-            v);
+        sample(out, "envoy_cluster_upstream_rq",
+               fmt::format("envoy_response_code=\"{}\",{}", code + kMinStatusCode, cluster[i]), v);
       }
     }
-    header(out, "envoy_cluster_upstream_rq_time", "histogram",
-           "Upstream request time in milliseconds.");
-    for (size_t i = 0; i < stats.clusters.size(); ++i) {
-      histogram(out, "envoy_cluster_upstream_rq_time", cluster_labels[i],
-                stats.clusters[i].upstream_rq_time);
-    }
   }
+  histograms(out, "envoy_cluster_upstream_rq_time", "Upstream request time in milliseconds.", cl,
+             cluster, &C::upstream_rq_time);
+
+  // Routes that have seen traffic (a table of thousands of routes would otherwise flood every
+  // scrape with zeros, as Envoy's "usedonly" filter avoids).
+  std::vector<RouteValues> routes;
+  for (const RouteValues& r : stats.routes) {
+    if (r.rq_total > 0 || r.rq_active > 0) routes.push_back(r);
+  }
+  using R = RouteValues;
+  auto route = label_list<RouteValues>(routes, "route", [](const R& r) { return r.name; });
+  family(out, "proxenos_route_rq_total", "counter", "Requests matched by the route.", routes, route,
+         [](const R& r) { return r.rq_total; });
+  family(out, "proxenos_route_rq_active", "gauge", "Requests of the route in progress.", routes,
+         route, [](const R& r) { return r.rq_active; });
+  by_class(out, "proxenos_route_rq_xx", "Responses of the route by status class.", routes, route,
+           &R::rq_xx);
+  histograms(out, "proxenos_route_rq_time", "Request time of the route in milliseconds.", routes,
+             route, &R::rq_time);
 
   header(out, "proxenos_config_generation", "gauge", "Generation of the configuration served.");
   sample(out, "proxenos_config_generation", {}, options.config_generation);

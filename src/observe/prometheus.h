@@ -14,7 +14,6 @@ inline constexpr std::string_view kPrometheusContentType =
     "text/plain; version=0.0.4; charset=utf-8";
 
 struct PrometheusOptions {
-  std::string listener_prefix = "ingress_http";  // envoy_http_conn_manager_prefix
   uint64_t config_generation = 0;
   uint64_t config_reloads = 0;
   uint64_t config_errors = 0;

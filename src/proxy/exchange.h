@@ -54,6 +54,11 @@ struct Exchange {
   bool head_request = false;
 
   uint64_t start_ms = 0;
+  uint64_t start_us = 0;  // the same instants in microseconds, for the latency histograms
+  uint64_t upstream_start_us = 0;
+  observe::RouteStats* route_stats = nullptr;  // held alive by `config`
+  bool counted_active = false;                 // in the listener's downstream_rq_active
+  bool cluster_active = false;                 // in the cluster's upstream_rq_active
   int64_t start_unix_ms = 0;
   uint64_t upstream_start_ms = 0;
   int64_t upstream_service_ms = -1;
@@ -64,9 +69,10 @@ struct Exchange {
 
   std::string client_address;  // trusted client address, ip only
   std::string request_id;
-  std::string original_path;  // set when the path was rewritten
-  std::string up_head;        // serialized upstream request head (kept for one retry)
-  std::string upstream_host;  // "ip:port" of the chosen endpoint
+  std::string original_path;   // set when the path was rewritten
+  std::string up_head;         // serialized upstream request head (kept for one retry)
+  std::string upstream_host;   // "ip:port" of the chosen endpoint
+  std::string upstream_local;  // "ip:port" of our end of the upstream connection
   std::string scratch;
   RequestContext context;  // views into this exchange and its connection; set when routed
 

@@ -107,6 +107,9 @@ void Exchange::reset() {
   response_chunked = response_until_close = upstream_reusable = retried = secure = false;
   head_request = false;
   start_ms = upstream_start_ms = 0;
+  start_us = upstream_start_us = 0;
+  route_stats = nullptr;
+  counted_active = cluster_active = false;
   start_unix_ms = 0;
   upstream_service_ms = -1;
   bytes_received = bytes_sent = 0;
@@ -117,6 +120,7 @@ void Exchange::reset() {
   original_path.clear();
   up_head.clear();
   upstream_host.clear();
+  upstream_local.clear();
   response_parser.reset();
   parser.reset();
   route_timer.cancel();
@@ -134,6 +138,7 @@ HttpConnection::HttpConnection(Worker& worker, int fd, std::string listener_key,
       listener_key_(std::move(listener_key)),
       peer_text_(peer.to_string()),
       local_text_(local.to_string()),
+      stats_(worker.listener_stats(listener_key_)),
       idle_timer_(worker.loop(), [this] { on_connection_timer(); }) {}
 
 // One timer per connection, re-armed lazily: a request neither cancels nor re-arms it (that would
@@ -155,7 +160,7 @@ void HttpConnection::on_connection_timer() {
     case Phase::kHead:
       if (now - head_started_ms_ >= kRequestHeadersTimeoutMs) {
         // Slowloris: the head did not arrive in time.
-        worker_.stats().downstream_rq_total.inc();
+        stats_->downstream_rq_total.inc();
         send_local_reply(408, "request header timeout", "DC");
       } else {
         idle_timer_.arm(head_started_ms_ + kRequestHeadersTimeoutMs - now);
@@ -189,6 +194,8 @@ HttpConnection::~HttpConnection() {
 }
 
 void HttpConnection::start() {
+  stats_->downstream_cx_total.inc();
+  stats_->downstream_cx_active.add(1);
   worker_.loop().add(fd_, EPOLLIN | EPOLLOUT | EPOLLRDHUP, this);
   arm_idle_timer();
   // Accepted sockets often have the request already waiting.
@@ -207,9 +214,18 @@ std::unique_ptr<Exchange> HttpConnection::take_exchange() {
   return e;
 }
 
+void HttpConnection::end_active(Exchange& e) {
+  if (e.counted_active) stats_->downstream_rq_active.add(-1);
+  if (e.route_stats != nullptr) e.route_stats->rq_active.add(-1);
+  if (e.cluster_active) e.cluster->stats().upstream_rq_active.add(-1);
+  e.counted_active = e.cluster_active = false;
+  e.route_stats = nullptr;
+}
+
 void HttpConnection::recycle_exchange() {
   if (!exchange_) return;
   auto& e = *exchange_;
+  end_active(e);
   worker_.buffers().give(std::move(e.up_in));
   worker_.buffers().give(std::move(e.up_out));
   e.reset();
@@ -268,6 +284,7 @@ void HttpConnection::read_downstream() {
     read_blocked_ = false;
     ssize_t n = recv(fd_, in_->write_ptr(), asked, 0);
     if (n > 0) {
+      stats_->downstream_cx_rx_bytes_total.add(static_cast<uint64_t>(n));
       in_->commit(static_cast<size_t>(n));
       if (phase_ == Phase::kLingering) {
         in_->clear();
@@ -356,12 +373,13 @@ void HttpConnection::on_downstream_eof() {
 }
 
 void HttpConnection::parse_error(const http::ParseResult& result) {
-  worker_.stats().downstream_cx_protocol_error.inc();
+  stats_->downstream_cx_protocol_error.inc();
   // The malformed request is a request too (Envoy counts it), so the 4xx below has one.
-  worker_.stats().downstream_rq_total.inc();
+  stats_->downstream_rq_total.inc();
   close_after_response_ = true;
   auto& e = *exchange_;
   e.start_ms = worker_.loop().now_ms();
+  e.start_us = worker_.loop().now_us();
   e.start_unix_ms = unix_now_ms();
   send_local_reply(result.error_status, result.error, "DPE");
 }
@@ -376,9 +394,12 @@ void HttpConnection::start_exchange(size_t head_length) {
   Exchange& e = *exchange_;
   e.config = worker_.config();
   e.start_ms = worker_.loop().now_ms();
+  e.start_us = worker_.loop().now_us();
+  stats_->downstream_rq_active.add(1);
+  e.counted_active = true;
   e.start_unix_ms = unix_now_ms();
   e.head_request = e.request.method == "HEAD";
-  worker_.stats().downstream_rq_total.inc();
+  stats_->downstream_rq_total.inc();
   if (!e.request.keep_alive || worker_.draining()) close_after_response_ = true;
   e.request_body.reset(e.request.framing, e.request.content_length);
   e.request_complete = e.request.framing == http::BodyFraming::kNone;
@@ -474,6 +495,11 @@ void HttpConnection::route_request() {
     send_local_reply(404, "no matching route", "NR");
     return;
   }
+  if (e.match.route->stats_index < e.config->route_stats.size()) {
+    e.route_stats = e.config->route_stats[e.match.route->stats_index].get();
+    e.route_stats->rq_total.inc();
+    e.route_stats->rq_active.add(1);
+  }
   // Host requestPolicy for insecure requests; the ACME challenge path is always routed.
   if (!e.secure && e.match.host != nullptr &&
       e.match.host->insecure_action != router::InsecureAction::kRoute &&
@@ -499,6 +525,8 @@ void HttpConnection::route_request() {
   }
   e.cluster = e.config->clusters[target.cluster].get();
   e.cluster->stats().upstream_rq_total.inc();
+  e.cluster->stats().upstream_rq_active.add(1);
+  e.cluster_active = true;
 
   RequestContext& ctx = e.context;
   ctx = RequestContext{};
@@ -606,6 +634,7 @@ void HttpConnection::send_local_reply(int status, std::string_view body, std::st
 void HttpConnection::connect_upstream() {
   Exchange& e = *exchange_;
   e.upstream_start_ms = worker_.loop().now_ms();
+  e.upstream_start_us = worker_.loop().now_us();
   e.upstream = e.retried ? nullptr : e.cluster->take_idle();
   if (e.upstream) {
     e.upstream->set_handler(this);
@@ -667,6 +696,7 @@ void HttpConnection::on_upstream_event(uint32_t events) {
 void HttpConnection::on_upstream_connected() {
   Exchange& e = *exchange_;
   e.upstream->connected = true;
+  e.upstream_local.assign(e.upstream->local_address());
   send_request_head();
 }
 
@@ -770,6 +800,7 @@ bool HttpConnection::flush_upstream() {
   while (out && !out->empty()) {
     std::string_view data = out->readable();
     ssize_t n = send(e.upstream->fd(), data.data(), data.size(), MSG_NOSIGNAL);
+    if (n > 0) e.cluster->stats().upstream_cx_tx_bytes_total.add(static_cast<uint64_t>(n));
     if (n > 0) {
       out->consume(static_cast<size_t>(n));
       continue;
@@ -805,6 +836,7 @@ void HttpConnection::read_upstream(bool upstream_hup) {
     }
     size_t asked = e.up_in->writable();
     ssize_t n = recv(e.upstream->fd(), e.up_in->write_ptr(), asked, 0);
+    if (n > 0) e.cluster->stats().upstream_cx_rx_bytes_total.add(static_cast<uint64_t>(n));
     if (n > 0) {
       e.up_in->commit(static_cast<size_t>(n));
       e.last_activity_ms = worker_.loop().now_ms();
@@ -1056,16 +1088,20 @@ void HttpConnection::finish_exchange() {
       upstream::UpstreamConnection::destroy(std::move(e.upstream));
     }
   }
-  uint64_t now = worker_.loop().now_ms();
-  observe::ListenerStats& stats = worker_.stats();
+  uint64_t now_us = worker_.loop().now_us();
+  observe::ListenerStats& stats = *stats_;
   stats.count_response(e.status);
-  if (e.start_ms != 0) stats.downstream_rq_time.record_ms(now - e.start_ms);
-  if (e.cluster && e.upstream_start_ms != 0) {
+  if (e.start_us != 0) stats.downstream_rq_time.record_us(now_us - e.start_us);
+  if (e.route_stats != nullptr) {
+    e.route_stats->count_response(e.status);
+    e.route_stats->rq_time.record_us(now_us - e.start_us);
+  }
+  if (e.cluster && e.upstream_start_us != 0) {
     // Like Envoy's router, a 503/504 we answer for a failed upstream attempt is charged to the
     // cluster too.
     observe::ClusterStats& cs = e.cluster->stats();
     cs.count_response(e.status);
-    cs.upstream_rq_time.record_ms(now - e.upstream_start_ms);
+    cs.upstream_rq_time.record_us(now_us - e.upstream_start_us);
   }
   log_exchange();
   recycle_exchange();
@@ -1108,6 +1144,11 @@ void HttpConnection::log_exchange() {
   r.duration_ms = worker_.loop().now_ms() - e.start_ms;
   r.upstream_service_time_ms = e.upstream_service_ms;
   r.upstream_host = e.upstream_host;
+  r.upstream_local_address = e.upstream_local;
+  if (e.match.route != nullptr && e.config &&
+      e.match.route->stats_index < e.config->snapshot->route_stats_names.size()) {
+    r.route_name = e.config->snapshot->route_stats_names[e.match.route->stats_index];
+  }
   r.upstream_cluster = e.cluster ? std::string_view(e.cluster->spec().name) : std::string_view();
   r.downstream_remote_address = peer_text_;
   r.downstream_local_address = local_text_;
@@ -1121,6 +1162,7 @@ void HttpConnection::write_downstream(std::string_view bytes) {
   if (!corked_ && (!out_ || out_->empty())) {
     // Fast path: straight to the socket; only what the kernel refuses is buffered.
     ssize_t n = send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n > 0) stats_->downstream_cx_tx_bytes_total.add(static_cast<uint64_t>(n));
     if (n < 0) {
       if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
         if (exchange_) exchange_->flags = "DC";
@@ -1140,6 +1182,7 @@ bool HttpConnection::send_pending() {
   while (out_ && !out_->empty()) {
     std::string_view data = out_->readable();
     ssize_t n = send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n > 0) stats_->downstream_cx_tx_bytes_total.add(static_cast<uint64_t>(n));
     if (n > 0) {
       out_->consume(static_cast<size_t>(n));
       continue;
@@ -1207,9 +1250,11 @@ void HttpConnection::close_now() {
     e.connect_timer.cancel();
     e.idle_timer.cancel();
     if (e.status != 0 && !e.response_complete) log_exchange();  // aborted exchanges are logged
+    end_active(e);
     upstream::UpstreamConnection::destroy(std::move(e.upstream));
     e.drop_shadow();
   }
+  stats_->downstream_cx_active.add(-1);
   worker_.loop().remove(fd_);
   close(fd_);
   fd_ = -1;

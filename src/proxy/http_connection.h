@@ -94,6 +94,7 @@ class HttpConnection final : public net::IoHandler, public upstream::UpstreamCon
   void release_buffers_if_idle();
   void log_exchange();
   std::unique_ptr<Exchange> take_exchange();
+  void end_active(Exchange& e);  // the exchange no longer counts as active anywhere
   void recycle_exchange();
 
   Worker& worker_;
@@ -101,6 +102,7 @@ class HttpConnection final : public net::IoHandler, public upstream::UpstreamCon
   std::string listener_key_;
   std::string peer_text_;
   std::string local_text_;
+  std::shared_ptr<observe::ListenerStats> stats_;  // this listener's shard on this worker
   Phase phase_ = Phase::kIdle;
   bool peer_eof_ = false;
   bool peer_hup_ = false;      // epoll reported RDHUP/HUP: read to EOF, no short-read shortcut

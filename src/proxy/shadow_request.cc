@@ -72,7 +72,7 @@ ShadowRequest* ShadowRequest::start(Worker& worker,
   }
   auto* shadow = new ShadowRequest(worker, std::move(cluster), chunked, body_complete);
   worker.adopt_shadow(shadow);
-  shadow->start_ms_ = worker.loop().now_ms();
+  shadow->start_us_ = worker.loop().now_us();
   shadow->upstream_ = std::move(connection);
   shadow->upstream_->set_handler(shadow);
   shadow->upstream_->requests++;
@@ -150,6 +150,7 @@ void ShadowRequest::flush() {
     std::string_view data(out_.data() + out_sent_, out_.size() - out_sent_);
     ssize_t n = send(upstream_->fd(), data.data(), data.size(), MSG_NOSIGNAL);
     if (n > 0) {
+      cluster_->stats().upstream_cx_tx_bytes_total.add(static_cast<uint64_t>(n));
       out_sent_ += static_cast<size_t>(n);
       continue;
     }
@@ -173,6 +174,7 @@ void ShadowRequest::read() {
       finish(false);
       return;
     }
+    cluster_->stats().upstream_cx_rx_bytes_total.add(static_cast<uint64_t>(n));
     in_.append(buf, static_cast<size_t>(n));
     if (!head_seen_) {
       http::ParseResult r = parser_.parse(in_, false, response_);
@@ -223,7 +225,7 @@ void ShadowRequest::finish(bool reusable) {
   if (finished_) return;
   finished_ = true;
   timer_.cancel();
-  cluster_->stats().upstream_rq_time.record_ms(worker_.loop().now_ms() - start_ms_);
+  cluster_->stats().upstream_rq_time.record_us(worker_.loop().now_us() - start_us_);
   // A connection is only clean when the whole request went out and the response ended.
   bool clean = reusable && body_complete_ && out_sent_ == out_.size() && !worker_.draining();
   if (clean) {

@@ -65,7 +65,7 @@ class ShadowRequest final : public upstream::UpstreamConnection::Handler {
   http::ResponseHead response_;
   http::BodyDecoder body_;
   net::Timer timer_;
-  uint64_t start_ms_ = 0;
+  uint64_t start_us_ = 0;
   bool chunked_ = false;
   bool body_complete_ = false;
   bool head_seen_ = false;

@@ -87,7 +87,6 @@ void Worker::apply_on_loop(std::shared_ptr<const config::Snapshot> snapshot,
 
   // Clusters: same name keeps its worker state (and pooled connections) across snapshots.
   std::unordered_map<std::string, std::shared_ptr<upstream::WorkerCluster>> next;
-  std::vector<std::shared_ptr<const observe::ClusterStats>> new_shards;
   for (const auto& spec : snapshot->clusters) {
     std::shared_ptr<upstream::WorkerCluster> cluster;
     auto it = clusters_.find(spec.name);
@@ -95,10 +94,10 @@ void Worker::apply_on_loop(std::shared_ptr<const config::Snapshot> snapshot,
       cluster = it->second;
       const observe::ClusterStats* shard = &cluster->stats();
       cluster->update_spec(spec);
-      if (&cluster->stats() != shard) new_shards.push_back(cluster->stats_shard());
+      if (&cluster->stats() != shard) cluster_registry_.add(cluster->stats_shard());
     } else {
       cluster = std::make_shared<upstream::WorkerCluster>(loop_, spec);
-      new_shards.push_back(cluster->stats_shard());
+      cluster_registry_.add(cluster->stats_shard());
     }
     if (endpoints) {
       auto e = endpoints->find(spec.name);
@@ -108,12 +107,38 @@ void Worker::apply_on_loop(std::shared_ptr<const config::Snapshot> snapshot,
     next.emplace(spec.name, std::move(cluster));
   }
   clusters_ = std::move(next);
-  {
-    std::lock_guard<std::mutex> lock(stats_mutex_);
-    if (cluster_stats_.size() > clusters_.size() + kMaxOrphanShards) {
-      std::erase_if(cluster_stats_, [](const auto& s) { return s.use_count() == 1; });
+  cluster_registry_.prune(clusters_.size(), kMaxOrphanShards);
+
+  // Route stats: same name keeps its shard (and its counts) across snapshots.
+  std::unordered_map<std::string, std::shared_ptr<observe::RouteStats>> routes;
+  routes.reserve(snapshot->route_stats_names.size());
+  cfg->route_stats.reserve(snapshot->route_stats_names.size());
+  for (const std::string& name : snapshot->route_stats_names) {
+    std::shared_ptr<observe::RouteStats> shard;
+    auto it = route_stats_.find(name);
+    if (it != route_stats_.end()) {
+      shard = it->second;
+    } else {
+      shard = std::make_shared<observe::RouteStats>(name);
+      route_registry_.add(shard);
     }
-    cluster_stats_.insert(cluster_stats_.end(), new_shards.begin(), new_shards.end());
+    cfg->route_stats.push_back(shard);
+    routes.emplace(name, std::move(shard));
+  }
+  route_stats_ = std::move(routes);
+  route_registry_.prune(route_stats_.size(), kMaxOrphanShards);
+
+  // Listener stats by key, named after the listener's address and stats prefix.
+  for (const auto& l : snapshot->listeners) {
+    std::string key = listener_key(l);
+    auto it = listener_stats_.find(key);
+    if (it != listener_stats_.end() && it->second->prefix == l.stats_prefix) continue;
+    std::string address = key;
+    std::replace(address.begin(), address.end(), ':', '_');
+    std::replace(address.begin(), address.end(), '.', '_');
+    auto shard = std::make_shared<observe::ListenerStats>(l.stats_prefix, address);
+    listener_registry_.add(shard);
+    listener_stats_[key] = std::move(shard);
   }
 
   // Listeners: unchanged keys keep their sockets; new ones open; removed ones close.
@@ -161,16 +186,19 @@ void Worker::update_endpoints(std::shared_ptr<const EndpointMap> endpoints) {
 }
 
 void Worker::collect_stats(observe::MergedStats& out) {
-  std::vector<std::shared_ptr<const observe::ClusterStats>> shards;
-  {
-    std::lock_guard<std::mutex> lock(stats_mutex_);
-    shards = cluster_stats_;
-    // Held by the registry and `shards` only: its cluster is gone on the worker, and nothing can
-    // take a new reference without this mutex, so no bump can follow this read.
-    std::erase_if(cluster_stats_, [](const auto& s) { return s.use_count() == 2; });
-  }
-  out.add(stats_);
-  for (const auto& s : shards) out.add(*s);
+  listener_registry_.collect(out);
+  cluster_registry_.collect(out);
+  route_registry_.collect(out);
+}
+
+std::shared_ptr<observe::ListenerStats> Worker::listener_stats(const std::string& key) {
+  auto it = listener_stats_.find(key);
+  if (it != listener_stats_.end()) return it->second;
+  // Not reachable in practice (sockets exist only for configured listeners); counted apart.
+  auto shard = std::make_shared<observe::ListenerStats>("unknown", key);
+  listener_registry_.add(shard);
+  listener_stats_.emplace(key, shard);
+  return shard;
 }
 
 void Worker::release_shadow(ShadowRequest* shadow) {
@@ -202,8 +230,6 @@ void Worker::retire_all_listeners() {
 
 void Worker::on_connection_open(HttpConnection* connection) {
   connections_.push_back(connection);
-  stats_.downstream_cx_total.inc();
-  stats_.downstream_cx_active.set(static_cast<int64_t>(connections_.size()));
   active_connections_.store(connections_.size(), std::memory_order_relaxed);
 }
 
@@ -213,7 +239,6 @@ void Worker::on_connection_close(HttpConnection* connection) {
     *it = connections_.back();
     connections_.pop_back();
   }
-  stats_.downstream_cx_active.set(static_cast<int64_t>(connections_.size()));
   active_connections_.store(connections_.size(), std::memory_order_relaxed);
 }
 

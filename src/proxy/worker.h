@@ -40,6 +40,7 @@ struct WorkerConfig {
   http::ParserLimits limits;
   std::shared_ptr<const observe::AccessLogFormat> access_log;  // null: access log off
   std::vector<std::string> listener_keys;  // "addr:port", aligned with snapshot->listeners
+  std::vector<std::shared_ptr<observe::RouteStats>> route_stats;  // by Route::stats_index
 
   const config::ListenerSnapshot* listener(const std::string& key) const;
 };
@@ -77,7 +78,8 @@ class Worker {
   uint64_t random64() { return rng_(); }
   std::string& access_log_buffer() { return log_buffer_; }
   void maybe_flush_access_log();
-  observe::ListenerStats& stats() { return stats_; }
+  // The stats shard of the listener `key` ("addr:port") on this worker.
+  std::shared_ptr<observe::ListenerStats> listener_stats(const std::string& key);
   void on_connection_open(HttpConnection* connection);
   void on_connection_close(HttpConnection* connection);
   // Shadow requests outlive the exchanges that start them; the worker owns them until done.
@@ -109,11 +111,13 @@ class Worker {
   std::mt19937_64 rng_;
   std::string log_buffer_;
   net::Timer log_timer_;
-  observe::ListenerStats stats_;
-  // Every cluster shard this worker created. The mutex is taken only when clusters are created
-  // (config apply) and by scrapes, never per request: requests reach shards through their cluster.
-  std::mutex stats_mutex_;
-  std::vector<std::shared_ptr<const observe::ClusterStats>> cluster_stats_;
+  // Current shards by listener key and by route stats name; every shard this worker created is
+  // also in a registry for scrapes.
+  std::unordered_map<std::string, std::shared_ptr<observe::ListenerStats>> listener_stats_;
+  std::unordered_map<std::string, std::shared_ptr<observe::RouteStats>> route_stats_;
+  observe::ShardRegistry<observe::ListenerStats> listener_registry_;
+  observe::ShardRegistry<observe::ClusterStats> cluster_registry_;
+  observe::ShardRegistry<observe::RouteStats> route_registry_;
 };
 
 }  // namespace proxenos::proxy

@@ -104,7 +104,8 @@ struct Route {
   // and matching continues with the next route, as Envoy's runtime_fraction does.
   std::vector<RouteTarget> targets;
   std::optional<RouteTarget> shadow;  // mirror target (issue 3); weight = sampled share
-  std::string stats_name;
+  std::string stats_name;    // the Mapping's stats_name ("" = none)
+  uint32_t stats_index = 0;  // index into Snapshot::route_stats_names
   std::string source;  // "Mapping/ns/name (file:line)" of the group's first member
   int precedence = 0;
 };

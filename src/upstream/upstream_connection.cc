@@ -3,6 +3,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "net/socket.h"
 #include "upstream/worker_cluster.h"
 
 namespace proxenos::upstream {
@@ -15,6 +16,7 @@ UpstreamConnection::UpstreamConnection(net::EventLoop& loop, int fd, WorkerClust
 }
 
 UpstreamConnection::~UpstreamConnection() {
+  if (stats_) stats_->upstream_cx_active.add(-1);
   if (fd_ >= 0) {
     loop_.remove(fd_);
     close(fd_);
@@ -29,6 +31,11 @@ void UpstreamConnection::on_io(uint32_t events) {
     return;
   }
   if (handler_ != nullptr) handler_->on_upstream_event(events);
+}
+
+const std::string& UpstreamConnection::local_address() {
+  if (local_address_.empty() && fd_ >= 0) local_address_ = net::local_address(fd_).to_string();
+  return local_address_;
 }
 
 void UpstreamConnection::destroy(std::unique_ptr<UpstreamConnection> connection) {

@@ -5,9 +5,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "net/address.h"
 #include "net/event_loop.h"
+#include "observe/stats.h"
 
 namespace proxenos::upstream {
 
@@ -29,9 +31,17 @@ class UpstreamConnection final : public net::IoHandler {
 
   void on_io(uint32_t events) override;
   void set_handler(Handler* handler) { handler_ = handler; }
+  // Counts this connection in the shard's upstream_cx_active until it closes. The shard is held
+  // because the connection may outlive its cluster by a deferred delete.
+  void count_in(std::shared_ptr<observe::ClusterStats> stats) {
+    stats_ = std::move(stats);
+    stats_->upstream_cx_active.add(1);
+  }
 
   int fd() const { return fd_; }
   const net::Address& endpoint() const { return endpoint_; }
+  // "ip:port" of our end, read once per connection (for %UPSTREAM_LOCAL_ADDRESS%).
+  const std::string& local_address();
   WorkerCluster* cluster() const { return cluster_; }
   net::EventLoop& loop() { return loop_; }
 
@@ -51,6 +61,8 @@ class UpstreamConnection final : public net::IoHandler {
   WorkerCluster* cluster_;
   net::Address endpoint_;
   Handler* handler_ = nullptr;
+  std::shared_ptr<observe::ClusterStats> stats_;
+  std::string local_address_;
   bool in_pool_ = false;
   bool dead_ = false;
 };

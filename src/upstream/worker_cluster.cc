@@ -66,7 +66,9 @@ std::unique_ptr<UpstreamConnection> WorkerCluster::connect(const net::Address& e
   int fd = net::connect_tcp(endpoint, error_number);
   if (fd < 0) return nullptr;
   stats_->upstream_cx_total.inc();
-  return std::make_unique<UpstreamConnection>(loop_, fd, this, endpoint);
+  auto connection = std::make_unique<UpstreamConnection>(loop_, fd, this, endpoint);
+  connection->count_in(stats_);
+  return connection;
 }
 
 void WorkerCluster::release(std::unique_ptr<UpstreamConnection> connection) {

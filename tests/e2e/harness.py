@@ -769,3 +769,169 @@ def wait_until(predicate, timeout, interval=0.02):
             return value
         time.sleep(interval)
     return predicate()
+
+
+# ---------------------------------------------------------------------------------------------
+# Reloads and continuous load (reload-under-load and canary tests)
+
+
+GENERATION_METRIC_RE = re.compile(r"^proxenos_config_generation(?:\{[^}]*\})? (\d+)", re.M)
+
+
+def config_generation(gw, timeout=None):
+    """The configuration generation the gateway reports on /metrics, or None if unreachable."""
+    status, body = http_get_status(gw.admin_url + "/metrics", timeout or scaled(2))
+    if status != 200:
+        return None
+    m = GENERATION_METRIC_RE.search(body.decode("utf-8", "replace"))
+    return int(m.group(1)) if m else None
+
+
+def wait_generation(gw, at_least, timeout=None):
+    """Waits until /metrics reports a generation >= `at_least`; returns it (None on timeout)."""
+    deadline = time.monotonic() + (timeout or scaled(10))
+    while True:
+        g = config_generation(gw)
+        if g is not None and g >= at_least:
+            return g
+        if time.monotonic() >= deadline or not gw.alive():
+            return None
+        time.sleep(0.003)
+
+
+def write_atomic(path, content):
+    """Writes `content` (text or resources) to a hidden temporary file beside `path` and renames
+    it over `path`, so a reload never reads a half-written file and inotify sees one event."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(content if isinstance(content, str) else to_yaml_docs(content))
+    os.replace(tmp, path)
+
+
+class ConnectionClosed(Exception):
+    """The server closed a keep-alive connection (FIN) between or inside responses."""
+
+
+class KeepAliveClient:
+    """One keep-alive HTTP/1.1 connection that reports every way an exchange can go wrong (reset,
+    close by the server, timeout, malformed response) as an exception and never reconnects on its
+    own, unlike requests/urllib3, which retry silently on a connection closed while pooled."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=None):
+        self.timeout = timeout or scaled(5)
+        self.sock = socket.create_connection((host, port), timeout=self.timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = bytearray()
+
+    def get(self, path, host="example.com", headers=()):
+        self.sock.sendall(get_request(path, host=host, headers=headers))
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                resp, used = parse_response(self.buf, allow_eof_body=False)
+                del self.buf[:used]
+                return resp
+            except IncompleteResponse:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no response for {path} in {self.timeout} s")
+            self.sock.settimeout(remaining)
+            chunk = self.sock.recv(1 << 16)  # ConnectionResetError propagates
+            if not chunk:
+                raise ConnectionClosed(
+                    f"server closed the connection; unparsed {bytes(self.buf[:200])!r}")
+            self.buf += chunk
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class LoadThreads:
+    """`threads` threads, each on its own keep-alive connection to `port`, sending GETs for
+    `paths` round robin until stop(). Every response goes to `observe(index, path, response,
+    t_sent, t_received)` (monotonic seconds), called on the load thread. Failures are recorded in
+    `failures` as (kind, path, detail) with kind one of "reset", "closed", "timeout", "error"; the
+    thread then opens a new connection and goes on, so one run reports every failure."""
+
+    def __init__(self, port, paths, threads=8, observe=None, timeout=None):
+        import threading
+
+        self.port = port
+        self.paths = list(paths)
+        self.observe = observe
+        self.timeout = timeout or scaled(5)
+        self.failures = []
+        self.requests = 0
+        self.connections = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
+                         for i in range(threads)]
+        for t in self._threads:
+            t.start()
+
+    def _fail(self, kind, path, detail):
+        with self._lock:
+            self.failures.append((kind, path, detail))
+
+    def _run(self, index):
+        conn = None
+        i = index  # threads start at different paths
+        count = 0
+        try:
+            while not self._stop.is_set():
+                if conn is None:
+                    try:
+                        conn = KeepAliveClient(self.port, timeout=self.timeout)
+                    except OSError as e:
+                        self._fail("error", None, f"connect: {e!r}")
+                        self._stop.wait(0.05)
+                        continue
+                    with self._lock:
+                        self.connections += 1
+                path = self.paths[i % len(self.paths)]
+                i += 1
+                t0 = time.monotonic()
+                try:
+                    resp = conn.get(path)
+                except ConnectionResetError as e:
+                    self._fail("reset", path, repr(e))
+                except ConnectionClosed as e:
+                    self._fail("closed", path, str(e))
+                except TimeoutError as e:
+                    self._fail("timeout", path, str(e))
+                except (OSError, ValueError) as e:
+                    self._fail("error", path, repr(e))
+                else:
+                    count += 1
+                    if self.observe is not None:
+                        try:
+                            self.observe(index, path, resp, t0, time.monotonic())
+                        except Exception as e:  # a broken check must not end the load silently
+                            self._fail("error", path, f"observe: {e!r}")
+                    if (resp.header("connection") or "").lower() != "close":
+                        continue
+                    self._fail("closed", path, "response said connection: close")
+                conn.close()
+                conn = None
+        finally:
+            if conn is not None:
+                conn.close()
+            with self._lock:
+                self.requests += count
+
+    def stop(self):
+        self._stop.set()
+        for t in self._threads:
+            t.join(scaled(10))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -121,6 +121,28 @@ def test_json_default_format_has_emissary_keys(start_gateway, echo, T):
     assert line["method"] == "GET" and line["path"] == "/d" and line["response_code"] == 200
     assert line["upstream_host"] == echo.addr
     assert line["istio_policy_status"] is None
+    # Our end of the upstream connection: a loopback address with an ephemeral port.
+    assert re.match(r"^127\.0\.0\.1:\d+$", line["upstream_local_address"]), line
+
+
+def test_route_name_and_upstream_local_address(start_gateway, echo, T):
+    fmt = {"route": "%ROUTE_NAME%", "local": "%UPSTREAM_LOCAL_ADDRESS%", "path": "%REQ(:PATH)%"}
+    gw = start_gateway([module({"envoy_log_type": "json", "envoy_log_format": fmt}),
+                        mapping("named", "/n/", echo.addr, stats_name="named_route"),
+                        mapping("plain", "/p/", echo.addr)])
+    with RawConn(gw.port, timeout=T(5)) as c:
+        assert c.request(get_request("/n/1")).status == 200
+        assert c.request(get_request("/p/1")).status == 200
+        assert c.request(get_request("/none")).status == 404
+    lines = wait_lines(lambda: json_lines(gw.stdout()), lambda l: True, T, count=3)
+    assert lines, gw.stdout()[-3000:]
+    by_path = {l["path"]: l for l in lines}
+    assert by_path["/n/1"]["route"] == "named_route"
+    assert by_path["/p/1"]["route"] == "mapping_default_plain"
+    assert by_path["/none"]["route"] is None and by_path["/none"]["local"] is None
+    for path in ("/n/1", "/p/1"):
+        assert re.match(r"^127\.0\.0\.1:\d+$", by_path[path]["local"]), by_path[path]
+        assert by_path[path]["local"] != echo.addr
 
 
 def test_log_path_file_and_switch_on_reload(start_gateway, echo, tmp_path, T):
