@@ -9,8 +9,11 @@ the tables. Only the standard library is used, so the harness runs on a bare Deb
 import argparse
 import http.client
 import json
+import math
 import os
+import random
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -410,20 +413,355 @@ spec:
 """)
     with open(os.path.join(args.dir, "mappings.yaml"), "w") as f:
         f.write("---\n".join(docs))
+    if args.reload:
+        with open(os.path.join(args.dir, RELOAD_FILE), "w") as f:
+            f.write(reload_doc(args.backend, "init"))
+    if args.module:
+        config = json.loads(args.module)
+        with open(os.path.join(args.dir, "module.yaml"), "w") as f:
+            # JSON is YAML.
+            f.write(json.dumps({"apiVersion": "getambassador.io/v3alpha1", "kind": "Module",
+                                "metadata": {"name": "ambassador", "namespace": "default"},
+                                "spec": {"config": config}}, indent=2) + "\n")
     return 0
 
 
+# ---------------------------------------------------------------------------------------- reloads
+
+RELOAD_FILE = "reload.yaml"
+RELOAD_HEADER = "x-bench-gen"
+
+
+def reload_doc(backend, token, extra=False):
+    """The Mapping the reload tests rewrite: /reload/ answers with `x-bench-gen: <token>`, so a
+    response shows which version served it, whatever the backend. With `extra`, a second Mapping
+    with a cluster of its own (a distinct stats_name) is added, so reloads also add and remove
+    clusters."""
+    docs = [f"""apiVersion: getambassador.io/v3alpha1
+kind: Mapping
+metadata:
+  name: bench-reload
+  namespace: default
+spec:
+  hostname: "*"
+  prefix: /reload/
+  rewrite: ""
+  service: {backend}
+  add_response_headers:
+    {RELOAD_HEADER}: "{token}"
+"""]
+    if extra:
+        docs.append(f"""apiVersion: getambassador.io/v3alpha1
+kind: Mapping
+metadata:
+  name: bench-extra
+  namespace: default
+spec:
+  hostname: "*"
+  prefix: /extra/
+  service: {backend}
+  stats_name: bench-extra
+""")
+    return "---\n".join(docs)
+
+
+def replace_file(directory, stage, name, text):
+    """Writes `text` to stage/name, fsyncs it and renames it over directory/name, as an editor or a
+    ConfigMap update does. Returns time.monotonic() right after the rename."""
+    tmp = os.path.join(stage, name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, os.path.join(directory, name))
+    return time.monotonic()
+
+
+def percentile(sorted_values, p):
+    """Nearest-rank percentile of an ascending list."""
+    if not sorted_values:
+        return None
+    k = math.ceil(p * len(sorted_values)) - 1
+    return sorted_values[max(0, min(len(sorted_values) - 1, k))]
+
+
+class KeepAlive:
+    """One keep-alive HTTP/1.1 connection; reconnects after a failure (counted by the caller)."""
+
+    def __init__(self, host, port, timeout=5.0):
+        self.host, self.port, self.timeout = host, port, timeout
+        self.conn = None
+
+    def get(self, path, headers=None):
+        """(status, response headers as a lower-case dict); raises on a failed exchange."""
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            self.conn.request("GET", path, headers=headers or {})
+            resp = self.conn.getresponse()
+            resp.read()
+            hdrs = {k.lower(): v for k, v in resp.getheaders()}
+            if resp.will_close:
+                self.close()
+            return resp.status, hdrs
+        except (OSError, http.client.HTTPException):
+            self.close()
+            raise
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+class BackgroundLoad:
+    """Light keep-alive load: `conns` threads, each one connection at about `rps` requests/s.
+    Every exchange that fails or answers anything but 200 is counted."""
+
+    def __init__(self, host, port, path, conns, rps, headers=None):
+        import threading
+
+        self.ok = 0
+        self.bad_status = 0
+        self.failed = 0
+        self.reconnects = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, args=(host, port, path, rps, headers),
+                                          daemon=True) for _ in range(conns)]
+        for t in self._threads:
+            t.start()
+
+    def _run(self, host, port, path, rps, headers):
+        c = KeepAlive(host, port)
+        interval = 1.0 / rps if rps > 0 else 0
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                status, _ = c.get(path, headers)
+                with self._lock:
+                    if status == 200:
+                        self.ok += 1
+                    else:
+                        self.bad_status += 1
+            except (OSError, http.client.HTTPException):
+                with self._lock:
+                    self.failed += 1
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+            else:
+                next_at = time.monotonic()
+        c.close()
+
+    def stop(self):
+        self._stop.set()
+        for t in self._threads:
+            t.join(10)
+        return {"load_ok": self.ok, "load_bad_status": self.bad_status, "load_failed": self.failed}
+
+
+def generation_summaries(log_path):
+    """[(generation, read_ms, compile_ms)] from the process log's reload summary lines."""
+    out = []
+    try:
+        with open(log_path, errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return out
+    for m in re.finditer(r"config generation (\d+):([^\n]*)", text):
+        rest = m.group(2)
+        out.append((int(m.group(1)), read_ms(rest), compile_ms(rest)))
+    return out
+
+
+def cmd_reload_latency(args):
+    """Rewrites reload.yaml `count` times (fsync + rename; plus SIGHUP in sighup mode) and times
+    each change until a kept-alive probe connection is answered by the new version."""
+    rec = {"kind": "reload", "name": args.name, "label": args.label, "mode": args.mode,
+           "count": args.count, "group": args.group}
+    probe = KeepAlive("127.0.0.1", args.port)
+    load = None
+    if args.load_conns:
+        load = BackgroundLoad("127.0.0.1", args.port, args.load_path, args.load_conns, args.load_rps,
+                              parse_headers(args.header))
+    samples = []
+    timeouts = 0
+    probe_failures = 0
+    gens_before = len(generation_summaries(args.log)) if args.log else 0
+    try:
+        # The probe starts on whichever version the gateway serves now.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if probe.get("/reload/x")[1].get(RELOAD_HEADER):
+                    break
+            except (OSError, http.client.HTTPException):
+                probe_failures += 1
+            if time.monotonic() > deadline:
+                rec["error"] = "the /reload/ route never answered with the initial version"
+                break
+            time.sleep(0.05)
+        for i in range(1, args.count + 1 if "error" not in rec else 0):
+            token = f"{args.name}-{i}"
+            t0 = replace_file(args.dir, args.stage, RELOAD_FILE, reload_doc(args.backend, token))
+            if args.mode == "sighup":
+                os.kill(args.pid, signal.SIGHUP)
+            deadline = t0 + args.timeout
+            while True:
+                try:
+                    seen = probe.get("/reload/x")[1].get(RELOAD_HEADER)
+                except (OSError, http.client.HTTPException):
+                    probe_failures += 1
+                    seen = None
+                now = time.monotonic()
+                if seen == token:
+                    samples.append((now - t0) * 1000)
+                    break
+                if now > deadline:
+                    timeouts += 1
+                    break
+                time.sleep(args.poll_ms / 1000)
+            if not alive(args.pid):
+                rec["error"] = f"gateway died after {i} reloads"
+                break
+            time.sleep(args.gap_ms / 1000 * random.uniform(0.5, 1.5))
+    finally:
+        probe.close()
+        if load:
+            rec.update(load.stop())
+    samples.sort()
+    rec.update({"samples": len(samples), "timeouts": timeouts, "probe_failures": probe_failures,
+                "p50_ms": percentile(samples, 0.50), "p99_ms": percentile(samples, 0.99),
+                "max_ms": samples[-1] if samples else None,
+                "min_ms": samples[0] if samples else None})
+    if args.log:
+        # Give the last reload's summary line a moment to reach the log file.
+        time.sleep(0.2)
+        gens = generation_summaries(args.log)[gens_before:]
+        cms = sorted(c for _, _, c in gens if c is not None)
+        rms = sorted(r for _, r, _ in gens if r is not None)
+        rec.update({"reloads_logged": len(gens), "compile_p50_ms": percentile(cms, 0.5),
+                    "compile_max_ms": cms[-1] if cms else None,
+                    "read_p50_ms": percentile(rms, 0.5), "read_max_ms": rms[-1] if rms else None})
+    if timeouts and "error" not in rec:
+        rec["error"] = f"{timeouts} of {args.count} changes not served within {args.timeout} s"
+    append(args.out, rec)
+    line = (f"  {args.name}: {len(samples)}/{args.count} changes seen; write → served p50 "
+            f"{fmt(rec['p50_ms'], '.1f')} ms, p99 {fmt(rec['p99_ms'], '.1f')} ms, max "
+            f"{fmt(rec['max_ms'], '.1f')} ms")
+    if rec.get("compile_p50_ms") is not None:
+        line += (f"; logged read p50 {fmt(rec['read_p50_ms'], '.0f')} ms, compile p50 "
+                 f"{fmt(rec['compile_p50_ms'], '.0f')} ms (max {fmt(rec['compile_max_ms'], '.0f')})")
+    if load:
+        line += (f"; background load {rec['load_ok']} ok, {rec['load_bad_status']} non-200, "
+                 f"{rec['load_failed']} failed")
+    print(line + (f"; FAILED: {rec['error']}" if "error" in rec else ""))
+    return 1 if "error" in rec else 0
+
+
+def metrics_generation(port):
+    status, body = http_get("127.0.0.1", port, "/metrics")
+    if status != 200:
+        return None
+    m = re.search(rb"^proxenos_config_generation (\d+)$", body, re.M)
+    return int(m.group(1)) if m else None
+
+
+def cmd_reload_memory(args):
+    """`count` SIGHUP reloads, each changing a route and adding or removing a cluster, waiting for
+    each through /metrics' proxenos_config_generation; RSS at checkpoints."""
+    rec = {"kind": "reload-memory", "name": args.name, "label": args.label, "count": args.count,
+           "group": args.group}
+    checkpoints = sorted({int(c) for c in args.checkpoints.split(",")} | {args.count})
+    load = None
+    if args.load_conns:
+        load = BackgroundLoad("127.0.0.1", args.port, args.load_path, args.load_conns, args.load_rps,
+                              parse_headers(args.header))
+    series = []
+
+    def settled_rss():
+        # Same settle time at every checkpoint: workers drop the old snapshot on their next turn.
+        time.sleep(args.settle)
+        return rss_kib(args.pid)
+
+    t_start = time.monotonic()
+    try:
+        gen = metrics_generation(args.admin_port)
+        if gen is None:
+            rec["error"] = "no proxenos_config_generation on /metrics"
+        else:
+            series.append((0, settled_rss()))
+        for i in range(1, args.count + 1 if "error" not in rec else 0):
+            replace_file(args.dir, args.stage, RELOAD_FILE,
+                         reload_doc(args.backend, f"{args.name}-{i}", extra=i % 2 == 1))
+            os.kill(args.pid, signal.SIGHUP)
+            deadline = time.monotonic() + args.timeout
+            while True:
+                try:
+                    now_gen = metrics_generation(args.admin_port)
+                except (OSError, http.client.HTTPException):
+                    now_gen = None
+                if now_gen is not None and now_gen >= gen + i:
+                    break
+                if time.monotonic() > deadline or not alive(args.pid):
+                    rec["error"] = f"reload {i} not seen on /metrics within {args.timeout} s"
+                    break
+                time.sleep(0.002)
+            if "error" in rec:
+                break
+            if i in checkpoints:
+                series.append((i, settled_rss()))
+    finally:
+        if load:
+            rec.update(load.stop())
+    rec["seconds"] = time.monotonic() - t_start
+    rec["series"] = series
+    append(args.out, rec)
+    print(f"  {args.name}: RSS after N reloads: "
+          + ", ".join(f"{n}: {kib / 1024:.1f} MiB" for n, kib in series)
+          + f" ({rec['seconds']:.1f} s)"
+          + (f"; background load {rec['load_ok']} ok, {rec['load_bad_status']} non-200, "
+             f"{rec['load_failed']} failed" if load else "")
+          + (f"; FAILED: {rec['error']}" if "error" in rec else ""))
+    return 1 if "error" in rec else 0
+
+
+def cmd_wait_log(args):
+    """Waits until the regex appears in the file; fails early if --pid died."""
+    rx = re.compile(args.pattern)
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(args.file, errors="replace") as f:
+                if rx.search(f.read()):
+                    return 0
+        except OSError:
+            pass
+        if args.pid and not alive(args.pid):
+            return 1
+        time.sleep(0.05)
+    return 1
+
+
 COMPILE_RE = re.compile(r"compiled\b.*?\bin\s+([\d.]+)\s*(ms|s|us)\b", re.I)
+# The process log's reload summary: "config generation N: ... read_ms=A compile_ms=B".
+COMPILE_KV_RE = re.compile(r"\bcompile_ms=([\d.]+)")
+READ_RE = re.compile(r"\bread in\s+([\d.]+)\s*ms\b|\bread_ms=([\d.]+)")
 
 
 def compile_ms(text):
-    m = None
-    for m in COMPILE_RE.finditer(text):
-        pass
-    if not m:
-        return None
-    v = float(m.group(1))
-    return v * {"ms": 1.0, "s": 1e3, "us": 1e-3}[m.group(2).lower()]
+    """The last compile time the text reports, in either spelling, in ms."""
+    found = [(m.start(), float(m.group(1)) * {"ms": 1.0, "s": 1e3, "us": 1e-3}[m.group(2).lower()])
+             for m in COMPILE_RE.finditer(text)]
+    found += [(m.start(), float(m.group(1))) for m in COMPILE_KV_RE.finditer(text)]
+    return max(found)[1] if found else None
+
+
+def read_ms(text):
+    found = [float(m.group(1) or m.group(2)) for m in READ_RE.finditer(text)]
+    return found[-1] if found else None
 
 
 def cmd_timed(args):
@@ -451,7 +789,8 @@ def cmd_timed(args):
     rec = {"kind": "timed", "name": args.name, "group": args.group, "wall_s": wall,
            "max_rss_kib": ru.ru_maxrss, "cpu_s": ru.ru_utime + ru.ru_stime,
            "exit": os.waitstatus_to_exitcode(status) if status is not None else None,
-           "compile_ms": compile_ms(text), "output_tail": text.strip()[-600:]}
+           "compile_ms": compile_ms(text), "read_ms": read_ms(text),
+           "output_tail": text.strip()[-600:]}
     if status is None:
         rec["error"] = f"timed out after {args.timeout}s"
     append(args.out, rec)
@@ -623,6 +962,148 @@ def cmd_report(args):
             L.append(f"| CPU/request ratio, {n} routes ÷ 1 route | **{q:.3f}** ({verdict} the goal ≤ 1.10) |")
         L.append("")
 
+    reloads = [r for r in res if r["kind"] == "reload"]
+    if reloads:
+        L.append("## Reload latency")
+        L.append("")
+        L.append("Each change rewrites `reload.yaml` (write to a temp file, fsync, rename into the "
+                 "config folder) so the `/reload/` Mapping answers with a new `x-bench-gen` header; "
+                 "the time is from the rename until a request on an already-open keep-alive "
+                 "connection is answered by the new version (polled every 1 ms). Meanwhile two more "
+                 "keep-alive connections send ~100 req/s each through the gateway; every failed or "
+                 "non-200 exchange is counted. `read`/`compile` are the gateway's own figures from "
+                 "its reload summary log line (whole ms).")
+        L.append("")
+        L.append("| scenario | changes seen | p50 | p99 | max | logged read / compile p50 (max) | "
+                 "load during reloads | notes |")
+        L.append("|---|---:|---:|---:|---:|---|---|---|")
+        for r in reloads:
+            logged = "—"
+            if r.get("compile_p50_ms") is not None:
+                logged = (f"{fmt(r.get('read_p50_ms'), '.0f')} / {fmt(r['compile_p50_ms'], '.0f')} ms "
+                          f"({fmt(r.get('read_max_ms'), '.0f')} / {fmt(r.get('compile_max_ms'), '.0f')})")
+            bg = "—"
+            if "load_ok" in r:
+                bg = f"{r['load_ok']} ok, {r['load_bad_status']} non-200, {r['load_failed']} failed"
+            L.append(f"| {r['label']} | {r['samples']}/{r['count']} | {fmt(r.get('p50_ms'), '.1f', ' ms')} | "
+                     f"{fmt(r.get('p99_ms'), '.1f', ' ms')} | {fmt(r.get('max_ms'), '.1f', ' ms')} | "
+                     f"{logged} | {bg} | {r.get('error', '')} |")
+        L.append("")
+        watch = next((r for r in reloads if r.get("mode") == "watch"), None)
+        if watch and watch.get("p99_ms") is not None:
+            verdict = "meets" if watch["p99_ms"] <= 100 else "misses"
+            L.append(f"Goal (issue 3): a changed route served within 100 ms of the file's write, p99 — "
+                     f"the inotify path **{verdict}** it ({watch['p99_ms']:.0f} ms); its floor is the "
+                     "watcher's debounce (quiet time after the last event before reloading).")
+            L.append("")
+        big = next((r for r in reloads if r["name"] == "reload-10000"), None)
+        if big and big.get("max_ms") is not None:
+            verdict = "meets" if big["max_ms"] < 300 else "misses"
+            L.append(f"Goal (issue 3): a reload of 10,000 Mappings compiled and applied in under 300 ms — "
+                     f"**{verdict}** it (SIGHUP → changed route serving, max of {big['samples']}: "
+                     f"{big['max_ms']:.0f} ms).")
+            L.append("")
+
+    cfg = [r for r in res if r.get("group") == "cfgscale"]
+    if cfg:
+        L.append("## Config scale: compile time and memory")
+        L.append("")
+        L.append("`proxenos validate DIR` (its own read/compile figures, and wall time and max RSS of "
+                 "the whole process from `wait4`), then `proxenos run --workers 1 --no-watch` on the "
+                 "same folder: time to ready, and VmRSS 0.5 s after `/ambassador/v0/check_ready` "
+                 "answers 200 and the \"config generation\" line is logged.")
+        L.append("")
+        L.append("| Mappings | validate: read | validate: compile | validate: wall, max RSS | "
+                 "run: ready after | run: compile (logged) | run: RSS when ready |")
+        L.append("|---:|---:|---:|---:|---:|---:|---:|")
+        for n in (100, 1000, 10000):
+            v = next((r for r in cfg if r["name"] == f"validate-{n}"), None)
+            rr = next((r for r in cfg if r["name"] == f"run-{n}"), None)
+            if not v and not rr:
+                continue
+            vcols = ["—", "—", "—"]
+            if v:
+                vcols = [fmt(v.get("read_ms"), ".1f", " ms"), fmt(v.get("compile_ms"), ".1f", " ms"),
+                         f"{v['wall_s']:.2f} s, {v['max_rss_kib'] / 1024:.1f} MiB"
+                         + (f" (exit {v['exit']})" if v.get("exit") != 0 else "")]
+            rcols = ["—", "—", "—"]
+            if rr:
+                rcols = [f"{rr['seconds']:.2f} s", fmt(rr.get("compile_ms"), ".0f", " ms"),
+                         f"{rr['rss_kib'] / 1024:.1f} MiB"]
+            L.append(f"| {n:,} | " + " | ".join(vcols + rcols) + " |")
+        L.append("")
+
+    mem = [r for r in res if r["kind"] == "reload-memory"]
+    for r in mem:
+        L.append(f"## Memory across {r['count']:,} reloads ({r['label']})")
+        L.append("")
+        L.append("SIGHUP reloads one after another, each changing a route's header and alternately "
+                 "adding and removing a Mapping with a cluster of its own; each is waited for through "
+                 "`proxenos_config_generation` on `/metrics`. VmRSS 0.3 s after the checkpoint's "
+                 "reload, under ~100 req/s of keep-alive load.")
+        L.append("")
+        series = r.get("series", [])
+        if series:
+            L.append("| reloads | " + " | ".join(f"{n:,}" for n, _ in series) + " |")
+            L.append("|---|" + "---:|" * len(series))
+            L.append("| RSS | " + " | ".join(f"{kib / 1024:.1f} MiB" for _, kib in series) + " |")
+            L.append("")
+            by = dict(series)
+            if 100 in by and r["count"] in by:
+                growth = by[r["count"]] - by[100]
+                L.append(f"Growth from reload 100 to reload {r['count']:,}: **{growth:+d} KiB** "
+                         f"({growth * 1024 / (r['count'] - 100):+.0f} B per reload); "
+                         f"{r['seconds']:.1f} s in all.")
+        if "load_ok" in r:
+            L.append(f"Background load: {r['load_ok']} ok, {r['load_bad_status']} non-200, "
+                     f"{r['load_failed']} failed.")
+        if r.get("error"):
+            L.append(f"FAILED: {r['error']}")
+        L.append("")
+
+    logruns = [r for r in res if r["kind"] == "throughput" and r.get("group") == "accesslog"]
+    if logruns:
+        dur = meta.get("log_duration", 5)
+        L.append("## Access log overhead")
+        L.append("")
+        L.append(f"`proxenos run --workers 1`, one Mapping, wrk as above but {dur} s runs after a 1 s "
+                 "warm-up; the variants run side by side and are measured alternately, three times "
+                 "each; the lowest CPU/request of each is kept. There is no switch that turns the access "
+                 "log off (Emissary has none either: its documented answer is `envoy_log_path: "
+                 "/dev/null`, which still formats every line), and none for metrics, so their cost "
+                 "cannot be measured against \"off\"; the constant one-character format is the floor "
+                 "(record, per-worker buffer, hand-off to the writer thread, no formatting).")
+        L.append("")
+        L.append("| access log | CPU µs/req (best) | all runs | vs floor | req/s | p99 | notes |")
+        L.append("|---|---:|---|---:|---:|---:|---|")
+        best = {}
+        order = []
+        for r in logruns:
+            key = r["name"].rsplit("-r", 1)[0]
+            if key not in order:
+                order.append(key)
+        for key in order:
+            good = [r for r in logruns if r["name"].rsplit("-r", 1)[0] == key and "error" not in r]
+            if good:
+                best[key] = min(good, key=lambda r: r["cpu_us_per_req"])
+        floor = best.get("log-minimal")
+        for key in order:
+            mine = [r for r in logruns if r["name"].rsplit("-r", 1)[0] == key]
+            b = best.get(key)
+            if not b:
+                L.append(f"| {mine[0]['label']} | — | — | — | — | — | "
+                         f"FAILED: {mine[0].get('error', '')} |")
+                continue
+            good = [r for r in mine if "error" not in r]
+            delta = "—"
+            if floor and b is not floor:
+                delta = f"{b['cpu_us_per_req'] - floor['cpu_us_per_req']:+.2f} µs"
+            L.append(f"| {b['label']} | **{b['cpu_us_per_req']:.2f}** | "
+                     + ", ".join(f"{r['cpu_us_per_req']:.2f}" for r in good)
+                     + f" | {delta} | {b['rps']:.0f} | {fmt_us(b['p99_us'])} | "
+                     + "; ".join(r["error"] for r in mine if "error" in r) + " |")
+        L.append("")
+
     idle = [r for r in res if r["kind"] == "idle"]
     if idle:
         count = idle[0]["count"]
@@ -721,6 +1202,9 @@ def main():
     p.add_argument("--routes", type=int, default=0)
     p.add_argument("--prefix", default="/")
     p.add_argument("--name", default="bench")
+    p.add_argument("--reload", action="store_true",
+                   help=f"also write {RELOAD_FILE}: the Mapping the reload tests rewrite")
+    p.add_argument("--module", help="JSON object: the ambassador Module's config")
     p.set_defaults(fn=cmd_gen_config)
 
     p = sub.add_parser("timed")
@@ -745,6 +1229,56 @@ def main():
     p = sub.add_parser("grep-compile")
     p.add_argument("file")
     p.set_defaults(fn=cmd_grep_compile)
+
+    p = sub.add_parser("reload-latency")
+    p.add_argument("--name", required=True)
+    p.add_argument("--label", default="")
+    p.add_argument("--group", default="reload")
+    p.add_argument("--mode", choices=("watch", "sighup"), required=True)
+    p.add_argument("--pid", type=int, required=True)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--dir", required=True)
+    p.add_argument("--stage", required=True)
+    p.add_argument("--backend", required=True)
+    p.add_argument("--count", type=int, default=100)
+    p.add_argument("--timeout", type=float, default=5)
+    p.add_argument("--poll-ms", type=float, default=1)
+    p.add_argument("--gap-ms", type=float, default=50)
+    p.add_argument("--load-conns", type=int, default=2)
+    p.add_argument("--load-rps", type=float, default=100)
+    p.add_argument("--load-path", default="/bench")
+    p.add_argument("--header", action="append")
+    p.add_argument("--log", help="the gateway's process log, for the logged compile times")
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=cmd_reload_latency)
+
+    p = sub.add_parser("reload-memory")
+    p.add_argument("--name", required=True)
+    p.add_argument("--label", default="")
+    p.add_argument("--group", default="reload")
+    p.add_argument("--pid", type=int, required=True)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--admin-port", type=int, required=True)
+    p.add_argument("--dir", required=True)
+    p.add_argument("--stage", required=True)
+    p.add_argument("--backend", required=True)
+    p.add_argument("--count", type=int, default=1000)
+    p.add_argument("--checkpoints", default="1,100,250,500,750")
+    p.add_argument("--settle", type=float, default=0.3)
+    p.add_argument("--timeout", type=float, default=10)
+    p.add_argument("--load-conns", type=int, default=1)
+    p.add_argument("--load-rps", type=float, default=100)
+    p.add_argument("--load-path", default="/bench")
+    p.add_argument("--header", action="append")
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=cmd_reload_memory)
+
+    p = sub.add_parser("wait-log")
+    p.add_argument("file")
+    p.add_argument("pattern")
+    p.add_argument("--pid", type=int)
+    p.add_argument("--timeout", type=float, default=10)
+    p.set_defaults(fn=cmd_wait_log)
 
     p = sub.add_parser("report")
     p.add_argument("results")

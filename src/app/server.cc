@@ -128,10 +128,6 @@ bool Server::load_and_apply(bool initial) {
     spdlog::error("Module ambassador: envoy_log_path: {}; access log stays where it was", error);
   }
 
-  // Parsing and compiling churn through far more heap than the snapshot keeps; hand the freed
-  // pages back so resident memory reflects the configuration, not the compile.
-  stored.compiled = config::CompileResult{};
-  malloc_trim(0);
 
   pending_applies_.store(static_cast<int>(workers_.size()));
   apply_failures_.store(0);
@@ -151,6 +147,10 @@ bool Server::load_and_apply(bool initial) {
       }
     });
   }
+  // Only now, with the snapshot on its way, free what parsing and compiling left behind, and
+  // hand the freed pages back so resident memory reflects the configuration, not the compile.
+  stored = config::StoreResult{};
+  malloc_trim(0);
   return true;
 }
 

@@ -252,6 +252,7 @@ StoreResult ResourceStore::compile(LoadResult loaded, const CompileOptions& opti
   }
 
   result.resources = loaded.resources.size();
+  result.inputs = std::move(loaded.resources);
   applied_ = std::move(applied);
   good_ = std::move(good);
   texts_ = std::move(loaded.file_texts);

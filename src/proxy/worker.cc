@@ -133,9 +133,9 @@ void Worker::apply_on_loop(std::shared_ptr<const config::Snapshot> snapshot,
     std::string key = listener_key(l);
     auto it = listener_stats_.find(key);
     if (it != listener_stats_.end() && it->second->prefix == l.stats_prefix) continue;
+    // Envoy's tag for listener stats: "0.0.0.0_8080" (the port joined with '_').
     std::string address = key;
-    std::replace(address.begin(), address.end(), ':', '_');
-    std::replace(address.begin(), address.end(), '.', '_');
+    if (size_t colon = address.rfind(':'); colon != std::string::npos) address[colon] = '_';
     auto shard = std::make_shared<observe::ListenerStats>(l.stats_prefix, address);
     listener_registry_.add(shard);
     listener_stats_[key] = std::move(shard);

@@ -175,7 +175,7 @@ def test_route_listener_and_byte_metrics(start_gateway, echo, T):
     assert value(samples, "envoy_cluster_upstream_cx_active", **cluster) >= 1
     # Per listener, by address.
     listeners = [l for name, l, v in samples if name == "envoy_listener_downstream_cx_total"]
-    assert [l["envoy_listener_address"] for l in listeners] == [f"0_0_0_0_{gw.port}"] or \
-        [l["envoy_listener_address"] for l in listeners] == [f"127_0_0_1_{gw.port}"]
+    assert [l["envoy_listener_address"] for l in listeners] == [f"0.0.0.0_{gw.port}"] or \
+        [l["envoy_listener_address"] for l in listeners] == [f"127.0.0.1_{gw.port}"]
     assert value(samples, "envoy_listener_downstream_cx_total",
                  envoy_listener_address=listeners[0]["envoy_listener_address"]) >= 1

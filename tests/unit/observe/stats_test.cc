@@ -107,8 +107,8 @@ TEST(PrometheusTest, LabelEscaping) {
 
 TEST(PrometheusTest, ExpositionOfTwoWorkers) {
   // Two workers' shards of one listener, plus a second listener with the same stats prefix.
-  ListenerStats w1("ingress_http", "0_0_0_0_8080"), w2("ingress_http", "0_0_0_0_8080");
-  ListenerStats other("ingress_http", "127_0_0_1_9090");
+  ListenerStats w1("ingress_http", "0.0.0.0_8080"), w2("ingress_http", "0.0.0.0_8080");
+  ListenerStats other("ingress_http", "127.0.0.1_9090");
   w1.downstream_cx_total.add(2);
   w2.downstream_cx_total.add(1);
   other.downstream_cx_total.add(4);
@@ -179,8 +179,8 @@ TEST(PrometheusTest, ExpositionOfTwoWorkers) {
   EXPECT_EQ(s["envoy_http_downstream_rq_time_count{" + hcm + "}"], "3");
   EXPECT_EQ(s["envoy_http_downstream_rq_time_sum{" + hcm + "}"], "700031.000");
 
-  EXPECT_EQ(s["envoy_listener_downstream_cx_total{envoy_listener_address=\"0_0_0_0_8080\"}"], "3");
-  EXPECT_EQ(s["envoy_listener_downstream_cx_total{envoy_listener_address=\"127_0_0_1_9090\"}"],
+  EXPECT_EQ(s["envoy_listener_downstream_cx_total{envoy_listener_address=\"0.0.0.0_8080\"}"], "3");
+  EXPECT_EQ(s["envoy_listener_downstream_cx_total{envoy_listener_address=\"127.0.0.1_9090\"}"],
             "4");
 
   const std::string echo = "envoy_cluster_name=\"echo\"";
