@@ -5,11 +5,13 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "config/diagnostic.h"
 #include "http/http1_parser.h"
+#include "net/tls_settings.h"
 #include "router/route_table.h"
 #include "upstream/cluster_spec.h"
 
@@ -48,6 +50,32 @@ struct ModuleSettings {
   std::string source;             // "Module/ns/ambassador", "" when no Module applies
 };
 
+// TLS termination on a listener: the certificate for a server name (SNI). `hostname` is a Host
+// glob as in route matching: exact, `*.suffix`, or `*`. Entries are in match order (exact names
+// first, then longer suffixes, `*` last).
+struct SniCertificate {
+  std::string hostname;
+  uint32_t tls = 0;  // index into Snapshot::tls
+};
+
+// One member of a TCPMapping canary group.
+struct TcpTarget {
+  uint32_t cluster = 0;              // index into Snapshot::clusters
+  uint32_t cumulative_weight = 100;  // as RouteTarget: pick when draw (0..99) < this
+  std::string source;                // "TCPMapping/ns/name"
+};
+
+// A TCPMapping (group) on a listener's port. Without `sni`, it takes every connection on the port
+// as raw bytes; with it, TLS is terminated (certificate `tls`) and connections whose SNI matches
+// go to it (TCPMappings win over Hosts with the same name on a shared port).
+struct TcpRoute {
+  std::string sni;                 // Host glob; "" = any connection, no TLS termination
+  std::optional<uint32_t> tls;     // index into Snapshot::tls when TLS is terminated here
+  std::vector<TcpTarget> targets;  // by cumulative weight
+  uint32_t idle_timeout_ms = 0;    // 0 = none
+  std::string source;              // "TCPMapping/ns/name (file:line)"
+};
+
 struct ListenerSnapshot {
   std::string name;  // "Listener/ns/name" or "default-8080"
   std::string bind_address = "0.0.0.0";
@@ -57,6 +85,11 @@ struct ListenerSnapshot {
   uint32_t l7_depth = 0;
   std::string stats_prefix;  // ingress_http etc.
   std::shared_ptr<const router::RouteTable> routes;
+  // TLS (protocol HTTPS/TLS, or any listener with TCPMappings that set `host`): certificates by
+  // SNI, and the one for clients that send no SNI or one that matches nothing.
+  std::vector<SniCertificate> sni;
+  std::optional<uint32_t> default_tls;
+  std::vector<TcpRoute> tcp;  // TCPMappings on this port, in match order
 };
 
 struct Snapshot {
@@ -65,6 +98,7 @@ struct Snapshot {
   std::vector<ListenerSnapshot> listeners;
   std::vector<upstream::ClusterSpec> clusters;  // RouteTarget::cluster indexes this
   std::vector<std::string> route_stats_names;   // Route::stats_index indexes this
+  std::vector<net::TlsServerSettings> tls;      // SniCertificate::tls and TcpRoute::tls index this
   // Where each applied resource came from ("Mapping/ns/name" -> file:line), for `proxenos
   // routes` and diagnostics.
   std::map<std::string, Origin> resource_origins;
