@@ -448,6 +448,7 @@ class Compiler {
     t.timeout_ms = m.timeout_ms.value_or(snap_.module.cluster_request_timeout_ms);
     t.idle_timeout_ms = m.idle_timeout_ms.value_or(0);
     t.add_linkerd_headers = m.add_linkerd_headers.value_or(snap_.module.add_linkerd_headers);
+    t.allow_upgrade = m.allow_upgrade;
     t.source = m.source;
     return t;
   }

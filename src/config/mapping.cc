@@ -479,7 +479,14 @@ std::optional<MappingSpec> decode_mapping(const Resource& resource,
   // ircluster.py: a service without a port gets 443 whenever TLS is originated.
   if (!mp.address.port_given) mp.address.port = mp.address.tls ? 443 : 80;
   mp.grpc = spec.boolean("grpc");
-  if (auto v = spec.string_list("allow_upgrade")) mp.allow_upgrade = *v;
+  if (auto v = spec.string_list("allow_upgrade")) {
+    // Upgrade protocol names compare case-insensitively (RFC 9110 §7.8).
+    for (std::string p : *v) {
+      std::transform(p.begin(), p.end(), p.begin(),
+                     [](unsigned char c) { return std::tolower(c); });
+      mp.allow_upgrade.push_back(std::move(p));
+    }
+  }
   if (auto ws = spec.boolean("use_websocket"); ws && *ws) {
     if (std::find(mp.allow_upgrade.begin(), mp.allow_upgrade.end(), "websocket") ==
         mp.allow_upgrade.end()) {
@@ -497,9 +504,8 @@ std::optional<MappingSpec> decode_mapping(const Resource& resource,
   mp.cluster_tag = spec.string("cluster_tag");
   mp.stats_name = spec.string("stats_name");
   mp.add_linkerd_headers = spec.boolean("add_linkerd_headers");
-  for (const char* key :
-       {"grpc", "allow_upgrade", "use_websocket", "dns_type", "respect_dns_ttl", "load_balancer",
-        "circuit_breakers", "keepalive", "health_checks", "cluster_tag"}) {
+  for (const char* key : {"grpc", "dns_type", "respect_dns_ttl", "load_balancer",
+                          "circuit_breakers", "keepalive", "health_checks", "cluster_tag"}) {
     spec.not_yet_effective(key);
   }
   spec.unsupported("outlier_detection", "");

@@ -52,6 +52,9 @@ struct Exchange {
   bool retried = false;
   bool secure = false;  // request judged secure (TLS or trusted x-forwarded-proto: https)
   bool head_request = false;
+  bool upgrade = false;  // the route allows the client's Upgrade: the request asks for a tunnel
+  bool tunnel = false;   // the upstream answered 101: bytes pass both ways until a side closes
+  uint32_t stream_idle_ms = 0;  // no bytes either way for this long ends the exchange (0 = off)
 
   uint64_t start_ms = 0;
   uint64_t start_us = 0;  // the same instants in microseconds, for the latency histograms

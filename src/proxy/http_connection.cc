@@ -105,7 +105,8 @@ void Exchange::reset() {
   cluster = nullptr;
   request_complete = request_sent = response_head_sent = response_complete = false;
   response_chunked = response_until_close = upstream_reusable = retried = secure = false;
-  head_request = false;
+  head_request = upgrade = tunnel = false;
+  stream_idle_ms = 0;
   start_ms = upstream_start_ms = 0;
   start_us = upstream_start_us = 0;
   route_stats = nullptr;
@@ -360,6 +361,12 @@ void HttpConnection::on_downstream_eof() {
       close_now();
       return;
     case Phase::kExchange:
+      if (exchange_->tunnel) {
+        // The client finished sending: pass the FIN on and keep relaying the other way.
+        exchange_->request_complete = true;
+        flush_upstream();  // half-closes the upstream once what the client sent is out
+        return;
+      }
       if (!exchange_->request_complete) {
         // The client went away mid-body: the upstream must not see a truncated request as whole.
         exchange_->flags = "DC";
@@ -404,6 +411,19 @@ void HttpConnection::start_exchange(size_t head_length) {
   e.request_body.reset(e.request.framing, e.request.content_length);
   e.request_complete = e.request.framing == http::BodyFraming::kNone;
   route_request();
+}
+
+// Whether the route lets the client's Upgrade through (its first protocol, case-insensitive).
+bool HttpConnection::upgrade_allowed(const router::RouteTarget& target,
+                                     std::string_view protocols) {
+  std::string_view first = protocols.substr(0, protocols.find(','));
+  while (!first.empty() && (first.back() == ' ' || first.back() == '\t')) first.remove_suffix(1);
+  while (!first.empty() && (first.front() == ' ' || first.front() == '\t')) first.remove_prefix(1);
+  first = first.substr(0, first.find('/'));  // "websocket/13" names the same protocol
+  for (const std::string& allowed : target.allow_upgrade) {
+    if (http::iequals(allowed, first)) return true;
+  }
+  return false;
 }
 
 void HttpConnection::route_request() {
@@ -471,13 +491,6 @@ void HttpConnection::route_request() {
     append_uuid4(worker_.random64(), worker_.random64(), e.request_id);
   }
 
-  // Upgrades (WebSockets) need allow_upgrade, which is not supported yet: refuse them as
-  // Emissary does for a Mapping without allow_upgrade. h2c upgrade offers are simply ignored.
-  if (req.upgrade && !http::iequals(req.upgrade_protocol, "h2c")) {
-    send_local_reply(403, "upgrade not allowed on this route", "UPE");
-    return;
-  }
-
   std::string_view path = req.path;
   if (snap.module.merge_slashes && path.find("//") != std::string_view::npos) {
     merge_slashes(path, e.scratch);
@@ -519,6 +532,15 @@ void HttpConnection::route_request() {
     send_redirect(target, *e.match.route);
     return;
   }
+  // Upgrades (WebSockets) need the route's allow_upgrade; without it they are refused, as
+  // Emissary does, and never reach the upstream. h2c upgrade offers are simply ignored.
+  if (req.upgrade && !http::iequals(req.upgrade_protocol, "h2c")) {
+    if (!upgrade_allowed(target, req.upgrade_protocol)) {
+      send_local_reply(403, "upgrade not allowed on this route", "UPE");
+      return;
+    }
+    e.upgrade = true;
+  }
   if (target.cluster >= e.config->clusters.size()) {
     send_local_reply(503, "no healthy upstream", "UH");
     return;
@@ -539,19 +561,20 @@ void HttpConnection::route_request() {
   ctx.forwarded_proto = forwarded_proto;
   ctx.request_id = e.request_id;
   ctx.start_unix_ms = e.start_unix_ms;
+  if (e.upgrade) ctx.upgrade = http::find_header(req.headers, "upgrade");
   build_upstream_head(ctx, *e.match.route, target, e.cluster->spec(), path, e.up_head,
                       e.original_path);
   const auto& shadow = e.match.route->shadow;
-  if (shadow && shadow->cluster < e.config->clusters.size() &&
+  if (shadow && !e.upgrade && shadow->cluster < e.config->clusters.size() &&
       worker_.draw_percent() < shadow->cumulative_weight) {
     e.shadow = ShadowRequest::start(worker_, e.config->clusters[shadow->cluster], e.up_head,
                                     req.framing == http::BodyFraming::kChunked, e.request_complete,
                                     shadow->timeout_ms);
   }
-  uint32_t idle = target.idle_timeout_ms;
-  if (idle > 0) {
+  e.stream_idle_ms = target.idle_timeout_ms;
+  if (e.stream_idle_ms > 0) {
     e.last_activity_ms = worker_.loop().now_ms();
-    e.idle_timer.arm(idle);
+    e.idle_timer.arm(e.stream_idle_ms);
   }
   if (req.expect_continue && !e.request_complete) {
     // We answer 100-continue ourselves (and never forward Expect), as Envoy does.
@@ -786,7 +809,7 @@ void HttpConnection::forward_request_body() {
     }
     if (r.consumed == 0 && r.data.empty() && !r.done) break;
   }
-  if (e.request_complete && !e.route_timer.armed() && !e.response_complete) {
+  if (e.request_complete && !e.tunnel && !e.route_timer.armed() && !e.response_complete) {
     uint32_t timeout = e.match.target ? e.match.target->timeout_ms : 0;
     if (timeout > 0) e.route_timer.arm(timeout);
   }
@@ -810,7 +833,10 @@ bool HttpConnection::flush_upstream() {
     upstream_failed("connection termination", "UC", !e.response_head_sent);
     return false;
   }
-  if (e.request_complete) e.request_sent = true;
+  if (e.request_complete) {
+    if (e.tunnel && !e.request_sent) half_close_upstream();
+    e.request_sent = true;
+  }
   // Room again upstream: pull more of the request body that waited in the kernel.
   if (!e.request_complete && phase_ == Phase::kExchange) {
     if (in_ && !in_->empty()) {
@@ -884,7 +910,8 @@ void HttpConnection::process_upstream_bytes() {
       }
       e.up_in->consume(r.consumed);
       e.response_parser.reset();
-      if (e.response.status >= 100 && e.response.status < 200) {
+      if (e.response.status >= 100 && e.response.status < 200 &&
+          !(e.upgrade && e.response.status == 101)) {
         // Interim responses (we never forwarded Expect) are dropped.
         e.response.status = 0;
         if (e.up_in->empty()) return;
@@ -902,6 +929,10 @@ void HttpConnection::on_response_head() {
   Exchange& e = *exchange_;
   e.upstream_service_ms = static_cast<int64_t>(worker_.loop().now_ms() - e.upstream_start_ms);
   e.status = e.response.status;
+  if (e.upgrade && e.response.status == 101) {
+    start_tunnel();
+    return;
+  }
   e.response_body.reset(e.response.framing, e.response.content_length);
   e.upstream_reusable = e.response.keep_alive;
   if (!e.request_complete) {
@@ -950,6 +981,47 @@ void HttpConnection::on_response_head() {
   if (e.response.framing == http::BodyFraming::kNone) {
     e.response_complete = true;
   }
+}
+
+// The upstream accepted the upgrade: answer 101 and relay bytes both ways, with the same
+// back-pressure as bodies, until one side closes. The route timeout no longer applies; the
+// route's idle_timeout_ms (else the listener idle timeout) ends a silent tunnel.
+void HttpConnection::start_tunnel() {
+  Exchange& e = *exchange_;
+  e.tunnel = true;
+  e.route_timer.cancel();
+  e.upstream_reusable = false;
+  close_after_response_ = true;
+  e.response_chunked = false;
+  e.response_until_close = true;
+  e.request_complete = false;
+  e.request_sent = false;  // now means: the client's FIN has been passed on
+  e.request_body.reset(http::BodyFraming::kUntilClose, 0);
+  e.response_body.reset(http::BodyFraming::kUntilClose, 0);
+  ResponseHeadContext ctx;
+  ctx.response = &e.response;
+  ctx.target = e.match.target;
+  ctx.server_name = e.config->snapshot->module.server_name;
+  ctx.upstream_service_ms = e.upstream_service_ms;
+  e.context.upstream_address = e.upstream_host;
+  ctx.request_context = &e.context;
+  ctx.upgrade = http::find_header(e.response.headers, "upgrade");
+  if (ctx.upgrade.empty()) ctx.upgrade = e.context.upgrade;
+  std::string& out = e.scratch;
+  build_response_head(ctx, out);
+  write_downstream(out);
+  if (phase_ == Phase::kClosed) return;
+  e.response_head_sent = true;
+  if (e.stream_idle_ms == 0) e.stream_idle_ms = static_cast<uint32_t>(idle_timeout_ms());
+  e.last_activity_ms = worker_.loop().now_ms();
+  if (e.stream_idle_ms > 0) e.idle_timer.arm(e.stream_idle_ms);
+  // Bytes the client sent after its request head are the first tunnel bytes.
+  forward_request_body();
+}
+
+void HttpConnection::half_close_upstream() {
+  Exchange& e = *exchange_;
+  if (e.upstream && e.upstream->fd() >= 0) shutdown(e.upstream->fd(), SHUT_WR);
 }
 
 void HttpConnection::forward_response_body() {
@@ -1022,7 +1094,7 @@ void HttpConnection::on_upstream_eof() {
 void HttpConnection::on_stream_idle_timeout() {
   if (!exchange_ || phase_ == Phase::kClosed) return;
   Exchange& e = *exchange_;
-  uint32_t idle = e.match.target ? e.match.target->idle_timeout_ms : 0;
+  uint32_t idle = e.stream_idle_ms;
   uint64_t quiet = worker_.loop().now_ms() - e.last_activity_ms;
   if (idle == 0) return;
   if (quiet < idle) {

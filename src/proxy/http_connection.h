@@ -75,6 +75,9 @@ class HttpConnection final : public net::IoHandler, public upstream::UpstreamCon
   void process_upstream_input();
   void process_upstream_bytes();
   void on_response_head();
+  void start_tunnel();
+  void half_close_upstream();
+  static bool upgrade_allowed(const router::RouteTarget& target, std::string_view protocols);
   void forward_response_body();
   void on_upstream_eof();
   void finish_exchange();

@@ -270,6 +270,11 @@ void build_upstream_head(const RequestContext& c, const router::Route& route,
     expand_template(add.value, c, out);
     out.append("\r\n");
   }
+  if (!c.upgrade.empty()) {
+    out.append("connection: upgrade\r\nupgrade: ");
+    out.append(c.upgrade);
+    out.append("\r\n");
+  }
   switch (req.framing) {
     case http::BodyFraming::kContentLength: {
       char buf[24];

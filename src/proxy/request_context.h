@@ -24,6 +24,7 @@ struct RequestContext {
   std::string_view request_id;
   std::string_view upstream_address;  // ip:port of the chosen endpoint
   int64_t start_unix_ms = 0;
+  std::string_view upgrade;  // the client's Upgrade value when the route allows the upgrade
 };
 
 // Appends the expansion of `value` (Envoy %COMMAND% substitutions) to `out`.

@@ -113,7 +113,11 @@ void build_response_head(const ResponseHeadContext& c, std::string& out) {
     }
   }
   if (c.chunked) out.append("transfer-encoding: chunked\r\n");
-  if (c.close) {
+  if (!c.upgrade.empty()) {
+    out.append("upgrade: ");
+    out.append(c.upgrade);
+    out.append("\r\nconnection: upgrade\r\n");
+  } else if (c.close) {
     out.append("connection: close\r\n");
   } else if (c.keep_alive_http10) {
     out.append("connection: keep-alive\r\n");

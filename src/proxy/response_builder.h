@@ -21,6 +21,9 @@ struct ResponseHeadContext {
   bool close = false;    // connection closes after this response
   bool http10 = false;   // the client spoke HTTP/1.0
   bool keep_alive_http10 = false;
+  // A 101 that turns the connection into a tunnel: keeps the upstream's Upgrade header and says
+  // `connection: upgrade`.
+  std::string_view upgrade;
 };
 
 void build_response_head(const ResponseHeadContext& context, std::string& out);

@@ -91,6 +91,8 @@ struct RouteTarget {
   HeaderEdits request_headers;
   HeaderEdits response_headers;
   bool add_linkerd_headers = false;
+  // Upgrade protocols (lower-case, e.g. "websocket") proxied as a tunnel after the upstream's 101.
+  std::vector<std::string> allow_upgrade;
   std::string source;  // "Mapping/ns/name" of this member, for logs and `proxenos routes`
 };
 
@@ -104,9 +106,9 @@ struct Route {
   // and matching continues with the next route, as Envoy's runtime_fraction does.
   std::vector<RouteTarget> targets;
   std::optional<RouteTarget> shadow;  // mirror target (issue 3); weight = sampled share
-  std::string stats_name;    // the Mapping's stats_name ("" = none)
-  uint32_t stats_index = 0;  // index into Snapshot::route_stats_names
-  std::string source;  // "Mapping/ns/name (file:line)" of the group's first member
+  std::string stats_name;             // the Mapping's stats_name ("" = none)
+  uint32_t stats_index = 0;           // index into Snapshot::route_stats_names
+  std::string source;                 // "Mapping/ns/name (file:line)" of the group's first member
   int precedence = 0;
 };
 
