@@ -216,6 +216,25 @@ std::string render_prometheus(const MergedStats& stats, const PrometheusOptions&
   histograms(out, "envoy_cluster_upstream_rq_time", "Upstream request time in milliseconds.", cl,
              cluster, &C::upstream_rq_time);
 
+  using T = TcpValues;
+  auto tcp =
+      label_list<TcpValues>(stats.tcp, "envoy_tcp_prefix", [](const T& t) { return t.name; });
+  family(out, "envoy_tcp_downstream_cx_total", "counter", "Connections the TCPMapping took.",
+         stats.tcp, tcp, [](const T& t) { return t.downstream_cx_total; });
+  family(out, "envoy_tcp_downstream_cx_active", "gauge", "Open connections of the TCPMapping.",
+         stats.tcp, tcp, [](const T& t) { return t.downstream_cx_active; });
+  family(out, "envoy_tcp_downstream_cx_no_route", "counter",
+         "Connections closed because no TCPMapping matched.", stats.tcp, tcp,
+         [](const T& t) { return t.downstream_cx_no_route; });
+  family(out, "envoy_tcp_downstream_cx_rx_bytes_total", "counter",
+         "Bytes received from clients of the TCPMapping.", stats.tcp, tcp,
+         [](const T& t) { return t.downstream_cx_rx_bytes_total; });
+  family(out, "envoy_tcp_downstream_cx_tx_bytes_total", "counter",
+         "Bytes sent to clients of the TCPMapping.", stats.tcp, tcp,
+         [](const T& t) { return t.downstream_cx_tx_bytes_total; });
+  family(out, "envoy_tcp_idle_timeout", "counter", "Connections closed by the idle timeout.",
+         stats.tcp, tcp, [](const T& t) { return t.idle_timeout; });
+
   // Routes that have seen traffic (a table of thousands of routes would otherwise flood every
   // scrape with zeros, as Envoy's "usedonly" filter avoids).
   std::vector<RouteValues> routes;

@@ -55,6 +55,11 @@ void RouteValues::add(const RouteStats& shard) {
   for (size_t i = 0; i < kStatusClasses; ++i) rq_xx[i] += shard.rq_xx[i].value();
 }
 
+void TcpValues::add(const TcpStats& shard) {
+  PROXENOS_TCP_STATS(PROXENOS_STATS_SUM_COUNTER, PROXENOS_STATS_SUM_GAUGE,
+                     PROXENOS_STATS_SUM_HISTOGRAM)
+}
+
 void MergedStats::add(const ListenerStats& shard) {
   ListenerValues& v = entry(listeners, shard.name);
   v.prefix = shard.prefix;
@@ -67,6 +72,10 @@ void MergedStats::add(const ClusterStats& shard) {
 
 void MergedStats::add(const RouteStats& shard) {
   entry(routes, shard.name).add(shard);
+}
+
+void MergedStats::add(const TcpStats& shard) {
+  entry(tcp, shard.name).add(shard);
 }
 
 }  // namespace proxenos::observe

@@ -129,6 +129,15 @@ inline constexpr size_t kStatusCodes = kMaxStatusCode - kMinStatusCode + 1;
   GAUGE(rq_active)                                      \
   HISTOGRAM(rq_time)
 
+// Envoy's tcp_proxy stats, per TCPMapping (group).
+#define PROXENOS_TCP_STATS(COUNTER, GAUGE, HISTOGRAM) \
+  COUNTER(downstream_cx_total)                        \
+  COUNTER(downstream_cx_no_route)                     \
+  COUNTER(downstream_cx_rx_bytes_total)               \
+  COUNTER(downstream_cx_tx_bytes_total)               \
+  COUNTER(idle_timeout)                               \
+  GAUGE(downstream_cx_active)
+
 #define PROXENOS_STATS_SHARD_COUNTER(name) Counter name;
 #define PROXENOS_STATS_SHARD_GAUGE(name) Gauge name;
 #define PROXENOS_STATS_SHARD_HISTOGRAM(name) Histogram name;
@@ -190,6 +199,15 @@ struct RouteStats {
   }
 };
 
+// One worker's stats of one TCPMapping (Envoy's `tcp.<stat_prefix>.*`).
+struct TcpStats {
+  explicit TcpStats(std::string stats_prefix) : name(std::move(stats_prefix)) {}
+
+  const std::string name;
+  PROXENOS_TCP_STATS(PROXENOS_STATS_SHARD_COUNTER, PROXENOS_STATS_SHARD_GAUGE,
+                     PROXENOS_STATS_SHARD_HISTOGRAM)
+};
+
 struct ListenerValues {
   std::string name;
   std::string prefix;
@@ -220,16 +238,26 @@ struct RouteValues {
   void add(const RouteStats& shard);
 };
 
+struct TcpValues {
+  std::string name;
+  PROXENOS_TCP_STATS(PROXENOS_STATS_VALUE_COUNTER, PROXENOS_STATS_VALUE_GAUGE,
+                     PROXENOS_STATS_VALUE_HISTOGRAM)
+
+  void add(const TcpStats& shard);
+};
+
 // The sum of every worker's shards at one scrape (control thread only). Each list is sorted by
 // name with one entry per name.
 struct MergedStats {
   std::vector<ListenerValues> listeners;
   std::vector<ClusterValues> clusters;
   std::vector<RouteValues> routes;
+  std::vector<TcpValues> tcp;
 
   void add(const ListenerStats& shard);
   void add(const ClusterStats& shard);
   void add(const RouteStats& shard);
+  void add(const TcpStats& shard);
 };
 
 // A worker's shards of one kind, for scrapes. The mutex is taken when shards are created (config

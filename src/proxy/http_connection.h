@@ -16,6 +16,7 @@
 #include "net/address.h"
 #include "net/buffer.h"
 #include "net/event_loop.h"
+#include "proxy/connection.h"
 #include "proxy/exchange.h"
 #include "proxy/worker.h"
 #include "router/route_table.h"
@@ -32,17 +33,19 @@ inline constexpr uint64_t kRequestHeadersTimeoutMs = 10000;
 // client sees our response instead of a reset.
 inline constexpr uint64_t kLingerMs = 2000;
 
-class HttpConnection final : public net::IoHandler, public upstream::UpstreamConnection::Handler {
+class HttpConnection final : public DownstreamConnection,
+                             public net::IoHandler,
+                             public upstream::UpstreamConnection::Handler {
  public:
   HttpConnection(Worker& worker, int fd, std::string listener_key, const net::Address& peer,
                  const net::Address& local);
   ~HttpConnection();
 
-  void start();
+  void start() override;
   void on_io(uint32_t events) override;
   void on_upstream_event(uint32_t events) override;
   // Drain: close now if idle, else after the current response.
-  void drain();
+  void drain() override;
 
  private:
   friend struct Exchange;

@@ -8,6 +8,7 @@
 
 #include "net/socket.h"
 #include "proxy/http_connection.h"
+#include "proxy/tcp_connection.h"
 #include "proxy/worker.h"
 
 namespace proxenos::proxy {
@@ -58,7 +59,14 @@ void ListenerSocket::accept_all() {
       return;
     }
     net::set_nodelay(fd);
-    auto* connection = new HttpConnection(worker_, fd, key_, peer, net::local_address(fd));
+    DownstreamConnection* connection = nullptr;
+    const auto& cfg = worker_.config();
+    const config::ListenerSnapshot* listener = cfg ? cfg->listener(key_) : nullptr;
+    if (listener != nullptr && listener->protocol == config::ListenerProtocol::kTcp) {
+      connection = new TcpConnection(worker_, fd, key_);
+    } else {
+      connection = new HttpConnection(worker_, fd, key_, peer, net::local_address(fd));
+    }
     worker_.on_connection_open(connection);
     connection->start();
   }

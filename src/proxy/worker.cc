@@ -19,6 +19,22 @@ constexpr size_t kMaxOrphanShards = 64;
 std::string listener_key(const config::ListenerSnapshot& l) {
   return l.bind_address + ":" + std::to_string(l.port);
 }
+
+constexpr const char* kTcpNoRoute = "no_route";
+
+// "tcpmapping_<namespace>_<name>" of the group's first TCPMapping ("TCPMapping/ns/name").
+std::string tcp_stats_name(const config::TcpRoute& r) {
+  std::string source = r.targets.empty() ? r.source : r.targets.front().source;
+  source = source.substr(0, source.find(' '));
+  std::string out = "tcpmapping";
+  size_t slash = source.find('/');
+  std::string rest = slash == std::string::npos ? source : source.substr(slash);
+  for (char c : rest) {
+    bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    out.push_back(ok ? c : '_');
+  }
+  return out;
+}
 }  // namespace
 
 const config::ListenerSnapshot* WorkerConfig::listener(const std::string& key) const {
@@ -44,7 +60,7 @@ void Worker::start() {
     log_timer_.arm(kLogFlushMs);
     loop_.run();
     // Tear down on the worker's own thread: connections and pools belong to it.
-    for (HttpConnection* c : std::vector<HttpConnection*>(connections_)) delete c;
+    for (DownstreamConnection* c : std::vector<DownstreamConnection*>(connections_)) delete c;
     connections_.clear();
     for (ShadowRequest* s : shadows_) delete s;
     shadows_.clear();
@@ -128,6 +144,29 @@ void Worker::apply_on_loop(std::shared_ptr<const config::Snapshot> snapshot,
   route_stats_ = std::move(routes);
   route_registry_.prune(route_stats_.size(), kMaxOrphanShards);
 
+  // TCPMapping stats, named after the group's first TCPMapping.
+  std::unordered_map<std::string, std::shared_ptr<observe::TcpStats>> tcp;
+  for (const auto& l : snapshot->listeners) {
+    auto& shards = cfg->tcp_stats.emplace_back();
+    for (const config::TcpRoute& r : l.tcp) {
+      std::string name = tcp_stats_name(r);
+      std::shared_ptr<observe::TcpStats> shard;
+      if (auto it = tcp.find(name); it != tcp.end()) {
+        shard = it->second;
+      } else if (auto old = tcp_stats_.find(name); old != tcp_stats_.end()) {
+        shard = old->second;
+      } else {
+        shard = std::make_shared<observe::TcpStats>(name);
+        tcp_registry_.add(shard);
+      }
+      tcp.emplace(name, shard);
+      shards.push_back(std::move(shard));
+    }
+  }
+  if (auto none = tcp_stats_.find(kTcpNoRoute); none != tcp_stats_.end()) tcp.insert(*none);
+  tcp_stats_ = std::move(tcp);
+  tcp_registry_.prune(tcp_stats_.size(), kMaxOrphanShards);
+
   // Listener stats by key, named after the listener's address and stats prefix.
   for (const auto& l : snapshot->listeners) {
     std::string key = listener_key(l);
@@ -189,6 +228,16 @@ void Worker::collect_stats(observe::MergedStats& out) {
   listener_registry_.collect(out);
   cluster_registry_.collect(out);
   route_registry_.collect(out);
+  tcp_registry_.collect(out);
+}
+
+std::shared_ptr<observe::TcpStats> Worker::tcp_no_route_stats() {
+  auto it = tcp_stats_.find(kTcpNoRoute);
+  if (it != tcp_stats_.end()) return it->second;
+  auto shard = std::make_shared<observe::TcpStats>(kTcpNoRoute);
+  tcp_registry_.add(shard);
+  tcp_stats_.emplace(kTcpNoRoute, shard);
+  return shard;
 }
 
 std::shared_ptr<observe::ListenerStats> Worker::listener_stats(const std::string& key) {
@@ -211,7 +260,7 @@ void Worker::drain() {
     draining_ = true;
     retire_all_listeners();
     for (auto& [name, cluster] : clusters_) cluster->close_idle();
-    for (HttpConnection* c : std::vector<HttpConnection*>(connections_)) c->drain();
+    for (DownstreamConnection* c : std::vector<DownstreamConnection*>(connections_)) c->drain();
   });
 }
 
@@ -228,12 +277,12 @@ void Worker::retire_all_listeners() {
   listeners_.clear();
 }
 
-void Worker::on_connection_open(HttpConnection* connection) {
+void Worker::on_connection_open(DownstreamConnection* connection) {
   connections_.push_back(connection);
   active_connections_.store(connections_.size(), std::memory_order_relaxed);
 }
 
-void Worker::on_connection_close(HttpConnection* connection) {
+void Worker::on_connection_close(DownstreamConnection* connection) {
   auto it = std::find(connections_.begin(), connections_.end(), connection);
   if (it != connections_.end()) {
     *it = connections_.back();

@@ -26,7 +26,7 @@
 
 namespace proxenos::proxy {
 
-class HttpConnection;
+class DownstreamConnection;
 class ListenerSocket;
 class ShadowRequest;
 
@@ -41,6 +41,8 @@ struct WorkerConfig {
   std::shared_ptr<const observe::AccessLogFormat> access_log;  // null: access log off
   std::vector<std::string> listener_keys;  // "addr:port", aligned with snapshot->listeners
   std::vector<std::shared_ptr<observe::RouteStats>> route_stats;  // by Route::stats_index
+  // Per listener (aligned with snapshot->listeners), per TCPMapping on it (aligned with `tcp`).
+  std::vector<std::vector<std::shared_ptr<observe::TcpStats>>> tcp_stats;
 
   const config::ListenerSnapshot* listener(const std::string& key) const;
 };
@@ -80,8 +82,10 @@ class Worker {
   void maybe_flush_access_log();
   // The stats shard of the listener `key` ("addr:port") on this worker.
   std::shared_ptr<observe::ListenerStats> listener_stats(const std::string& key);
-  void on_connection_open(HttpConnection* connection);
-  void on_connection_close(HttpConnection* connection);
+  // Where connections on a TCP port with no usable TCPMapping are counted.
+  std::shared_ptr<observe::TcpStats> tcp_no_route_stats();
+  void on_connection_open(DownstreamConnection* connection);
+  void on_connection_close(DownstreamConnection* connection);
   // Shadow requests outlive the exchanges that start them; the worker owns them until done.
   void adopt_shadow(ShadowRequest* shadow) { shadows_.insert(shadow); }
   void release_shadow(ShadowRequest* shadow);
@@ -104,7 +108,7 @@ class Worker {
   std::shared_ptr<const WorkerConfig> config_;
   std::unordered_map<std::string, std::shared_ptr<upstream::WorkerCluster>> clusters_;
   std::unordered_map<std::string, std::unique_ptr<ListenerSocket>> listeners_;  // by "addr:port"
-  std::vector<HttpConnection*> connections_;
+  std::vector<DownstreamConnection*> connections_;
   std::unordered_set<ShadowRequest*> shadows_;
   std::atomic<uint64_t> active_connections_{0};
   bool draining_ = false;
@@ -115,9 +119,11 @@ class Worker {
   // also in a registry for scrapes.
   std::unordered_map<std::string, std::shared_ptr<observe::ListenerStats>> listener_stats_;
   std::unordered_map<std::string, std::shared_ptr<observe::RouteStats>> route_stats_;
+  std::unordered_map<std::string, std::shared_ptr<observe::TcpStats>> tcp_stats_;
   observe::ShardRegistry<observe::ListenerStats> listener_registry_;
   observe::ShardRegistry<observe::ClusterStats> cluster_registry_;
   observe::ShardRegistry<observe::RouteStats> route_registry_;
+  observe::ShardRegistry<observe::TcpStats> tcp_registry_;
 };
 
 }  // namespace proxenos::proxy
