@@ -13,6 +13,7 @@
 
 #include "admin/admin_server.h"
 #include "admin/diag_page.h"
+#include "app/tls_runtime.h"
 #include "config/file_source.h"
 #include "net/address.h"
 #include "observe/prometheus.h"
@@ -94,11 +95,24 @@ bool Server::load_and_apply(bool initial) {
       stored.changes.removed, stored.kept.size(), errors, stored.diagnostics.size() - errors,
       compiled.snapshot->listeners.size(), routes, compiled.snapshot->clusters.size(), ms(t1 - t0),
       ms(t2 - t1));
-  config_errors_ = errors;
   config_kept_ = stored.kept.size();
 
   auto endpoints = std::make_shared<proxy::EndpointMap>();
   resolve_endpoints(*compiled.snapshot, *endpoints);
+  // Certificates and keys are parsed here, once, and shared by every worker.
+  config::Diagnostics tls_diagnostics;
+  auto tls = build_tls_runtime(*compiled.snapshot, ticket_keys_, tls_diagnostics);
+  for (const auto& d : tls_diagnostics) {
+    if (d.severity == config::Severity::kError) {
+      ++errors;
+      spdlog::error("{}", d.to_string());
+    } else {
+      spdlog::warn("{}", d.to_string());
+    }
+  }
+  config_errors_ = errors;
+  stored.diagnostics.insert(stored.diagnostics.end(), tls_diagnostics.begin(),
+                            tls_diagnostics.end());
   snapshot_ = compiled.snapshot;
   endpoints_ = endpoints;
   diagnostics_ = std::move(stored.diagnostics);
@@ -128,11 +142,10 @@ bool Server::load_and_apply(bool initial) {
     spdlog::error("Module ambassador: envoy_log_path: {}; access log stays where it was", error);
   }
 
-
   pending_applies_.store(static_cast<int>(workers_.size()));
   apply_failures_.store(0);
   for (auto& w : workers_) {
-    w->apply(snapshot_, endpoints_, format, [this, initial](int failures, std::string errors) {
+    w->apply(snapshot_, endpoints_, tls, format, [this, initial](int failures, std::string errors) {
       if (failures > 0) {
         apply_failures_.fetch_add(failures);
         control_loop_.post([errors] { spdlog::error("cannot bind: {}", errors); });
@@ -329,6 +342,12 @@ int Server::run() {
     }
   }
 
+  // Session-ticket keys rotate; the previous key still opens tickets for one more period.
+  ticket_timer_ = std::make_unique<net::Timer>(control_loop_, [this] {
+    ticket_keys_->rotate();
+    ticket_timer_->arm(kTicketKeyRotationMs);
+  });
+  ticket_timer_->arm(kTicketKeyRotationMs);
   dns_timer_ = std::make_unique<net::Timer>(control_loop_, [this] { refresh_dns(); });
   dns_timer_->arm(kDnsRefreshMs);
   drain_timer_ = std::make_unique<net::Timer>(control_loop_, [this] { check_drained(); });

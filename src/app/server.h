@@ -50,6 +50,8 @@ class Server {
   // the diagnostics page and `validate` report them.
   config::Diagnostics diagnostics_;
   config::ResourceStore store_;
+  std::shared_ptr<net::TicketKeys> ticket_keys_ = std::make_shared<net::TicketKeys>();
+  std::unique_ptr<net::Timer> ticket_timer_;
   size_t config_errors_ = 0;     // errors in the active configuration
   size_t config_kept_ = 0;       // resources serving their last good version
   int64_t applied_unix_ms_ = 0;  // wall-clock time the active snapshot was compiled

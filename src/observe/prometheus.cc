@@ -174,6 +174,13 @@ std::string render_prometheus(const MergedStats& stats, const PrometheusOptions&
          [](const L& l) { return l.downstream_cx_total; });
   family(out, "envoy_listener_downstream_cx_active", "gauge", "Open connections of the listener.",
          stats.listeners, listener, [](const L& l) { return l.downstream_cx_active; });
+  family(out, "envoy_listener_ssl_handshake", "counter", "TLS handshakes completed.",
+         stats.listeners, listener, [](const L& l) { return l.ssl_handshake; });
+  family(out, "envoy_listener_ssl_connection_error", "counter",
+         "TLS handshakes that failed or timed out.", stats.listeners, listener,
+         [](const L& l) { return l.ssl_connection_error; });
+  family(out, "envoy_listener_ssl_session_reused", "counter", "TLS sessions resumed.",
+         stats.listeners, listener, [](const L& l) { return l.ssl_session_reused; });
 
   using C = ClusterValues;
   const auto& cl = stats.clusters;

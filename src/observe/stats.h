@@ -110,6 +110,9 @@ inline constexpr size_t kStatusCodes = kMaxStatusCode - kMinStatusCode + 1;
   COUNTER(downstream_rq_total)                             \
   GAUGE(downstream_cx_active)                              \
   GAUGE(downstream_rq_active)                              \
+  COUNTER(ssl_handshake)                                   \
+  COUNTER(ssl_connection_error)                            \
+  COUNTER(ssl_session_reused)                              \
   HISTOGRAM(downstream_rq_time)
 
 #define PROXENOS_CLUSTER_STATS(COUNTER, GAUGE, HISTOGRAM) \

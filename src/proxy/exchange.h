@@ -72,10 +72,11 @@ struct Exchange {
 
   std::string client_address;  // trusted client address, ip only
   std::string request_id;
-  std::string original_path;   // set when the path was rewritten
-  std::string up_head;         // serialized upstream request head (kept for one retry)
-  std::string upstream_host;   // "ip:port" of the chosen endpoint
-  std::string upstream_local;  // "ip:port" of our end of the upstream connection
+  std::string original_path;      // set when the path was rewritten
+  std::string up_head;            // serialized upstream request head (kept for one retry)
+  std::string upstream_host;      // "ip:port" of the chosen endpoint
+  std::string upstream_local;     // "ip:port" of our end of the upstream connection
+  std::string transport_failure;  // why connecting upstream failed (TLS errors), for the log
   std::string scratch;
   RequestContext context;  // views into this exchange and its connection; set when routed
 

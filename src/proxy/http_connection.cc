@@ -14,6 +14,7 @@
 #include "http/status.h"
 #include "net/socket.h"
 #include "proxy/request_context.h"
+#include "proxy/request_router.h"
 #include "proxy/response_builder.h"
 #include "proxy/shadow_request.h"
 
@@ -29,54 +30,6 @@ int64_t unix_now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-std::string_view strip_port(std::string_view authority) {
-  if (!authority.empty() && authority.front() == '[') {
-    size_t close = authority.find(']');
-    return close == std::string_view::npos ? authority : authority.substr(0, close + 1);
-  }
-  size_t colon = authority.rfind(':');
-  return colon == std::string_view::npos ? authority : authority.substr(0, colon);
-}
-
-// A request id we accept from a client: printable, short, no separators that could confuse logs.
-bool acceptable_request_id(std::string_view id) {
-  if (id.empty() || id.size() > 128) return false;
-  for (char c : id) {
-    if (c <= 0x20 || c >= 0x7f || c == '"') return false;
-  }
-  return true;
-}
-
-void append_uuid4(uint64_t hi, uint64_t lo, std::string& out) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
-  lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 10
-  char buf[36];
-  int pos = 0;
-  auto emit = [&](uint64_t v, int nibbles) {
-    for (int i = nibbles - 1; i >= 0; --i) buf[pos++] = kHex[(v >> (i * 4)) & 0xf];
-  };
-  emit(hi >> 32, 8);
-  buf[pos++] = '-';
-  emit((hi >> 16) & 0xffff, 4);
-  buf[pos++] = '-';
-  emit(hi & 0xffff, 4);
-  buf[pos++] = '-';
-  emit(lo >> 48, 4);
-  buf[pos++] = '-';
-  emit(lo & 0xffffffffffffULL, 12);
-  out.append(buf, 36);
-}
-
-// Collapses runs of '/' (Module merge_slashes).
-void merge_slashes(std::string_view path, std::string& out) {
-  out.clear();
-  for (char c : path) {
-    if (c == '/' && !out.empty() && out.back() == '/') continue;
-    out.push_back(c);
-  }
 }
 
 }  // namespace
@@ -122,6 +75,7 @@ void Exchange::reset() {
   up_head.clear();
   upstream_host.clear();
   upstream_local.clear();
+  transport_failure.clear();
   response_parser.reset();
   parser.reset();
   route_timer.cancel();
@@ -133,9 +87,11 @@ void Exchange::reset() {
 }
 
 HttpConnection::HttpConnection(Worker& worker, int fd, std::string listener_key,
-                               const net::Address& peer, const net::Address& local)
+                               const net::Address& peer, const net::Address& local,
+                               std::unique_ptr<net::TlsStream> tls)
     : worker_(worker),
       fd_(fd),
+      tls_(std::move(tls)),
       listener_key_(std::move(listener_key)),
       peer_text_(peer.to_string()),
       local_text_(local.to_string()),
@@ -243,11 +199,12 @@ void HttpConnection::on_io(uint32_t events) {
     close_now();
     return;
   }
-  if (events & EPOLLOUT) {
+  // TLS reads may wait for writability and writes for readability: try both on any event.
+  if ((events & EPOLLOUT) || tls_) {
     if (!flush_downstream()) return;
   }
   if (events & (EPOLLRDHUP | EPOLLHUP)) peer_hup_ = true;
-  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) read_downstream();
+  if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) || tls_) read_downstream();
 }
 
 void HttpConnection::drain() {
@@ -283,7 +240,7 @@ void HttpConnection::read_downstream() {
     }
     size_t asked = in_->writable();
     read_blocked_ = false;
-    ssize_t n = recv(fd_, in_->write_ptr(), asked, 0);
+    ssize_t n = io().read(in_->write_ptr(), asked);
     if (n > 0) {
       stats_->downstream_cx_rx_bytes_total.add(static_cast<uint64_t>(n));
       in_->commit(static_cast<size_t>(n));
@@ -294,7 +251,8 @@ void HttpConnection::read_downstream() {
       process_input();
       // A short read drained the socket: edge-triggered epoll reports the next bytes, so skip
       // the recv that would only say EAGAIN (unless the peer hung up: then read to EOF).
-      if (static_cast<size_t>(n) < asked && !peer_hup_) {
+      // (TLS may hold decrypted bytes the socket no longer signals: read until it says so.)
+      if (static_cast<size_t>(n) < asked && !peer_hup_ && !tls_) {
         release_buffers_if_idle();
         return;
       }
@@ -413,157 +371,18 @@ void HttpConnection::start_exchange(size_t head_length) {
   route_request();
 }
 
-// Whether the route lets the client's Upgrade through (its first protocol, case-insensitive).
-bool HttpConnection::upgrade_allowed(const router::RouteTarget& target,
-                                     std::string_view protocols) {
-  std::string_view first = protocols.substr(0, protocols.find(','));
-  while (!first.empty() && (first.back() == ' ' || first.back() == '\t')) first.remove_suffix(1);
-  while (!first.empty() && (first.front() == ' ' || first.front() == '\t')) first.remove_prefix(1);
-  first = first.substr(0, first.find('/'));  // "websocket/13" names the same protocol
-  for (const std::string& allowed : target.allow_upgrade) {
-    if (http::iequals(allowed, first)) return true;
-  }
-  return false;
-}
-
 void HttpConnection::route_request() {
   Exchange& e = *exchange_;
-  if (!e.config || !e.config->snapshot) {
-    send_local_reply(503, "no configuration", "NC");
-    return;
-  }
-  const config::Snapshot& snap = *e.config->snapshot;
-  e.listener = e.config->listener(listener_key_);
-  if (e.listener == nullptr || !e.listener->routes) {
-    send_local_reply(404, "no listener configuration", "NR");
+  RoutingInput in;
+  in.listener_key = &listener_key_;
+  in.peer = peer_text_;
+  in.local = local_text_;
+  in.tls = tls_ != nullptr;
+  if (std::optional<LocalReply> reply = route_exchange(worker_, e, in)) {
+    send_local_reply(reply->status, reply->body, reply->flags, reply->location);
     return;
   }
   const http::RequestHead& req = e.request;
-
-  // Forwarding facts: who the client is and whether the request counts as secure.
-  uint32_t trusted_hops =
-      e.listener->l7_depth > 0 ? e.listener->l7_depth : snap.module.xff_num_trusted_hops;
-  bool has_xff = false;
-  std::string_view xff = http::find_header(req.headers, "x-forwarded-for", &has_xff);
-  std::string_view peer_ip = peer_text_;
-  peer_ip = peer_ip.substr(0, peer_ip.rfind(':'));
-  if (!peer_ip.empty() && peer_ip.front() == '[') peer_ip = peer_ip.substr(1, peer_ip.size() - 2);
-  e.client_address.assign(peer_ip);
-  if (has_xff && (trusted_hops > 0 || !snap.module.use_remote_address)) {
-    // The Nth address from the right (N = trusted hops, at least 1) is the client.
-    uint32_t want = std::max<uint32_t>(trusted_hops, 1);
-    std::string_view rest = xff;
-    uint32_t seen = 0;
-    while (!rest.empty()) {
-      size_t comma = rest.rfind(',');
-      std::string_view item = comma == std::string_view::npos ? rest : rest.substr(comma + 1);
-      rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(0, comma);
-      while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
-      while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
-      if (++seen == want) {
-        e.client_address.assign(item);
-        break;
-      }
-    }
-  }
-  bool has_xfp = false;
-  std::string_view client_xfp = http::find_header(req.headers, "x-forwarded-proto", &has_xfp);
-  std::string_view forwarded_proto = "http";
-  if (has_xfp && trusted_hops > 0 && (client_xfp == "https" || client_xfp == "http")) {
-    forwarded_proto = client_xfp;
-  }
-  switch (e.listener->security_model) {
-    case config::SecurityModel::kSecure:
-      e.secure = true;
-      break;
-    case config::SecurityModel::kInsecure:
-      e.secure = false;
-      break;
-    case config::SecurityModel::kXfp:
-      e.secure = forwarded_proto == "https";
-      break;
-  }
-  bool has_id = false;
-  std::string_view id = http::find_header(req.headers, "x-request-id", &has_id);
-  if (has_id && acceptable_request_id(id)) {
-    e.request_id.assign(id);
-  } else {
-    append_uuid4(worker_.random64(), worker_.random64(), e.request_id);
-  }
-
-  std::string_view path = req.path;
-  if (snap.module.merge_slashes && path.find("//") != std::string_view::npos) {
-    merge_slashes(path, e.scratch);
-    path = e.scratch;
-  }
-  if (answer_probe(path, snap.module)) return;
-  router::RequestView view;
-  view.method = req.method;
-  view.path = path;
-  view.query = req.query;
-  view.authority = req.authority;
-  view.headers = &req.headers;
-  e.match = e.listener->routes->match(view, worker_.draw_percent());
-  if (e.match.route == nullptr) {
-    send_local_reply(404, "no matching route", "NR");
-    return;
-  }
-  if (e.match.route->stats_index < e.config->route_stats.size()) {
-    e.route_stats = e.config->route_stats[e.match.route->stats_index].get();
-    e.route_stats->rq_total.inc();
-    e.route_stats->rq_active.add(1);
-  }
-  // Host requestPolicy for insecure requests; the ACME challenge path is always routed.
-  if (!e.secure && e.match.host != nullptr &&
-      e.match.host->insecure_action != router::InsecureAction::kRoute &&
-      path.substr(0, 28) != "/.well-known/acme-challenge/") {
-    if (e.match.host->insecure_action == router::InsecureAction::kReject) {
-      send_local_reply(404, "no matching route", "NR");
-      return;
-    }
-    std::string location = "https://";
-    location.append(strip_port(req.authority));
-    location.append(req.target.substr(0, 1) == "/" ? req.target : std::string_view(req.path));
-    send_local_reply(301, {}, "-", location);
-    return;
-  }
-  const router::RouteTarget& target = *e.match.target;
-  if (target.redirect) {
-    send_redirect(target, *e.match.route);
-    return;
-  }
-  // Upgrades (WebSockets) need the route's allow_upgrade; without it they are refused, as
-  // Emissary does, and never reach the upstream. h2c upgrade offers are simply ignored.
-  if (req.upgrade && !http::iequals(req.upgrade_protocol, "h2c")) {
-    if (!upgrade_allowed(target, req.upgrade_protocol)) {
-      send_local_reply(403, "upgrade not allowed on this route", "UPE");
-      return;
-    }
-    e.upgrade = true;
-  }
-  if (target.cluster >= e.config->clusters.size()) {
-    send_local_reply(503, "no healthy upstream", "UH");
-    return;
-  }
-  e.cluster = e.config->clusters[target.cluster].get();
-  e.cluster->stats().upstream_rq_total.inc();
-  e.cluster->stats().upstream_rq_active.add(1);
-  e.cluster_active = true;
-
-  RequestContext& ctx = e.context;
-  ctx = RequestContext{};
-  ctx.request = &req;
-  ctx.module = &snap.module;
-  ctx.listener = e.listener;
-  ctx.peer_address = peer_text_;
-  ctx.client_address = e.client_address;
-  ctx.local_address = local_text_;
-  ctx.forwarded_proto = forwarded_proto;
-  ctx.request_id = e.request_id;
-  ctx.start_unix_ms = e.start_unix_ms;
-  if (e.upgrade) ctx.upgrade = http::find_header(req.headers, "upgrade");
-  build_upstream_head(ctx, *e.match.route, target, e.cluster->spec(), path, e.up_head,
-                      e.original_path);
   const auto& shadow = e.match.route->shadow;
   if (shadow && !e.upgrade && shadow->cluster < e.config->clusters.size() &&
       worker_.draw_percent() < shadow->cumulative_weight) {
@@ -571,7 +390,7 @@ void HttpConnection::route_request() {
                                     req.framing == http::BodyFraming::kChunked, e.request_complete,
                                     shadow->timeout_ms);
   }
-  e.stream_idle_ms = target.idle_timeout_ms;
+  e.stream_idle_ms = e.match.target->idle_timeout_ms;
   if (e.stream_idle_ms > 0) {
     e.last_activity_ms = worker_.loop().now_ms();
     e.idle_timer.arm(e.stream_idle_ms);
@@ -581,34 +400,6 @@ void HttpConnection::route_request() {
     write_downstream("HTTP/1.1 100 Continue\r\n\r\n");
   }
   connect_upstream();
-}
-
-void HttpConnection::send_redirect(const router::RouteTarget& target, const router::Route& route) {
-  Exchange& e = *exchange_;
-  const router::Redirect& r = *target.redirect;
-  const http::RequestHead& req = e.request;
-  std::string location = r.https ? "https://" : (e.secure ? "https://" : "http://");
-  location.append(r.host.empty() ? req.authority : std::string_view(r.host));
-  std::string path;
-  if (r.path) {
-    path = *r.path;
-  } else if (r.prefix) {
-    path = *r.prefix;
-    if (route.path.kind == router::PathMatchKind::kPrefix) {
-      path.append(req.path.substr(std::min(req.path.size(), route.path.value.size())));
-    }
-  } else if (r.regex) {
-    path.assign(req.path);
-    RE2::GlobalReplace(&path, *r.regex->pattern, r.regex->substitution);
-  } else {
-    path.assign(req.path);
-  }
-  location.append(path);
-  if (req.has_query && path.find('?') == std::string::npos) {
-    location.push_back('?');
-    location.append(req.query);
-  }
-  send_local_reply(r.status, {}, "-", location);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -691,34 +482,33 @@ void HttpConnection::on_upstream_event(uint32_t events) {
   if (phase_ == Phase::kClosed || !exchange_ || !exchange_->upstream) return;
   Exchange& e = *exchange_;
   if (!e.upstream->connected) {
-    if (events & (EPOLLERR | EPOLLHUP)) {
-      e.cluster->stats().upstream_cx_connect_fail.inc();
-      upstream_failed("connection failure", "UF", true);
-      return;
-    }
-    if (events & EPOLLOUT) {
-      int err = net::socket_error(e.upstream->fd());
-      if (err != 0) {
-        e.cluster->stats().upstream_cx_connect_fail.inc();
-        upstream_failed("connection failure", "UF", true);
-        return;
-      }
-      e.connect_timer.cancel();
-      on_upstream_connected();
+    // Before it is connected the connection reports only its failure (TCP or TLS).
+    e.cluster->stats().upstream_cx_connect_fail.inc();
+    const std::string& failure = e.upstream->failure();
+    if (failure.rfind("TLS", 0) == 0) {
+      // Envoy's wording, so clients and dashboards see the same text.
+      e.transport_failure = failure;
+      std::string reason = "connection failure, transport failure reason: " + failure;
+      upstream_failed(reason, "UF", true);
+    } else {
+      upstream_failed(failure.empty() ? "connection failure" : failure, "UF", true);
     }
     return;
   }
-  if (events & EPOLLOUT) {
+  // TLS reads may wait for writability and writes for readability: try both on any event.
+  bool tls = e.upstream->is_tls();
+  if ((events & EPOLLOUT) || tls) {
     if (!flush_upstream()) return;
   }
-  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+  if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) || tls) {
     read_upstream((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0);
   }
 }
 
 void HttpConnection::on_upstream_connected() {
+  if (phase_ == Phase::kClosed || !exchange_ || !exchange_->upstream) return;
   Exchange& e = *exchange_;
-  e.upstream->connected = true;
+  e.connect_timer.cancel();
   e.upstream_local.assign(e.upstream->local_address());
   send_request_head();
 }
@@ -822,7 +612,7 @@ bool HttpConnection::flush_upstream() {
   net::Buffer* out = e.up_out.get();
   while (out && !out->empty()) {
     std::string_view data = out->readable();
-    ssize_t n = send(e.upstream->fd(), data.data(), data.size(), MSG_NOSIGNAL);
+    ssize_t n = e.upstream->io().write(data.data(), data.size());
     if (n > 0) e.cluster->stats().upstream_cx_tx_bytes_total.add(static_cast<uint64_t>(n));
     if (n > 0) {
       out->consume(static_cast<size_t>(n));
@@ -861,16 +651,18 @@ void HttpConnection::read_upstream(bool upstream_hup) {
       e.up_in->ensure_writable(4096);
     }
     size_t asked = e.up_in->writable();
-    ssize_t n = recv(e.upstream->fd(), e.up_in->write_ptr(), asked, 0);
+    ssize_t n = e.upstream->io().read(e.up_in->write_ptr(), asked);
     if (n > 0) e.cluster->stats().upstream_cx_rx_bytes_total.add(static_cast<uint64_t>(n));
     if (n > 0) {
       e.up_in->commit(static_cast<size_t>(n));
       e.last_activity_ms = worker_.loop().now_ms();
       upstream::UpstreamConnection* reading = e.upstream.get();
+      bool tls = reading->is_tls();
       process_upstream_input();
       // Short read: the socket is drained (see read_downstream), unless that exchange ended or
       // the upstream hung up, in which case the loop re-checks what to read next.
-      if (static_cast<size_t>(n) < asked && !upstream_hup &&
+      // (TLS may hold decrypted bytes the socket no longer signals: read until it says so.)
+      if (static_cast<size_t>(n) < asked && !upstream_hup && !tls &&
           (!exchange_ || exchange_->upstream.get() == reading)) {
         return;
       }
@@ -1021,7 +813,7 @@ void HttpConnection::start_tunnel() {
 
 void HttpConnection::half_close_upstream() {
   Exchange& e = *exchange_;
-  if (e.upstream && e.upstream->fd() >= 0) shutdown(e.upstream->fd(), SHUT_WR);
+  if (e.upstream && e.upstream->fd() >= 0) e.upstream->io().shutdown_write();
 }
 
 void HttpConnection::forward_response_body() {
@@ -1112,23 +904,6 @@ void HttpConnection::on_stream_idle_timeout() {
   }
 }
 
-bool HttpConnection::answer_probe(std::string_view path, const config::ModuleSettings& module) {
-  if (path.size() < 25 || path.substr(0, 14) != "/ambassador/v0") return false;
-  if (path == "/ambassador/v0/check_alive" && module.liveness_probe) {
-    send_local_reply(200, "ambassador liveness check OK", "-");
-    return true;
-  }
-  if (path == "/ambassador/v0/check_ready" && module.readiness_probe) {
-    if (worker_.ready()) {
-      send_local_reply(200, "ambassador readiness check OK", "-");
-    } else {
-      send_local_reply(503, "ambassador waiting for config", "-");
-    }
-    return true;
-  }
-  return false;
-}
-
 void HttpConnection::on_route_timeout() {
   if (!exchange_ || phase_ == Phase::kClosed) return;
   Exchange& e = *exchange_;
@@ -1217,6 +992,8 @@ void HttpConnection::log_exchange() {
   r.upstream_service_time_ms = e.upstream_service_ms;
   r.upstream_host = e.upstream_host;
   r.upstream_local_address = e.upstream_local;
+  r.upstream_transport_failure_reason = e.transport_failure;
+  if (tls_) r.requested_server_name = tls_->sni();
   if (e.match.route != nullptr && e.config &&
       e.match.route->stats_index < e.config->snapshot->route_stats_names.size()) {
     r.route_name = e.config->snapshot->route_stats_names[e.match.route->stats_index];
@@ -1233,7 +1010,7 @@ void HttpConnection::write_downstream(std::string_view bytes) {
   if (bytes.empty() || phase_ == Phase::kClosed) return;
   if (!corked_ && (!out_ || out_->empty())) {
     // Fast path: straight to the socket; only what the kernel refuses is buffered.
-    ssize_t n = send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    ssize_t n = io().write(bytes.data(), bytes.size());
     if (n > 0) stats_->downstream_cx_tx_bytes_total.add(static_cast<uint64_t>(n));
     if (n < 0) {
       if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -1253,9 +1030,9 @@ void HttpConnection::write_downstream(std::string_view bytes) {
 bool HttpConnection::send_pending() {
   while (out_ && !out_->empty()) {
     std::string_view data = out_->readable();
-    ssize_t n = send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n > 0) stats_->downstream_cx_tx_bytes_total.add(static_cast<uint64_t>(n));
+    ssize_t n = io().write(data.data(), data.size());
     if (n > 0) {
+      stats_->downstream_cx_tx_bytes_total.add(static_cast<uint64_t>(n));
       out_->consume(static_cast<size_t>(n));
       continue;
     }
@@ -1300,7 +1077,7 @@ void HttpConnection::start_lingering() {
   // could lose the response we just wrote.
   if (phase_ == Phase::kLingering || phase_ == Phase::kClosed) return;
   phase_ = Phase::kLingering;
-  shutdown(fd_, SHUT_WR);
+  io().shutdown_write();
   if (in_) in_->clear();
   if (peer_eof_) {
     close_now();
@@ -1327,6 +1104,10 @@ void HttpConnection::close_now() {
     e.drop_shadow();
   }
   stats_->downstream_cx_active.add(-1);
+  if (tls_) {
+    tls_->shutdown();  // best effort close_notify; the socket closes right after
+    tls_.reset();
+  }
   worker_.loop().remove(fd_);
   close(fd_);
   fd_ = -1;

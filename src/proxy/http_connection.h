@@ -16,6 +16,8 @@
 #include "net/address.h"
 #include "net/buffer.h"
 #include "net/event_loop.h"
+#include "net/stream_io.h"
+#include "net/tls_stream.h"
 #include "proxy/connection.h"
 #include "proxy/exchange.h"
 #include "proxy/worker.h"
@@ -37,13 +39,15 @@ class HttpConnection final : public DownstreamConnection,
                              public net::IoHandler,
                              public upstream::UpstreamConnection::Handler {
  public:
+  // `tls`: the connection's TLS stream, its handshake done (null for cleartext).
   HttpConnection(Worker& worker, int fd, std::string listener_key, const net::Address& peer,
-                 const net::Address& local);
+                 const net::Address& local, std::unique_ptr<net::TlsStream> tls = nullptr);
   ~HttpConnection();
 
   void start() override;
   void on_io(uint32_t events) override;
   void on_upstream_event(uint32_t events) override;
+  void on_upstream_connected() override;
   // Drain: close now if idle, else after the current response.
   void drain() override;
 
@@ -65,11 +69,9 @@ class HttpConnection final : public DownstreamConnection,
   void route_request();
   void send_local_reply(int status, std::string_view body, std::string_view flags,
                         std::string_view location = {});
-  void send_redirect(const router::RouteTarget& target, const router::Route& route);
 
   // Upstream side.
   void connect_upstream();
-  void on_upstream_connected();
   void upstream_failed(std::string_view reason, std::string_view flags, bool before_response);
   void send_request_head();
   void forward_request_body();
@@ -80,15 +82,12 @@ class HttpConnection final : public DownstreamConnection,
   void on_response_head();
   void start_tunnel();
   void half_close_upstream();
-  static bool upgrade_allowed(const router::RouteTarget& target, std::string_view protocols);
   void forward_response_body();
   void on_upstream_eof();
   void finish_exchange();
   void on_route_timeout();
   void on_connect_timeout();
   void on_stream_idle_timeout();
-  // Emissary's probe Mappings (/ambassador/v0/check_alive, check_ready) on edge listeners.
-  bool answer_probe(std::string_view path, const config::ModuleSettings& module);
 
   // Lifecycle.
   void arm_idle_timer();
@@ -103,8 +102,11 @@ class HttpConnection final : public DownstreamConnection,
   void end_active(Exchange& e);  // the exchange no longer counts as active anywhere
   void recycle_exchange();
 
+  net::StreamIo io() const { return {fd_, tls_.get()}; }
+
   Worker& worker_;
   int fd_;
+  std::unique_ptr<net::TlsStream> tls_;
   std::string listener_key_;
   std::string peer_text_;
   std::string local_text_;

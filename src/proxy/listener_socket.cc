@@ -9,6 +9,7 @@
 #include "net/socket.h"
 #include "proxy/http_connection.h"
 #include "proxy/tcp_connection.h"
+#include "proxy/tls_handshake.h"
 #include "proxy/worker.h"
 
 namespace proxenos::proxy {
@@ -62,7 +63,17 @@ void ListenerSocket::accept_all() {
     DownstreamConnection* connection = nullptr;
     const auto& cfg = worker_.config();
     const config::ListenerSnapshot* listener = cfg ? cfg->listener(key_) : nullptr;
-    if (listener != nullptr && listener->protocol == config::ListenerProtocol::kTcp) {
+    std::shared_ptr<const net::SniSelector> selector;
+    if (listener != nullptr) {
+      size_t index = static_cast<size_t>(listener - cfg->snapshot->listeners.data());
+      if (index < cfg->tls->listeners.size()) selector = cfg->tls->listeners[index];
+    }
+    if (selector) {
+      // HTTPS listeners take cleartext too (the first byte tells); TLS listeners only TLS.
+      bool sniff = listener->protocol != config::ListenerProtocol::kTls;
+      connection = new TlsHandshake(worker_, fd, key_, peer, net::local_address(fd),
+                                    std::move(selector), sniff);
+    } else if (listener != nullptr && listener->protocol == config::ListenerProtocol::kTcp) {
       connection = new TcpConnection(worker_, fd, key_);
     } else {
       connection = new HttpConnection(worker_, fd, key_, peer, net::local_address(fd));

@@ -130,25 +130,27 @@ void ShadowRequest::detach() {
   }
 }
 
+void ShadowRequest::on_upstream_connected() {
+  if (finished_ || !upstream_) return;
+  flush();
+}
+
 void ShadowRequest::on_upstream_event(uint32_t events) {
   if (finished_ || !upstream_) return;
-  if (!upstream_->connected) {
-    if ((events & (EPOLLERR | EPOLLHUP)) || net::socket_error(upstream_->fd()) != 0) {
-      cluster_->stats().upstream_cx_connect_fail.inc();
-      abandon();
-      return;
-    }
-    if (!(events & EPOLLOUT)) return;
-    upstream_->connected = true;
+  if (!upstream_->connected) {  // a failure to connect (TCP or TLS)
+    cluster_->stats().upstream_cx_connect_fail.inc();
+    abandon();
+    return;
   }
-  if (events & EPOLLOUT) flush();
-  if (!finished_ && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) read();
+  bool tls = upstream_->is_tls();
+  if ((events & EPOLLOUT) || tls) flush();
+  if (!finished_ && ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) || tls)) read();
 }
 
 void ShadowRequest::flush() {
   while (!finished_ && out_sent_ < out_.size()) {
     std::string_view data(out_.data() + out_sent_, out_.size() - out_sent_);
-    ssize_t n = send(upstream_->fd(), data.data(), data.size(), MSG_NOSIGNAL);
+    ssize_t n = upstream_->io().write(data.data(), data.size());
     if (n > 0) {
       cluster_->stats().upstream_cx_tx_bytes_total.add(static_cast<uint64_t>(n));
       out_sent_ += static_cast<size_t>(n);
@@ -164,7 +166,7 @@ void ShadowRequest::flush() {
 void ShadowRequest::read() {
   char buf[16 * 1024];
   for (;;) {
-    ssize_t n = recv(upstream_->fd(), buf, sizeof buf, 0);
+    ssize_t n = upstream_->io().read(buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
     if (n <= 0) {

@@ -43,6 +43,7 @@ class ShadowRequest final : public upstream::UpstreamConnection::Handler {
   void detach();
 
   void on_upstream_event(uint32_t events) override;
+  void on_upstream_connected() override;
 
  private:
   ShadowRequest(Worker& worker, std::shared_ptr<upstream::WorkerCluster> cluster, bool chunked,

@@ -16,9 +16,17 @@ TcpConnection::TcpConnection(Worker& worker, int fd, std::string listener_key)
       listener_key_(std::move(listener_key)),
       timer_(worker.loop(), [this] { on_timer(); }) {}
 
+TcpConnection::TcpConnection(Worker& worker, int fd, std::string listener_key,
+                             std::unique_ptr<net::TlsStream> tls, size_t route)
+    : TcpConnection(worker, fd, std::move(listener_key)) {
+  tls_ = std::move(tls);
+  preset_route_ = route;
+}
+
 TcpConnection::~TcpConnection() {
   if (!closed_) {
     // Worker teardown deletes connections directly.
+    tls_.reset();
     if (fd_ >= 0) {
       worker_.loop().remove(fd_);
       close(fd_);
@@ -39,7 +47,10 @@ void TcpConnection::start() {
   // Raw TCP takes the TCPMapping without a host (SNI-routed ones need TLS in front).
   const config::TcpRoute* route = nullptr;
   size_t route_index = 0;
-  if (listener != nullptr) {
+  if (listener != nullptr && preset_route_ < listener->tcp.size()) {
+    route = &listener->tcp[preset_route_];
+    route_index = preset_route_;
+  } else if (listener != nullptr) {
     for (size_t i = 0; i < listener->tcp.size(); ++i) {
       if (listener->tcp[i].sni.empty() && !listener->tcp[i].targets.empty()) {
         route = &listener->tcp[i];
@@ -100,21 +111,22 @@ void TcpConnection::on_io(uint32_t events) {
   pump();
 }
 
+void TcpConnection::on_upstream_connected() {
+  if (closed_ || !upstream_) return;
+  if (idle_timeout_ms_ > 0) {
+    timer_.arm(idle_timeout_ms_);
+  } else {
+    timer_.cancel();
+  }
+  pump();
+}
+
 void TcpConnection::on_upstream_event(uint32_t events) {
   if (closed_ || !upstream_) return;
-  if (!upstream_->connected) {
-    if ((events & (EPOLLERR | EPOLLHUP)) || net::socket_error(upstream_->fd()) != 0) {
-      cluster_->stats().upstream_cx_connect_fail.inc();
-      close_now();
-      return;
-    }
-    if (!(events & EPOLLOUT)) return;
-    upstream_->connected = true;
-    if (idle_timeout_ms_ > 0) {
-      timer_.arm(idle_timeout_ms_);
-    } else {
-      timer_.cancel();
-    }
+  if (!upstream_->connected) {  // a failure to connect (TCP or TLS)
+    cluster_->stats().upstream_cx_connect_fail.inc();
+    close_now();
+    return;
   }
   if (events & EPOLLERR) to_downstream_.failed = true;
   pump();
@@ -126,11 +138,13 @@ void TcpConnection::pump() {
   bool connected = upstream_ && upstream_->connected;
   do {
     to_upstream_.progressed = to_downstream_.progressed = false;
-    relay(fd_, connected ? upstream_->fd() : -1, connected, to_upstream_,
-          &stats_->downstream_cx_rx_bytes_total, &cluster_->stats().upstream_cx_tx_bytes_total);
+    net::StreamIo down{fd_, tls_.get()};
+    net::StreamIo up = connected ? upstream_->io() : net::StreamIo{};
+    relay(down, up, connected, to_upstream_, &stats_->downstream_cx_rx_bytes_total,
+          &cluster_->stats().upstream_cx_tx_bytes_total);
     if (connected) {
-      relay(upstream_->fd(), fd_, true, to_downstream_,
-            &cluster_->stats().upstream_cx_rx_bytes_total, &stats_->downstream_cx_tx_bytes_total);
+      relay(up, down, true, to_downstream_, &cluster_->stats().upstream_cx_rx_bytes_total,
+            &stats_->downstream_cx_tx_bytes_total);
     }
     if (to_upstream_.failed || to_downstream_.failed) {
       close_now();
@@ -140,13 +154,13 @@ void TcpConnection::pump() {
   if (to_upstream_.shut && to_downstream_.shut) close_now();  // both FINs delivered
 }
 
-void TcpConnection::relay(int from, int to, bool to_ready, Direction& d, observe::Counter* rx,
-                          observe::Counter* tx) {
+void TcpConnection::relay(const net::StreamIo& from, const net::StreamIo& to, bool to_ready,
+                          Direction& d, observe::Counter* rx, observe::Counter* tx) {
   net::Buffer& buf = *d.buffer;
   for (;;) {
     if (to_ready && !buf.empty()) {
       std::string_view data = buf.readable();
-      ssize_t n = send(to, data.data(), data.size(), MSG_NOSIGNAL);
+      ssize_t n = to.write(data.data(), data.size());
       if (n > 0) {
         buf.consume(static_cast<size_t>(n));
         tx->add(static_cast<uint64_t>(n));
@@ -161,14 +175,14 @@ void TcpConnection::relay(int from, int to, bool to_ready, Direction& d, observe
       }
     }
     if (to_ready && buf.empty() && d.eof && !d.shut) {
-      shutdown(to, SHUT_WR);
+      to.shutdown_write();
       d.shut = true;
       d.progressed = true;
     }
     if (d.eof) return;
     if (buf.writable() == 0) buf.compact();
     if (buf.writable() == 0) return;  // full: the receiver must take some first
-    ssize_t n = recv(from, buf.write_ptr(), buf.writable(), 0);
+    ssize_t n = from.read(buf.write_ptr(), buf.writable());
     if (n > 0) {
       buf.commit(static_cast<size_t>(n));
       rx->add(static_cast<uint64_t>(n));
@@ -212,6 +226,7 @@ void TcpConnection::close_now() {
   timer_.cancel();
   if (stats_) stats_->downstream_cx_active.add(-1);
   upstream::UpstreamConnection::destroy(std::move(upstream_));
+  tls_.reset();
   worker_.loop().remove(fd_);
   close(fd_);
   fd_ = -1;

@@ -7,12 +7,15 @@
 // memory. A FIN is passed on once everything before it was delivered (half-close): the other
 // direction keeps flowing until its own FIN.
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
 
 #include "net/buffer.h"
 #include "net/event_loop.h"
+#include "net/stream_io.h"
+#include "net/tls_stream.h"
 #include "observe/stats.h"
 #include "proxy/connection.h"
 #include "proxy/worker.h"
@@ -25,7 +28,12 @@ class TcpConnection final : public DownstreamConnection,
                             public net::IoHandler,
                             public upstream::UpstreamConnection::Handler {
  public:
+  // Raw TCP: the listener's TCPMapping without a host.
   TcpConnection(Worker& worker, int fd, std::string listener_key);
+  // TLS terminated by TlsHandshake: the TCPMapping `route` (index into the listener's `tcp`)
+  // matched the client's SNI.
+  TcpConnection(Worker& worker, int fd, std::string listener_key,
+                std::unique_ptr<net::TlsStream> tls, size_t route);
   ~TcpConnection() override;
 
   void start() override;
@@ -34,6 +42,7 @@ class TcpConnection final : public DownstreamConnection,
   void drain() override {}
   void on_io(uint32_t events) override;
   void on_upstream_event(uint32_t events) override;
+  void on_upstream_connected() override;
 
  private:
   // One direction of the relay.
@@ -45,13 +54,15 @@ class TcpConnection final : public DownstreamConnection,
     bool progressed = false;
   };
   void pump();
-  void relay(int from, int to, bool to_ready, Direction& d, observe::Counter* rx,
-             observe::Counter* tx);
+  void relay(const net::StreamIo& from, const net::StreamIo& to, bool to_ready, Direction& d,
+             observe::Counter* rx, observe::Counter* tx);
   void on_timer();
   void close_now();
 
   Worker& worker_;
   int fd_;
+  std::unique_ptr<net::TlsStream> tls_;
+  size_t preset_route_ = SIZE_MAX;
   std::string listener_key_;
   std::shared_ptr<const WorkerConfig> config_;
   std::shared_ptr<observe::TcpStats> stats_;

@@ -80,20 +80,25 @@ void Worker::stop_and_join() {
 
 void Worker::apply(std::shared_ptr<const config::Snapshot> snapshot,
                    std::shared_ptr<const EndpointMap> endpoints,
+                   std::shared_ptr<const TlsRuntime> tls,
                    std::shared_ptr<const observe::AccessLogFormat> access_log,
                    std::function<void(int, std::string)> done) {
   loop_.post([this, snapshot = std::move(snapshot), endpoints = std::move(endpoints),
-              access_log = std::move(access_log), done = std::move(done)]() mutable {
-    apply_on_loop(std::move(snapshot), std::move(endpoints), std::move(access_log), done);
+              tls = std::move(tls), access_log = std::move(access_log),
+              done = std::move(done)]() mutable {
+    apply_on_loop(std::move(snapshot), std::move(endpoints), std::move(tls), std::move(access_log),
+                  done);
   });
 }
 
 void Worker::apply_on_loop(std::shared_ptr<const config::Snapshot> snapshot,
                            std::shared_ptr<const EndpointMap> endpoints,
+                           std::shared_ptr<const TlsRuntime> tls,
                            std::shared_ptr<const observe::AccessLogFormat> access_log,
                            const std::function<void(int, std::string)>& done) {
   auto cfg = std::make_shared<WorkerConfig>();
   cfg->snapshot = snapshot;
+  cfg->tls = tls ? std::move(tls) : std::make_shared<const TlsRuntime>();
   cfg->access_log = std::move(access_log);
   const auto& module = snapshot->module;
   cfg->limits.max_header_bytes = static_cast<size_t>(module.max_request_headers_kb) * 1024;
@@ -118,6 +123,10 @@ void Worker::apply_on_loop(std::shared_ptr<const config::Snapshot> snapshot,
     if (endpoints) {
       auto e = endpoints->find(spec.name);
       if (e != endpoints->end()) cluster->set_endpoints(e->second);
+    }
+    if (spec.tls) {
+      auto t = cfg->tls->clusters.find(spec.name);
+      cluster->set_tls(t != cfg->tls->clusters.end() ? t->second : nullptr);
     }
     cfg->clusters.push_back(cluster);
     next.emplace(spec.name, std::move(cluster));

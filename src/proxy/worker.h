@@ -20,6 +20,7 @@
 #include "net/address.h"
 #include "net/buffer.h"
 #include "net/event_loop.h"
+#include "net/tls_context.h"
 #include "observe/access_log.h"
 #include "observe/stats.h"
 #include "upstream/worker_cluster.h"
@@ -32,6 +33,15 @@ class ShadowRequest;
 
 using EndpointMap = std::unordered_map<std::string, std::vector<net::Address>>;
 
+// The TLS objects of one configuration, built once on the control thread (parsing certificates and
+// keys is slow) and shared read-only by every worker.
+struct TlsRuntime {
+  // By snapshot listener: the SNI choice of a TLS-terminating listener; null = cleartext only.
+  std::vector<std::shared_ptr<const net::SniSelector>> listeners;
+  // By cluster name: TLS origination for clusters whose spec says tls.
+  std::unordered_map<std::string, std::shared_ptr<const net::TlsClientContext>> clusters;
+};
+
 // What a worker serves with: a snapshot plus this worker's handles on its clusters, aligned with
 // snapshot->clusters. Requests keep the shared_ptr they started with.
 struct WorkerConfig {
@@ -39,6 +49,7 @@ struct WorkerConfig {
   std::vector<std::shared_ptr<upstream::WorkerCluster>> clusters;
   http::ParserLimits limits;
   std::shared_ptr<const observe::AccessLogFormat> access_log;  // null: access log off
+  std::shared_ptr<const TlsRuntime> tls;                       // never null once applied
   std::vector<std::string> listener_keys;  // "addr:port", aligned with snapshot->listeners
   std::vector<std::shared_ptr<observe::RouteStats>> route_stats;  // by Route::stats_index
   // Per listener (aligned with snapshot->listeners), per TCPMapping on it (aligned with `tcp`).
@@ -58,7 +69,7 @@ class Worker {
   // Control thread API (all post onto the worker's loop). `done` runs on the worker thread with
   // the number of listeners that failed to bind and their errors.
   void apply(std::shared_ptr<const config::Snapshot> snapshot,
-             std::shared_ptr<const EndpointMap> endpoints,
+             std::shared_ptr<const EndpointMap> endpoints, std::shared_ptr<const TlsRuntime> tls,
              std::shared_ptr<const observe::AccessLogFormat> access_log,
              std::function<void(int failures, std::string errors)> done);
   void update_endpoints(std::shared_ptr<const EndpointMap> endpoints);
@@ -93,6 +104,7 @@ class Worker {
  private:
   void apply_on_loop(std::shared_ptr<const config::Snapshot> snapshot,
                      std::shared_ptr<const EndpointMap> endpoints,
+                     std::shared_ptr<const TlsRuntime> tls,
                      std::shared_ptr<const observe::AccessLogFormat> access_log,
                      const std::function<void(int, std::string)>& done);
   void flush_access_log();

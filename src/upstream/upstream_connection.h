@@ -1,7 +1,9 @@
 #pragma once
-// One connection to an upstream endpoint. While a request uses it, readiness goes to that
-// request's handler; while it sits in its cluster's pool, any readiness (the peer closing it, or
-// sending stray bytes) makes the pool drop it.
+// One connection to an upstream endpoint, plain or TLS. It finishes connecting by itself (the
+// TCP handshake, then the TLS handshake with verification) and tells its handler once it is ready,
+// or that it failed and why. While a request uses it, readiness goes to that request's handler;
+// while it sits in its cluster's pool, any readiness (the peer closing it, or sending stray bytes)
+// makes the pool drop it.
 
 #include <cstdint>
 #include <memory>
@@ -9,6 +11,8 @@
 
 #include "net/address.h"
 #include "net/event_loop.h"
+#include "net/stream_io.h"
+#include "net/tls_stream.h"
 #include "observe/stats.h"
 
 namespace proxenos::upstream {
@@ -19,6 +23,10 @@ class UpstreamConnection final : public net::IoHandler {
  public:
   class Handler {
    public:
+    // The connection is ready (TCP, and TLS if any): send the request.
+    virtual void on_upstream_connected() = 0;
+    // Readiness once connected; before that only a failure (connected still false, failure()
+    // says why).
     virtual void on_upstream_event(uint32_t events) = 0;
 
    protected:
@@ -39,13 +47,19 @@ class UpstreamConnection final : public net::IoHandler {
   }
 
   int fd() const { return fd_; }
+  // Reads and writes, through TLS when the connection has it.
+  net::StreamIo io() const { return {fd_, tls_.get()}; }
+  bool is_tls() const { return tls_ != nullptr; }
+  void set_tls(std::unique_ptr<net::TlsStream> tls) { tls_ = std::move(tls); }
+  // Why connecting failed: "connection failure", or the TLS error with its verification reason.
+  const std::string& failure() const { return failure_; }
   const net::Address& endpoint() const { return endpoint_; }
   // "ip:port" of our end, read once per connection (for %UPSTREAM_LOCAL_ADDRESS%).
   const std::string& local_address();
   WorkerCluster* cluster() const { return cluster_; }
   net::EventLoop& loop() { return loop_; }
 
-  bool connected = false;  // TCP handshake finished
+  bool connected = false;  // ready for requests: TCP (and TLS) handshakes finished
   uint32_t requests = 0;   // requests started on this connection (>1 means it was reused)
   uint64_t created_ms = 0;
   uint64_t idle_since_ms = 0;
@@ -56,6 +70,8 @@ class UpstreamConnection final : public net::IoHandler {
 
  private:
   friend class WorkerCluster;
+  void finish_connecting(uint32_t events);
+  void fail(std::string reason);
   net::EventLoop& loop_;
   int fd_;
   WorkerCluster* cluster_;
@@ -63,6 +79,9 @@ class UpstreamConnection final : public net::IoHandler {
   Handler* handler_ = nullptr;
   std::shared_ptr<observe::ClusterStats> stats_;
   std::string local_address_;
+  std::unique_ptr<net::TlsStream> tls_;
+  std::string failure_;
+  bool tcp_connected_ = false;
   bool in_pool_ = false;
   bool dead_ = false;
 };

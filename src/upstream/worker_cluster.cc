@@ -1,5 +1,7 @@
 #include "upstream/worker_cluster.h"
 
+#include <cerrno>
+
 #include <algorithm>
 
 #include "net/socket.h"
@@ -68,6 +70,24 @@ std::unique_ptr<UpstreamConnection> WorkerCluster::connect(const net::Address& e
   stats_->upstream_cx_total.inc();
   auto connection = std::make_unique<UpstreamConnection>(loop_, fd, this, endpoint);
   connection->count_in(stats_);
+  if (spec_.tls) {
+    std::string error;
+    std::unique_ptr<net::TlsStream> tls;
+    if (tls_) {
+      // SNI: the TLSContext's `sni`, else the service's host name.
+      std::string_view sni =
+          spec_.tls_settings.sni.empty() ? std::string_view(spec_.host) : std::string_view();
+      tls = net::TlsStream::client(tls_, fd, &error, sni);
+    }
+    if (!tls) {
+      // No usable TLS context (reported when the configuration was applied): never speak
+      // cleartext to a TLS upstream.
+      UpstreamConnection::destroy(std::move(connection));
+      if (error_number != nullptr) *error_number = EPROTO;
+      return nullptr;
+    }
+    connection->set_tls(std::move(tls));
+  }
   return connection;
 }
 

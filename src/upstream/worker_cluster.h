@@ -9,6 +9,7 @@
 
 #include "net/address.h"
 #include "net/event_loop.h"
+#include "net/tls_context.h"
 #include "observe/stats.h"
 #include "upstream/cluster_spec.h"
 #include "upstream/upstream_connection.h"
@@ -23,6 +24,8 @@ class WorkerCluster {
   const ClusterSpec& spec() const { return spec_; }
   void update_spec(const ClusterSpec& spec);  // a reload with the same upstream keeps the pool
   void set_endpoints(std::vector<net::Address> endpoints);
+  // TLS origination (the spec says tls): connections made from now on use this context.
+  void set_tls(std::shared_ptr<const net::TlsClientContext> context) { tls_ = std::move(context); }
   const std::vector<net::Address>& endpoints() const { return endpoints_; }
 
   // Round-robin over endpoints; nullptr when there are none (DNS failed or empty).
@@ -30,7 +33,8 @@ class WorkerCluster {
 
   // Most recently used idle connection (warm, least likely to have been closed by the peer).
   std::unique_ptr<UpstreamConnection> take_idle();
-  // Starts a non-blocking connect; nullptr (and `error_number`) when the socket call fails.
+  // Starts a non-blocking connect (and, for TLS clusters, the TLS client side: the connection
+  // handshakes by itself); nullptr (and `error_number`) when the socket call fails.
   std::unique_ptr<UpstreamConnection> connect(const net::Address& endpoint, int* error_number);
   void release(std::unique_ptr<UpstreamConnection> connection);
   void drop_idle(UpstreamConnection* connection);
@@ -53,6 +57,7 @@ class WorkerCluster {
   std::vector<std::unique_ptr<UpstreamConnection>> idle_;
   net::Timer idle_timer_;  // one sweep timer per cluster instead of one per pooled connection
   std::shared_ptr<observe::ClusterStats> stats_;
+  std::shared_ptr<const net::TlsClientContext> tls_;
 };
 
 }  // namespace proxenos::upstream

@@ -1,0 +1,250 @@
+#include "proxy/request_router.h"
+
+#include <algorithm>
+
+#include "http/header.h"
+#include "proxy/request_context.h"
+
+namespace proxenos::proxy {
+
+namespace {
+
+std::string_view strip_port(std::string_view authority) {
+  if (!authority.empty() && authority.front() == '[') {
+    size_t close = authority.find(']');
+    return close == std::string_view::npos ? authority : authority.substr(0, close + 1);
+  }
+  size_t colon = authority.rfind(':');
+  return colon == std::string_view::npos ? authority : authority.substr(0, colon);
+}
+
+// A request id we accept from a client: printable, short, no separators that could confuse logs.
+bool acceptable_request_id(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id) {
+    if (c <= 0x20 || c >= 0x7f || c == '"') return false;
+  }
+  return true;
+}
+
+void append_uuid4(uint64_t hi, uint64_t lo, std::string& out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
+  lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 10
+  char buf[36];
+  int pos = 0;
+  auto emit = [&](uint64_t v, int nibbles) {
+    for (int i = nibbles - 1; i >= 0; --i) buf[pos++] = kHex[(v >> (i * 4)) & 0xf];
+  };
+  emit(hi >> 32, 8);
+  buf[pos++] = '-';
+  emit((hi >> 16) & 0xffff, 4);
+  buf[pos++] = '-';
+  emit(hi & 0xffff, 4);
+  buf[pos++] = '-';
+  emit(lo >> 48, 4);
+  buf[pos++] = '-';
+  emit(lo & 0xffffffffffffULL, 12);
+  out.append(buf, 36);
+}
+
+// Collapses runs of '/' (Module merge_slashes).
+void merge_slashes(std::string_view path, std::string& out) {
+  out.clear();
+  for (char c : path) {
+    if (c == '/' && !out.empty() && out.back() == '/') continue;
+    out.push_back(c);
+  }
+}
+
+// Whether the route lets the client's Upgrade through (its first protocol, case-insensitive).
+bool upgrade_allowed(const router::RouteTarget& target, std::string_view protocols) {
+  std::string_view first = protocols.substr(0, protocols.find(','));
+  while (!first.empty() && (first.back() == ' ' || first.back() == '\t')) first.remove_suffix(1);
+  while (!first.empty() && (first.front() == ' ' || first.front() == '\t')) first.remove_prefix(1);
+  first = first.substr(0, first.find('/'));  // "websocket/13" names the same protocol
+  for (const std::string& allowed : target.allow_upgrade) {
+    if (http::iequals(allowed, first)) return true;
+  }
+  return false;
+}
+
+std::optional<LocalReply> answer_probe(std::string_view path, const config::ModuleSettings& module,
+                                       bool ready) {
+  if (path.size() < 25 || path.substr(0, 14) != "/ambassador/v0") return std::nullopt;
+  if (path == "/ambassador/v0/check_alive" && module.liveness_probe) {
+    return LocalReply{200, "ambassador liveness check OK", "-"};
+  }
+  if (path == "/ambassador/v0/check_ready" && module.readiness_probe) {
+    if (ready) {
+      return LocalReply{200, "ambassador readiness check OK", "-"};
+    } else {
+      return LocalReply{503, "ambassador waiting for config", "-"};
+    }
+  }
+  return std::nullopt;
+}
+
+LocalReply redirect_reply(const http::RequestHead& req, bool secure,
+                          const router::RouteTarget& target, const router::Route& route) {
+  const router::Redirect& r = *target.redirect;
+  std::string location = r.https ? "https://" : (secure ? "https://" : "http://");
+  location.append(r.host.empty() ? req.authority : std::string_view(r.host));
+  std::string path;
+  if (r.path) {
+    path = *r.path;
+  } else if (r.prefix) {
+    path = *r.prefix;
+    if (route.path.kind == router::PathMatchKind::kPrefix) {
+      path.append(req.path.substr(std::min(req.path.size(), route.path.value.size())));
+    }
+  } else if (r.regex) {
+    path.assign(req.path);
+    RE2::GlobalReplace(&path, *r.regex->pattern, r.regex->substitution);
+  } else {
+    path.assign(req.path);
+  }
+  location.append(path);
+  if (req.has_query && path.find('?') == std::string::npos) {
+    location.push_back('?');
+    location.append(req.query);
+  }
+  return LocalReply{r.status, {}, "-", std::move(location)};
+}
+
+}  // namespace
+
+std::optional<LocalReply> route_exchange(Worker& worker, Exchange& e, const RoutingInput& in) {
+  if (!e.config || !e.config->snapshot) {
+    return LocalReply{503, "no configuration", "NC"};
+  }
+  const config::Snapshot& snap = *e.config->snapshot;
+  e.listener = e.config->listener(*in.listener_key);
+  if (e.listener == nullptr || !e.listener->routes) {
+    return LocalReply{404, "no listener configuration", "NR"};
+  }
+  const http::RequestHead& req = e.request;
+
+  // Forwarding facts: who the client is and whether the request counts as secure.
+  uint32_t trusted_hops =
+      e.listener->l7_depth > 0 ? e.listener->l7_depth : snap.module.xff_num_trusted_hops;
+  bool has_xff = false;
+  std::string_view xff = http::find_header(req.headers, "x-forwarded-for", &has_xff);
+  std::string_view peer_ip = in.peer;
+  peer_ip = peer_ip.substr(0, peer_ip.rfind(':'));
+  if (!peer_ip.empty() && peer_ip.front() == '[') peer_ip = peer_ip.substr(1, peer_ip.size() - 2);
+  e.client_address.assign(peer_ip);
+  if (has_xff && (trusted_hops > 0 || !snap.module.use_remote_address)) {
+    // The Nth address from the right (N = trusted hops, at least 1) is the client.
+    uint32_t want = std::max<uint32_t>(trusted_hops, 1);
+    std::string_view rest = xff;
+    uint32_t seen = 0;
+    while (!rest.empty()) {
+      size_t comma = rest.rfind(',');
+      std::string_view item = comma == std::string_view::npos ? rest : rest.substr(comma + 1);
+      rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(0, comma);
+      while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+      while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+      if (++seen == want) {
+        e.client_address.assign(item);
+        break;
+      }
+    }
+  }
+  bool has_xfp = false;
+  std::string_view client_xfp = http::find_header(req.headers, "x-forwarded-proto", &has_xfp);
+  // Envoy at the edge: the scheme of the connection, unless a trusted proxy in front says.
+  std::string_view forwarded_proto = in.tls ? "https" : "http";
+  if (has_xfp && trusted_hops > 0 && (client_xfp == "https" || client_xfp == "http")) {
+    forwarded_proto = client_xfp;
+  }
+  switch (e.listener->security_model) {
+    case config::SecurityModel::kSecure:
+      e.secure = true;
+      break;
+    case config::SecurityModel::kInsecure:
+      e.secure = false;
+      break;
+    case config::SecurityModel::kXfp:
+      e.secure = forwarded_proto == "https";
+      break;
+  }
+  bool has_id = false;
+  std::string_view id = http::find_header(req.headers, "x-request-id", &has_id);
+  if (has_id && acceptable_request_id(id)) {
+    e.request_id.assign(id);
+  } else {
+    append_uuid4(worker.random64(), worker.random64(), e.request_id);
+  }
+
+  std::string_view path = req.path;
+  if (snap.module.merge_slashes && path.find("//") != std::string_view::npos) {
+    merge_slashes(path, e.scratch);
+    path = e.scratch;
+  }
+  if (std::optional<LocalReply> probe = answer_probe(path, snap.module, worker.ready())) {
+    return probe;
+  }
+  router::RequestView view;
+  view.method = req.method;
+  view.path = path;
+  view.query = req.query;
+  view.authority = req.authority;
+  view.headers = &req.headers;
+  e.match = e.listener->routes->match(view, worker.draw_percent());
+  if (e.match.route == nullptr) {
+    return LocalReply{404, "no matching route", "NR"};
+  }
+  if (e.match.route->stats_index < e.config->route_stats.size()) {
+    e.route_stats = e.config->route_stats[e.match.route->stats_index].get();
+    e.route_stats->rq_total.inc();
+    e.route_stats->rq_active.add(1);
+  }
+  // Host requestPolicy for insecure requests; the ACME challenge path is always routed.
+  if (!e.secure && e.match.host != nullptr &&
+      e.match.host->insecure_action != router::InsecureAction::kRoute &&
+      path.substr(0, 28) != "/.well-known/acme-challenge/") {
+    if (e.match.host->insecure_action == router::InsecureAction::kReject) {
+      return LocalReply{404, "no matching route", "NR"};
+    }
+    std::string location = "https://";
+    location.append(strip_port(req.authority));
+    location.append(req.target.substr(0, 1) == "/" ? req.target : std::string_view(req.path));
+    return LocalReply{301, {}, "-", std::move(location)};
+  }
+  const router::RouteTarget& target = *e.match.target;
+  if (target.redirect) return redirect_reply(e.request, e.secure, target, *e.match.route);
+  // Upgrades (WebSockets) need the route's allow_upgrade; without it they are refused, as
+  // Emissary does, and never reach the upstream. h2c upgrade offers are simply ignored.
+  if (req.upgrade && !http::iequals(req.upgrade_protocol, "h2c")) {
+    if (!upgrade_allowed(target, req.upgrade_protocol)) {
+      return LocalReply{403, "upgrade not allowed on this route", "UPE"};
+    }
+    e.upgrade = true;
+  }
+  if (target.cluster >= e.config->clusters.size()) {
+    return LocalReply{503, "no healthy upstream", "UH"};
+  }
+  e.cluster = e.config->clusters[target.cluster].get();
+  e.cluster->stats().upstream_rq_total.inc();
+  e.cluster->stats().upstream_rq_active.add(1);
+  e.cluster_active = true;
+
+  RequestContext& ctx = e.context;
+  ctx = RequestContext{};
+  ctx.request = &req;
+  ctx.module = &snap.module;
+  ctx.listener = e.listener;
+  ctx.peer_address = in.peer;
+  ctx.client_address = e.client_address;
+  ctx.local_address = in.local;
+  ctx.forwarded_proto = forwarded_proto;
+  ctx.request_id = e.request_id;
+  ctx.start_unix_ms = e.start_unix_ms;
+  if (e.upgrade) ctx.upgrade = http::find_header(req.headers, "upgrade");
+  build_upstream_head(ctx, *e.match.route, target, e.cluster->spec(), path, e.up_head,
+                      e.original_path);
+  return std::nullopt;
+}
+
+}  // namespace proxenos::proxy

@@ -1,0 +1,36 @@
+#pragma once
+// Routing one request, whatever protocol it came in on: the forwarding facts (client address,
+// whether it counts as secure, x-request-id), the probe paths, the route match, the Host's
+// insecure action, redirects, upgrade permission, and the upstream request head. The connection
+// then either answers locally or proxies.
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "proxy/exchange.h"
+#include "proxy/worker.h"
+
+namespace proxenos::proxy {
+
+struct RoutingInput {
+  const std::string* listener_key = nullptr;  // "addr:port" the connection was accepted on
+  std::string_view peer;                      // ip:port of the TCP peer
+  std::string_view local;                     // ip:port we accepted on
+  bool tls = false;                           // the connection is TLS (terminated here)
+};
+
+// An answer given without an upstream. `body` is static text.
+struct LocalReply {
+  int status = 0;
+  std::string_view body;
+  std::string_view flags = "-";
+  std::string location;
+};
+
+// Routes the request in `e` (config, request and start time set). With no value, the request goes
+// upstream: listener, match, cluster, context, up_head, original_path (and upgrade) are set and
+// the route and cluster stats count it. Otherwise the local answer to send.
+std::optional<LocalReply> route_exchange(Worker& worker, Exchange& e, const RoutingInput& in);
+
+}  // namespace proxenos::proxy

@@ -1,0 +1,142 @@
+#include "proxy/tls_handshake.h"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "net/tls_context.h"
+#include "proxy/http_connection.h"
+#include "proxy/tcp_connection.h"
+#include "router/route_table.h"
+
+namespace proxenos::proxy {
+
+namespace {
+constexpr unsigned char kTlsHandshakeRecord = 0x16;
+}  // namespace
+
+TlsHandshake::TlsHandshake(Worker& worker, int fd, std::string listener_key,
+                           const net::Address& peer, const net::Address& local,
+                           std::shared_ptr<const net::SniSelector> selector, bool sniff)
+    : worker_(worker),
+      fd_(fd),
+      listener_key_(std::move(listener_key)),
+      peer_(peer),
+      local_(local),
+      selector_(std::move(selector)),
+      sniff_(sniff),
+      stats_(worker.listener_stats(listener_key_)),
+      timer_(worker.loop(), [this] {
+        stats_->ssl_connection_error.inc();  // the handshake timed out
+        close_now();
+      }) {}
+
+TlsHandshake::~TlsHandshake() {
+  if (!done_ && fd_ >= 0) {  // worker teardown
+    tls_.reset();
+    worker_.loop().remove(fd_);
+    close(fd_);
+  }
+}
+
+void TlsHandshake::start() {
+  worker_.loop().add(fd_, EPOLLIN | EPOLLOUT | EPOLLRDHUP, this);
+  timer_.arm(net::kDefaultTlsHandshakeTimeoutMs);
+  advance();
+}
+
+void TlsHandshake::drain() {
+  close_now();
+}
+
+void TlsHandshake::on_io(uint32_t events) {
+  if (done_) return;
+  if ((events & EPOLLERR) && !tls_) {
+    close_now();
+    return;
+  }
+  advance();
+}
+
+void TlsHandshake::advance() {
+  if (!tls_) {
+    unsigned char first = 0;
+    ssize_t n = recv(fd_, &first, 1, MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    if (n <= 0) {
+      close_now();
+      return;
+    }
+    if (first != kTlsHandshakeRecord) {
+      if (!sniff_) {
+        close_now();  // a TLS-only listener: cleartext gets nothing
+        return;
+      }
+      // Cleartext on an HTTPS listener: plain HTTP on the same socket.
+      hand_over(new HttpConnection(worker_, fd_, listener_key_, peer_, local_));
+      return;
+    }
+    std::string error;
+    tls_ = net::TlsStream::server(selector_, fd_, &error);
+    if (!tls_) {
+      close_now();
+      return;
+    }
+  }
+  net::TlsResult r = tls_->handshake();
+  if (r.status == net::TlsIo::kWantRead || r.status == net::TlsIo::kWantWrite) return;
+  if (r.status != net::TlsIo::kOk) {
+    stats_->ssl_connection_error.inc();
+    close_now();
+    return;
+  }
+  stats_->ssl_handshake.inc();
+  if (tls_->session_reused()) stats_->ssl_session_reused.inc();
+  // A TCPMapping whose host matches the SNI takes the connection; else HTTP.
+  const auto& cfg = worker_.config();
+  const config::ListenerSnapshot* listener = cfg ? cfg->listener(listener_key_) : nullptr;
+  if (listener != nullptr && !tls_->sni().empty()) {
+    for (size_t i = 0; i < listener->tcp.size(); ++i) {
+      const std::string& glob = listener->tcp[i].sni;
+      if (!glob.empty() && router::glob_matches_host(glob, tls_->sni())) {
+        hand_over(new TcpConnection(worker_, fd_, listener_key_, std::move(tls_), i));
+        return;
+      }
+    }
+  }
+  if (listener != nullptr && listener->protocol == config::ListenerProtocol::kTls &&
+      !listener->routes) {
+    close_now();  // a TLS listener for TCPMappings only, and none matched
+    return;
+  }
+  hand_over(new HttpConnection(worker_, fd_, listener_key_, peer_, local_, std::move(tls_)));
+}
+
+void TlsHandshake::hand_over(DownstreamConnection* next) {
+  done_ = true;
+  timer_.cancel();
+  worker_.loop().remove(fd_);  // the next owner registers the socket itself
+  fd_ = -1;
+  worker_.on_connection_close(this);
+  worker_.on_connection_open(next);
+  next->start();
+  TlsHandshake* self = this;
+  worker_.loop().defer([self] { delete self; });
+}
+
+void TlsHandshake::close_now() {
+  if (done_) return;
+  done_ = true;
+  timer_.cancel();
+  tls_.reset();
+  worker_.loop().remove(fd_);
+  close(fd_);
+  fd_ = -1;
+  worker_.on_connection_close(this);
+  TlsHandshake* self = this;
+  worker_.loop().defer([self] { delete self; });
+}
+
+}  // namespace proxenos::proxy
