@@ -20,10 +20,16 @@ config::Diagnostic tls_problem(config::Severity severity, const std::string& res
   return d;
 }
 
+// HTTPS and TLS listeners, and any listener where a certificate or an SNI-routed TCPMapping
+// was bound (an HTTP listener then sniffs: cleartext stays HTTP).
 bool terminates_tls(const config::ListenerSnapshot& l) {
-  return l.protocol == config::ListenerProtocol::kHttps ||
-         l.protocol == config::ListenerProtocol::kHttpsProxy ||
-         l.protocol == config::ListenerProtocol::kTls;
+  if (l.protocol == config::ListenerProtocol::kHttps ||
+      l.protocol == config::ListenerProtocol::kHttpsProxy ||
+      l.protocol == config::ListenerProtocol::kTls || !l.sni.empty()) {
+    return true;
+  }
+  return std::any_of(l.tcp.begin(), l.tcp.end(),
+                     [](const config::TcpRoute& r) { return !r.sni.empty(); });
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <exception>
 #include <map>
+#include <memory>
 #include <set>
 #include <unordered_map>
 
@@ -12,6 +13,9 @@
 #include "config/mapping.h"
 #include "config/mapping_group.h"
 #include "config/module.h"
+#include "config/secret.h"
+#include "config/tcp_mapping.h"
+#include "config/tls_context.h"
 
 namespace proxenos::config {
 
@@ -128,20 +132,28 @@ class Compiler {
     std::unordered_map<std::string, const Resource*> seen;
     seen.reserve(resources.size());
     for (const Resource& r : resources) {
-      if (!applies_to(r, options_.ambassador_id)) {
+      // Secrets are Kubernetes objects, not Ambassador resources: no ambassador_id applies.
+      const bool secret = r.kind == "Secret";
+      if (!secret && !applies_to(r, options_.ambassador_id)) {
         note("ignoring " + r.key() + ": ambassador_id [" + join(r.ambassador_id) +
              "] does not include " + options_.ambassador_id);
         continue;
       }
-      bool ours =
-          r.kind == "Mapping" || r.kind == "Host" || r.kind == "Listener" || r.kind == "Module";
+      bool ours = r.kind == "Mapping" || r.kind == "Host" || r.kind == "Listener" ||
+                  r.kind == "Module" || r.kind == "TLSContext" || r.kind == "TCPMapping" || secret;
       if (!ours) {
+        // Kinds handled elsewhere may name a TLSContext in spec.tls: that context is in use.
+        const YAML::Node tls = child(r.spec, "tls");
+        if (tls.IsScalar() && scalar_kind(tls) == ScalarKind::kString) {
+          external_tls_refs_.insert(tls.Scalar());
+        }
         note("ignoring " + r.key() + ": kind " + r.kind + " is not handled");
         continue;
       }
-      if (r.api_version != kApiV3 && r.api_version != kApiV2) {
+      if (secret ? r.api_version != "v1" : (r.api_version != kApiV3 && r.api_version != kApiV2)) {
         error(r.origin, r.key(), "apiVersion",
-              "\"" + r.api_version + "\" is not supported (use " + std::string(kApiV3) + ")");
+              "\"" + r.api_version + "\" is not supported (use " +
+                  (secret ? std::string("v1") : std::string(kApiV3)) + ")");
         continue;
       }
       std::string key = r.key();
@@ -155,6 +167,9 @@ class Compiler {
       if (r.kind == "Host") hosts_in_.push_back(&r);
       if (r.kind == "Listener") listeners_in_.push_back(&r);
       if (r.kind == "Module") modules_in_.push_back(&r);
+      if (r.kind == "TLSContext") tls_contexts_in_.push_back(&r);
+      if (r.kind == "TCPMapping") tcp_mappings_in_.push_back(&r);
+      if (secret) secrets_in_.push_back(&r);
     }
   }
 
@@ -217,9 +232,23 @@ class Compiler {
         mappings_.push_back(std::move(*m));
       }
     }
+    tls_contexts_.reserve(tls_contexts_in_.size());
+    for (const Resource* r : tls_contexts_in_) {
+      if (auto c = guarded(*r, [&] { return decode_tls_context(*r, out); })) {
+        tls_contexts_.push_back(std::move(*c));
+      }
+    }
+    for (const Resource* r : tcp_mappings_in_) {
+      if (auto t = guarded(*r, [&] { return decode_tcp_mapping(*r, out); })) {
+        tcp_mappings_.push_back(std::move(*t));
+      }
+    }
+    resolve_tls();
     for (const ListenerSpec& l : listeners_) snap_.resource_origins[l.source] = l.origin;
     for (const HostSpec& h : hosts_) snap_.resource_origins[h.source] = h.origin;
     for (const MappingSpec& m : mappings_) snap_.resource_origins[m.source] = m.origin;
+    for (const TlsContextSpec& c : tls_contexts_) snap_.resource_origins[c.source] = c.origin;
+    for (const TcpMappingSpec& t : tcp_mappings_) snap_.resource_origins[t.source] = t.origin;
 
     if (hosts_.empty()) {
       hosts_.push_back(synthetic_default_host());
@@ -233,6 +262,80 @@ class Compiler {
           "no Listener resources: opened the default Listeners 8080 (HTTP) and 8443 (HTTPS), "
           "securityModel XFP, Hosts from all namespaces");
     }
+  }
+
+  // --- TLS -------------------------------------------------------------------------------------
+  // Resolves every TLS reference against Secrets, files and TLSContexts. A Host, Mapping or
+  // TCPMapping whose TLS cannot be set up is dropped with the error on it (irhost.py marks such a
+  // Host inactive); everything else keeps serving.
+  void resolve_tls() {
+    tls_ = std::make_unique<TlsResolver>(&result_.diagnostics);
+    for (const Resource* r : secrets_in_) tls_->add_secret(r);
+    for (const TlsContextSpec& c : tls_contexts_) tls_->add_context(&c);
+
+    // erase_if moves nothing when nothing is dropped (the common case with many resources).
+    std::erase_if(hosts_, [&](const HostSpec& h) {
+      if (!h.tls.any()) return false;
+      std::optional<ServerTls> st =
+          tls_->host_tls(h.source, h.name, h.namespace_, h.hostname, h.origin, h.tls);
+      if (!st) {
+        note(h.source + ": not served, its TLS cannot be set up (see its errors)");
+        return true;
+      }
+      host_tls_.emplace(h.source, std::move(*st));
+      return false;
+    });
+
+    // Mappings and TCPMappings naming a TLSContext: it must exist and be usable, or TLS would
+    // silently go out without the client certificate or CA it asks for.
+    auto context_ok = [&](const std::optional<std::string>& name, const std::string& ns,
+                          const std::string& source, const Origin& origin) {
+      if (!name) return true;
+      std::string why;
+      const TlsContextSpec* c = tls_->find_context(*name, ns, &why);
+      if (c != nullptr) {
+        tls_->mark_used(*c);
+        if (tls_->material(*c) != nullptr) return true;
+        why = "TLSContext " + c->namespace_ + "/" + c->name +
+              " cannot be used: see the errors reported on it";
+      }
+      error(origin, source, "spec.tls", why + "; dropped");
+      return false;
+    };
+    std::erase_if(mappings_, [&](const MappingSpec& m) {
+      return !context_ok(m.tls_context, m.namespace_, m.source, m.origin);
+    });
+    std::erase_if(tcp_mappings_, [&](const TcpMappingSpec& t) {
+      return !context_ok(t.tls_context, t.namespace_, t.source, t.tls_at);
+    });
+  }
+
+  // Snapshot::tls index for termination settings; equal settings share one entry. A TCPMapping
+  // terminating TLS offers no ALPN unless its context asks: the bytes are not HTTP to us.
+  uint32_t tls_index(const ServerTls& st, TlsPurpose purpose) {
+    net::TlsServerSettings s = st.settings;
+    if (purpose == TlsPurpose::kTcp && !st.alpn_explicit) s.alpn.clear();
+    auto same = [](const net::TlsServerSettings& a, const net::TlsServerSettings& b) {
+      return a.cert_chain_pem == b.cert_chain_pem && a.private_key_pem == b.private_key_pem &&
+             a.ca_pem == b.ca_pem && a.cert_required == b.cert_required && a.crl_pem == b.crl_pem &&
+             a.alpn == b.alpn && a.min_version == b.min_version && a.max_version == b.max_version &&
+             a.cipher_suites == b.cipher_suites && a.ecdh_curves == b.ecdh_curves;
+    };
+    std::string key = s.cert_chain_pem + '\x1f' + s.private_key_pem + '\x1f' + s.ca_pem + '\x1f' +
+                      s.crl_pem + (s.cert_required ? "R" : "") + '\x1f' +
+                      std::to_string(static_cast<int>(s.min_version)) +
+                      std::to_string(static_cast<int>(s.max_version));
+    for (const auto* list : {&s.alpn, &s.cipher_suites, &s.ecdh_curves}) {
+      key += '\x1f';
+      for (const std::string& v : *list) key += v + ',';
+    }
+    std::vector<uint32_t>& bucket = tls_index_[hex8(fnv1a(key))];
+    for (uint32_t i : bucket) {
+      if (same(snap_.tls[i], s)) return i;
+    }
+    snap_.tls.push_back(std::move(s));
+    bucket.push_back(static_cast<uint32_t>(snap_.tls.size() - 1));
+    return bucket.back();
   }
 
   // --- canary groups ---------------------------------------------------------------------------
@@ -339,6 +442,7 @@ class Compiler {
     spec.host = m.address.host;
     spec.port = m.address.port;
     spec.tls = m.address.tls;
+    spec.http2 = m.grpc.value_or(false);
     spec.connect_timeout_ms = m.connect_timeout_ms.value_or(3000);
     spec.idle_timeout_ms = m.cluster_idle_timeout_ms.value_or(mod.cluster_idle_timeout_ms);
     spec.max_connection_lifetime_ms =
@@ -348,21 +452,79 @@ class Compiler {
     const std::optional<std::string>& stats = m.stats_name ? m.stats_name : defaults_.stats_name;
     spec.stats_name =
         stats ? *stats : sanitize(m.address.host + "_" + std::to_string(m.address.port));
-    // Emissary's name: cluster_[shadow_]<service as written>[_otls]_<namespace>, sanitized.
+    originate(spec, TlsPurpose::kHttp, m.tls_context, m.namespace_, m.source, m.origin);
+    std::string base =
+        cluster_base(shadow, m.service, m.address, m.tls_context, m.host_rewrite, m.namespace_);
+    return intern_cluster(std::move(spec), std::move(base));
+  }
+
+  uint32_t cluster_for(const TcpMappingSpec& t) {
+    upstream::ClusterSpec spec;
+    const ModuleSettings& mod = snap_.module;
+    spec.host = t.upstream.host;
+    spec.port = t.upstream.port;
+    spec.tls = t.upstream.tls;
+    spec.idle_timeout_ms = mod.cluster_idle_timeout_ms;
+    spec.max_connection_lifetime_ms = mod.cluster_max_connection_lifetime_ms;
+    spec.enable_ipv4 = t.enable_ipv4.value_or(mod.enable_ipv4);
+    spec.enable_ipv6 = t.enable_ipv6.value_or(mod.enable_ipv6);
+    spec.stats_name = t.stats_name
+                          ? *t.stats_name
+                          : sanitize(t.upstream.host + "_" + std::to_string(t.upstream.port));
+    originate(spec, TlsPurpose::kTcp, t.tls_context, t.namespace_, t.source, t.tls_at);
+    std::string base =
+        cluster_base(false, t.service, t.upstream, t.tls_context, std::nullopt, t.namespace_);
+    return intern_cluster(std::move(spec), std::move(base));
+  }
+
+  // TLS origination settings: `https://`, `tls: true`, or a TLSContext (checked in resolve_tls).
+  void originate(upstream::ClusterSpec& spec, TlsPurpose purpose,
+                 const std::optional<std::string>& context, const std::string& namespace_,
+                 const std::string& source, const Origin& at) {
+    if (!spec.tls) return;
+    const TlsContextSpec* ctx = nullptr;
+    if (context) {
+      std::string ignored;
+      ctx = tls_->find_context(*context, namespace_, &ignored);
+    }
+    spec.tls_settings = tls_->client_tls(ctx, spec.host, purpose, spec.http2, source, at);
+  }
+
+  // Emissary's cluster name (ircluster.py): cluster_[shadow_]<service as written>[_otls
+  // [_<context>, when the service has no scheme]][_hr-<host_rewrite>, with TLS]_<namespace>,
+  // sanitized.
+  static std::string cluster_base(bool shadow, const std::string& service,
+                                  const ServiceAddress& address,
+                                  const std::optional<std::string>& context,
+                                  const std::optional<std::string>& host_rewrite,
+                                  const std::string& namespace_) {
     std::string base = "cluster_";
     if (shadow) base += "shadow_";
-    base += m.service;
-    if (m.address.tls) base += "_otls";
+    base += service;
+    if (address.tls) {
+      base += "_otls";
+      if (context && address.scheme.empty()) base += "_" + *context;
+      if (host_rewrite && !host_rewrite->empty()) base += "_hr-" + *host_rewrite;
+    }
     base += '_';
-    base += m.namespace_;
-    base = sanitize(std::move(base));
+    base += namespace_;
+    return sanitize(std::move(base));
+  }
+
+  uint32_t intern_cluster(upstream::ClusterSpec spec, std::string base) {
     std::string settings;
     settings.reserve(spec.host.size() + spec.stats_name.size() + 64);
     settings += spec.host;
     settings += '|';
     settings += std::to_string(spec.port);
     settings += '|';
-    if (spec.tls) settings += "tls";
+    if (spec.tls) {
+      const net::TlsClientSettings& t = spec.tls_settings;
+      settings += "tls:" + t.name + ":" + t.sni + ":";
+      for (const std::string& p : t.alpn) settings += p + ",";
+    }
+    settings += '|';
+    if (spec.http2) settings += "h2";
     settings += '|';
     settings += std::to_string(spec.connect_timeout_ms);
     settings += '|';
@@ -582,6 +744,209 @@ class Compiler {
     return it->second;
   }
 
+  // --- TCPMappings ------------------------------------------------------------------------------
+  // SNI match order: exact names, then `*.suffix` (longer first), then `prefix.*`, then `*`.
+  static std::pair<int, int> sni_rank(const std::string& glob) {
+    int length = static_cast<int>(glob.size());
+    if (glob == "*") return {3, 0};
+    if (glob.starts_with("*")) return {1, -length};
+    if (glob.ends_with("*")) return {2, -length};
+    return {0, 0};
+  }
+
+  // A Host's hostname as an SNI name: lower case, without a :port.
+  static std::string sni_name(const std::string& hostname) {
+    std::string h = lower(hostname);
+    size_t colon = h.rfind(':');
+    if (colon != std::string::npos && h.find(':') == colon && h.find(']') == std::string::npos) {
+      h.resize(colon);
+    }
+    return h;
+  }
+
+  // The certificate for a TCPMapping `host` (spec §1.2): a Host with TLS of exactly that name,
+  // else a TLSContext listing it in `hosts`, else a Host whose wildcard covers it.
+  std::optional<uint32_t> tcp_certificate(const std::string& host) {
+    for (const HostSpec& h : hosts_) {
+      auto st = host_tls_.find(h.source);
+      if (st != host_tls_.end() && sni_name(h.hostname) == host) {
+        return tls_index(st->second, TlsPurpose::kTcp);
+      }
+    }
+    for (const TlsContextSpec* c : tls_->contexts_for_host(host)) {
+      if (std::optional<ServerTls> st = tls_->context_server_tls(*c)) {
+        tls_->mark_used(*c);
+        return tls_index(*st, TlsPurpose::kTcp);
+      }
+    }
+    if (host.find('*') != std::string::npos) return std::nullopt;  // only names are covered
+    std::vector<const HostSpec*> wildcard;
+    for (const HostSpec& h : hosts_) {
+      if (host_tls_.count(h.source) != 0 && sni_name(h.hostname).find('*') != std::string::npos &&
+          router::glob_matches_host(sni_name(h.hostname), host)) {
+        wildcard.push_back(&h);
+      }
+    }
+    std::stable_sort(wildcard.begin(), wildcard.end(), [](const HostSpec* a, const HostSpec* b) {
+      return sni_rank(sni_name(a->hostname)) < sni_rank(sni_name(b->hostname));
+    });
+    if (wildcard.empty()) return std::nullopt;
+    return tls_index(host_tls_.at(wildcard.front()->source), TlsPurpose::kTcp);
+  }
+
+  struct TcpBinding {
+    std::string address;
+    uint16_t port = 0;
+    std::vector<TcpRoute> routes;
+    std::vector<std::string> sources;
+  };
+
+  // TCPMapping canary groups (irtcpmappinggroup.py) turned into routes per bind address and
+  // port, in match order: SNI routes (exact, suffix, `*`), then the catch-all.
+  std::map<std::string, TcpBinding> build_tcp_routes(
+      const std::map<std::string, const ListenerSpec*>& listeners) {
+    struct TcpGroup {
+      std::vector<const TcpMappingSpec*> members;
+    };
+    std::vector<TcpGroup> groups;
+    std::unordered_map<std::string, size_t> index;
+    for (const TcpMappingSpec& t : tcp_mappings_) {
+      auto [it, inserted] = index.emplace(t.group_key(), groups.size());
+      if (inserted) {
+        groups.push_back({{&t}});
+        continue;
+      }
+      const TcpMappingSpec& g = *groups[it->second].members.front();
+      std::vector<std::string> mismatched;
+      auto check = [&](bool set, bool differs, const char* key) {
+        if (set && differs) mismatched.push_back(key);
+      };
+      check(t.idle_timeout_ms.has_value(), t.idle_timeout_ms != g.idle_timeout_ms,
+            "idle_timeout_ms");
+      check(t.tls_context.has_value(), t.tls_context != g.tls_context, "tls");
+      check(t.enable_ipv4.has_value(), t.enable_ipv4 != g.enable_ipv4, "enable_ipv4");
+      check(t.enable_ipv6.has_value(), t.enable_ipv6 != g.enable_ipv6, "enable_ipv6");
+      check(t.circuit_breakers_text.has_value(), t.circuit_breakers_text != g.circuit_breakers_text,
+            "circuit_breakers");
+      if (!mismatched.empty()) {
+        error(t.origin, t.source, "",
+              "cannot join the canary group of " + g.source + " (same address, port and host): " +
+                  join(mismatched) + " must be set to the same values in all its TCPMappings");
+        continue;
+      }
+      groups[it->second].members.push_back(&t);
+    }
+
+    std::map<std::string, TcpBinding> out;
+    for (const TcpGroup& g : groups) {
+      const TcpMappingSpec& first = *g.members.front();
+      auto fail = [&](const std::string& field, const std::string& message) {
+        for (const TcpMappingSpec* m : g.members) error(m->origin, m->source, field, message);
+      };
+      std::string bind = first.address + ":" + std::to_string(first.port);
+      auto l = listeners.find(bind);
+      if (l == listeners.end()) {
+        // Another address on the same port would make the two sockets clash.
+        const ListenerSpec* clash = nullptr;
+        for (const auto& [key, spec] : listeners) {
+          bool any = spec->bind_address == "0.0.0.0" || spec->bind_address == "::" ||
+                     first.address == "0.0.0.0" || first.address == "::";
+          if (spec->port == first.port && any) clash = spec;
+        }
+        if (clash != nullptr) {
+          fail("spec.address", bind + " overlaps " + clash->source + " on " + clash->bind_address +
+                                   ":" + std::to_string(clash->port) +
+                                   "; give the TCPMapping that Listener's address");
+          continue;
+        }
+      } else if (l->second->serves_http() && !first.host) {
+        fail("spec.host", "is required on port " + std::to_string(first.port) + ": " +
+                              l->second->source + " serves HTTP there, so a TCPMapping can only " +
+                              "take TLS connections by SNI");
+        continue;
+      }
+
+      std::vector<std::optional<uint32_t>> weights;
+      for (const TcpMappingSpec* m : g.members) weights.push_back(m->weight);
+      std::vector<std::pair<size_t, uint32_t>> cumulative;
+      std::string why;
+      size_t culprit = 0;
+      if (!normalize_weight_list(weights, &cumulative, &why, &culprit, "TCPMapping")) {
+        for (size_t i = 0; i < g.members.size(); ++i) {
+          const TcpMappingSpec* m = g.members[i];
+          error(m->origin, m->source, i == culprit ? "spec.weight" : "",
+                i == culprit
+                    ? why + "; the group is dropped"
+                    : "dropped with its canary group: " + g.members[culprit]->source + ": " + why);
+        }
+        continue;
+      }
+      // A connection has no later route to fall through to: shares that add up to less than
+      // 100 are scaled up, as Envoy's tcp_proxy treats weights as relative.
+      uint32_t total = cumulative.empty() ? 0 : cumulative.back().second;
+      if (total == 0) {
+        fail("spec.weight", "every TCPMapping of the canary group has weight 0");
+        continue;
+      }
+      TcpRoute route;
+      route.sni = first.host.value_or("");
+      if (first.host) {
+        std::optional<uint32_t> cert = tcp_certificate(*first.host);
+        if (!cert) {
+          fail("spec.host", "no Host with TLS has hostname " + *first.host +
+                                " and no TLSContext lists it in hosts: there is no certificate " +
+                                "to terminate TLS with");
+          continue;
+        }
+        route.tls = cert;
+      }
+      for (const auto& [member, weight] : cumulative) {
+        const TcpMappingSpec& m = *g.members[member];
+        TcpTarget target;
+        target.cluster = cluster_for(m);
+        target.cumulative_weight =
+            static_cast<uint32_t>((static_cast<uint64_t>(weight) * 100 + total / 2) / total);
+        target.source = m.source;
+        route.targets.push_back(std::move(target));
+      }
+      route.targets.back().cumulative_weight = 100;
+      // Envoy's tcp_proxy default idle timeout is one hour; 0 turns it off.
+      route.idle_timeout_ms = first.idle_timeout_ms.value_or(3600 * 1000);
+      route.source = first.source + " (" + first.origin.to_string() + ")";
+      TcpBinding& b = out[bind];
+      b.address = first.address;
+      b.port = first.port;
+      b.routes.push_back(std::move(route));
+      for (const TcpMappingSpec* m : g.members) b.sources.push_back(m->source);
+    }
+    for (auto& [bind, b] : out) {
+      std::stable_sort(b.routes.begin(), b.routes.end(), [](const TcpRoute& a, const TcpRoute& c) {
+        auto rank = [](const TcpRoute& r) {
+          return r.sni.empty() ? std::pair<int, int>{4, 0} : sni_rank(r.sni);
+        };
+        return rank(a) < rank(c);
+      });
+    }
+    return out;
+  }
+
+  // spec README: a TLSContext nothing uses is ignored, with a warning that says so.
+  void warn_unused_tls_contexts() {
+    for (const TlsContextSpec& c : tls_contexts_) {
+      if (tls_->used(c) || external_tls_refs_.count(c.name) != 0) continue;
+      if (!c.hosts.empty()) {
+        warning(c.origin, c.source, "spec.hosts",
+                "no Host uses this TLSContext (link it with the Host's spec.tlsContext, or name "
+                "it <Host name>-context beside spec.tlsSecret) and no TCPMapping's host is in "
+                "its hosts, so it terminates nothing");
+      } else {
+        warning(c.origin, c.source, "",
+                "nothing uses this TLSContext: no Host links it and no Mapping or TCPMapping "
+                "names it in spec.tls");
+      }
+    }
+  }
+
   // --- listeners and hosts ---------------------------------------------------------------------
   void build_listeners() {
     // Global route order: descending key; ties in reverse insertion order, as Emissary's
@@ -624,6 +989,13 @@ class Compiler {
       }
     }
 
+    // TCPMappings go to the Listener opened on their address and port (the first one there).
+    std::map<std::string, const ListenerSpec*> tcp_listeners;
+    for (const ListenerSpec& l : listeners_) {
+      if (!l.udp) tcp_listeners.emplace(l.bind_address + ":" + std::to_string(l.port), &l);
+    }
+    std::map<std::string, TcpBinding> tcp = build_tcp_routes(tcp_listeners);
+
     std::set<std::string> bound_hosts;
     std::map<std::string, const ListenerSpec*> bound_ports;
     for (const ListenerSpec& l : listeners_) {
@@ -649,9 +1021,15 @@ class Compiler {
       ls.security_model = l.security_model;
       ls.l7_depth = l.l7_depth;
       ls.stats_prefix = l.stats_prefix;
+      if (auto it = tcp.find(l.bind_address + ":" + std::to_string(l.port)); it != tcp.end()) {
+        ls.tcp = std::move(it->second.routes);
+        tcp.erase(it);
+      }
       if (!l.serves_http()) {
-        note(ls.name + ": " + protocol_name(l.protocol) +
-             " Listener has no HTTP routes (TCPMapping support comes in a later release)");
+        if (ls.tcp.empty()) {
+          note(ls.name + ": " + protocol_name(l.protocol) +
+               " Listener has no TCPMapping on its port, so it serves nothing");
+        }
         snap_.listeners.push_back(std::move(ls));
         continue;
       }
@@ -696,9 +1074,57 @@ class Compiler {
         vhosts.push_back(std::move(v));
         vhost_owner.push_back(h);
       }
+      // TLS termination (spec §2.6.2): one certificate per bound Host with TLS, by SNI.
+      const bool terminates = std::find(l.protocol_stack.begin(), l.protocol_stack.end(), "TLS") !=
+                              l.protocol_stack.end();
+      if (terminates) {
+        for (const HostSpec* h : vhost_owner) {
+          auto st = host_tls_.find(h->source);
+          if (st == host_tls_.end()) continue;
+          std::string name = sni_name(h->hostname);
+          // A TCPMapping with this exact name takes its TLS connections (spec §2.6.7).
+          bool taken = std::any_of(ls.tcp.begin(), ls.tcp.end(),
+                                   [&](const TcpRoute& r) { return r.sni == name; });
+          if (taken) {
+            note(ls.name + ": TLS for " + name + " goes to the TCPMapping with that host, not " +
+                 h->source);
+            continue;
+          }
+          ls.sni.push_back({name, tls_index(st->second, TlsPurpose::kHttp)});
+        }
+        std::stable_sort(ls.sni.begin(), ls.sni.end(),
+                         [](const SniCertificate& a, const SniCertificate& b) {
+                           return sni_rank(a.hostname) < sni_rank(b.hostname);
+                         });
+        // Clients without SNI (or with a name nothing matches) get the wildcard Host's
+        // certificate, else the first.
+        for (const SniCertificate& c : ls.sni) {
+          if (c.hostname == "*") ls.default_tls = c.tls;
+        }
+        if (!ls.default_tls && !ls.sni.empty()) ls.default_tls = ls.sni.front().tls;
+      }
       ls.routes = router::RouteTable::build(std::move(vhosts));
       snap_.listeners.push_back(std::move(ls));
     }
+
+    // Ports with TCPMappings and no Listener get one (irlistener.py ListenerFactory.finalize):
+    // TLS when a TCPMapping there sets `host`, raw TCP otherwise.
+    for (auto& [bind, b] : tcp) {
+      ListenerSnapshot ls;
+      bool sni = std::any_of(b.routes.begin(), b.routes.end(),
+                             [](const TcpRoute& r) { return !r.sni.empty(); });
+      ls.name = "listener-" + b.address + "-" + std::to_string(b.port);
+      ls.bind_address = b.address;
+      ls.port = b.port;
+      ls.protocol = sni ? ListenerProtocol::kTls : ListenerProtocol::kTcp;
+      ls.security_model = SecurityModel::kSecure;
+      ls.stats_prefix = std::string(sni ? "ingress_tls_" : "ingress_tcp_") + std::to_string(b.port);
+      ls.tcp = std::move(b.routes);
+      note("no Listener on " + bind + ": synthesized a " + (sni ? "TLS" : "TCP") + " Listener " +
+           ls.name + " for " + join(b.sources));
+      snap_.listeners.push_back(std::move(ls));
+    }
+    warn_unused_tls_contexts();
 
     for (const HostSpec& h : hosts_) {
       if (bound_hosts.count(h.source) == 0) {
@@ -714,6 +1140,14 @@ class Compiler {
   Snapshot& snap_;
 
   std::vector<const Resource*> mappings_in_, hosts_in_, listeners_in_, modules_in_;
+  std::vector<const Resource*> tls_contexts_in_, tcp_mappings_in_, secrets_in_;
+  std::set<std::string> external_tls_refs_;   // TLSContext names used by kinds compiled elsewhere
+  std::vector<TlsContextSpec> tls_contexts_;  // stable once decoded: the resolver points into it
+  std::vector<TcpMappingSpec> tcp_mappings_;
+  std::unique_ptr<TlsResolver> tls_;
+  std::map<std::string, ServerTls> host_tls_;  // Host source -> its termination settings
+  std::unordered_map<std::string, std::vector<uint32_t>>
+      tls_index_;  // content hash -> Snapshot::tls
   MappingDefaults defaults_;
   std::vector<ListenerSpec> listeners_;
   std::vector<HostSpec> hosts_;

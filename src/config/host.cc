@@ -52,29 +52,46 @@ std::optional<HostSpec> decode_host(const Resource& resource, Diagnostics* diagn
     policy->finish();
   }
 
-  // TLS: validated for shape, acted on once TLS termination exists.
-  const char* first_tls_key = spec.has("tlsSecret")    ? "tlsSecret"
-                              : spec.has("tlsContext") ? "tlsContext"
-                                                       : "tls";
-  const YAML::Node tls_at = spec.where(first_tls_key);
-  for (const char* key : {"tlsSecret", "tlsContext"}) {
-    if (std::optional<MapReader> ref = spec.map(key); ref && ref->present()) {
+  // TLS (irhost.py setup): tlsSecret names the certificate; tlsContext links a TLSContext, or
+  // spec.tls gives its fields inline (not both). The compiler resolves them.
+  // An empty name means no TLS (crd_host.go: "If the value is "", then we do not do TLS").
+  if (std::optional<MapReader> ref = spec.map("tlsSecret"); ref && ref->present()) {
+    YAML::Node name_at = ref->where("name");
+    std::optional<std::string> name = ref->string("name");
+    std::optional<std::string> ns = ref->string("namespace");
+    ref->finish();
+    if (name && !name->empty()) {
       h.wants_tls = true;
-      ref->string("name");
-      ref->string("namespace");
-      ref->finish();
+      SecretRef secret;
+      secret.name = *name;
+      secret.namespace_ = ns.value_or("");
+      secret.naming = SecretNaming::kLiteralFirst;
+      secret.field = "spec.tlsSecret";
+      secret.at = r.origin_at(name_at);
+      h.tls.tls_secret = std::move(secret);
+    } else if (!r.has_error_at("spec.tlsSecret")) {
+      r.warning(name_at, "spec.tlsSecret.name", "is empty, so the Host does not terminate TLS");
     }
+  }
+  if (std::optional<MapReader> ref = spec.map("tlsContext"); ref && ref->present()) {
+    YAML::Node name_at = ref->where("name");
+    if (auto name = ref->string("name"); name && !name->empty()) {
+      h.wants_tls = true;
+      h.tls.context = *name;
+      h.tls.context_at = r.origin_at(name_at);
+    } else if (!r.has_error_at("spec.tlsContext")) {
+      r.warning(name_at, "spec.tlsContext.name", "is empty, so no TLSContext is linked");
+    }
+    ref->finish();
   }
   if (spec.has("tls")) {
     h.wants_tls = true;
     if (spec.has("tlsContext")) {
       r.error(spec.where("tls"), "spec.tls", "must not be set together with spec.tlsContext");
     }
-    spec.map("tls");  // any content; TLS settings are decoded with the TLS issue
-  }
-  if (h.wants_tls) {
-    r.warning(tls_at, "spec",
-              "TLS termination is not implemented in this release; the Host serves cleartext only");
+    if (std::optional<MapReader> tls = spec.map("tls"); tls && tls->present()) {
+      h.tls.inline_tls = decode_host_inline_tls(*tls, resource);
+    }
   }
   spec.not_yet_effective("acmeProvider");
   if (spec.has("previewUrl")) {

@@ -1,6 +1,6 @@
 #pragma once
-// Host: a hostname (glob) the gateway answers for, which Mappings attach to it, and what happens
-// to cleartext requests. TLS fields are accepted but not acted on yet (TLS lands later).
+// Host: a hostname (glob) the gateway answers for, which Mappings attach to it, what happens to
+// cleartext requests, and the certificate it terminates TLS with (resolved by the compiler).
 
 #include <optional>
 #include <string>
@@ -8,6 +8,7 @@
 #include "config/diagnostic.h"
 #include "config/label_selector.h"
 #include "config/resource.h"
+#include "config/tls_context.h"
 #include "router/route_table.h"
 
 namespace proxenos::config {
@@ -25,6 +26,7 @@ struct HostSpec {
   router::InsecureAction insecure_action = router::InsecureAction::kRedirect;
   std::optional<uint32_t> insecure_additional_port;
   bool wants_tls = false;  // tlsSecret / tlsContext / tls present
+  HostTlsSpec tls;         // those fields as written
 };
 
 std::optional<HostSpec> decode_host(const Resource& resource, Diagnostics* diagnostics);

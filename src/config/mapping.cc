@@ -470,10 +470,13 @@ std::optional<MappingSpec> decode_mapping(const Resource& resource,
       mp.address.tls = mp.address.tls || read_bool(r, v, at, "spec.tls").value_or(false);
     } else if (auto name = read_string(r, v, at, "spec.tls")) {
       mp.tls_context = *name;
+      // ircluster.py: a named context originates TLS even against an http:// service.
+      if (mp.address.scheme == "http") {
+        r.warning(at, "spec.tls",
+                  "TLS is originated because a TLSContext is named, although spec.service says "
+                  "http://");
+      }
       mp.address.tls = true;
-      r.warning(at, "spec.tls",
-                "TLSContext origination settings are not implemented in this release; the "
-                "upstream connection uses TLS without them");
     }
   }
   // ircluster.py: a service without a port gets 443 whenever TLS is originated.
@@ -504,8 +507,8 @@ std::optional<MappingSpec> decode_mapping(const Resource& resource,
   mp.cluster_tag = spec.string("cluster_tag");
   mp.stats_name = spec.string("stats_name");
   mp.add_linkerd_headers = spec.boolean("add_linkerd_headers");
-  for (const char* key : {"grpc", "dns_type", "respect_dns_ttl", "load_balancer",
-                          "circuit_breakers", "keepalive", "health_checks", "cluster_tag"}) {
+  for (const char* key : {"dns_type", "respect_dns_ttl", "load_balancer", "circuit_breakers",
+                          "keepalive", "health_checks", "cluster_tag"}) {
     spec.not_yet_effective(key);
   }
   spec.unsupported("outlier_detection", "");

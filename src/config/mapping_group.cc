@@ -86,34 +86,34 @@ std::string group_id(const MappingSpec& m, const std::vector<HostSpec>& hosts) {
   return id;
 }
 
-bool normalize_weights(const std::vector<const MappingSpec*>& members,
-                       std::vector<WeightedMember>* out, std::string* error,
-                       const MappingSpec** culprit) {
+bool normalize_weight_list(const std::vector<std::optional<uint32_t>>& weights,
+                           std::vector<std::pair<size_t, uint32_t>>* out, std::string* error,
+                           size_t* culprit, const std::string& noun) {
   out->clear();
-  if (members.size() == 1) {
-    out->push_back({members[0], 100});
+  if (weights.size() == 1) {
+    out->emplace_back(0, 100);
     return true;
   }
-  std::vector<const MappingSpec*> weightless;
+  std::vector<size_t> weightless;
   uint32_t current = 0;
-  for (const MappingSpec* m : members) {
-    if (!m->weight) {
-      weightless.push_back(m);
+  for (size_t i = 0; i < weights.size(); ++i) {
+    if (!weights[i]) {
+      weightless.push_back(i);
       continue;
     }
-    if (*m->weight > 100) {
-      *error = "weight " + std::to_string(*m->weight) + " is above 100";
-      *culprit = m;
+    if (*weights[i] > 100) {
+      *error = "weight " + std::to_string(*weights[i]) + " is above 100";
+      *culprit = i;
       return false;
     }
-    current += *m->weight;
+    current += *weights[i];
     if (current > 100) {
       *error = "the weights of the canary group add up to more than 100 (" +
-               std::to_string(current) + " after this Mapping)";
-      *culprit = m;
+               std::to_string(current) + " after this " + noun + ")";
+      *culprit = i;
       return false;
     }
-    out->push_back({m, current});
+    out->emplace_back(i, current);
   }
   if (!weightless.empty()) {
     uint32_t remaining = 100 - current;
@@ -122,9 +122,26 @@ bool normalize_weights(const std::vector<const MappingSpec*>& members,
         std::nearbyint(static_cast<double>(remaining) / static_cast<double>(weightless.size())));
     for (size_t i = 0; i < weightless.size(); ++i) {
       current = i + 1 == weightless.size() ? 100 : current + share;
-      out->push_back({weightless[i], current});
+      out->emplace_back(weightless[i], current);
     }
   }
+  return true;
+}
+
+bool normalize_weights(const std::vector<const MappingSpec*>& members,
+                       std::vector<WeightedMember>* out, std::string* error,
+                       const MappingSpec** culprit) {
+  std::vector<std::optional<uint32_t>> weights;
+  weights.reserve(members.size());
+  for (const MappingSpec* m : members) weights.push_back(m->weight);
+  std::vector<std::pair<size_t, uint32_t>> cumulative;
+  size_t bad = 0;
+  out->clear();
+  if (!normalize_weight_list(weights, &cumulative, error, &bad, "Mapping")) {
+    *culprit = members[bad];
+    return false;
+  }
+  for (const auto& [index, weight] : cumulative) out->push_back({members[index], weight});
   return true;
 }
 

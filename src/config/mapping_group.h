@@ -3,7 +3,9 @@
 // irbasemappinggroup.py normalize_weights_in_mappings, ir.py ordered_groups): spec §2.1, §2.2.
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "config/host.h"
@@ -48,6 +50,12 @@ struct WeightedMember {
 // Canary weight normalization: one member is 100%; otherwise members with a weight come first
 // with running totals, then the others share the rest evenly (Python rounding), the last pinned
 // to 100. A total above 100 fails with `error` naming the member that crossed it.
+// The same rule over plain weights (TCPMapping groups): `out` gets (input index, cumulative
+// weight) in the order above; `noun` names a member in the error ("Mapping").
+bool normalize_weight_list(const std::vector<std::optional<uint32_t>>& weights,
+                           std::vector<std::pair<size_t, uint32_t>>* out, std::string* error,
+                           size_t* culprit, const std::string& noun);
+
 bool normalize_weights(const std::vector<const MappingSpec*>& members,
                        std::vector<WeightedMember>* out, std::string* error,
                        const MappingSpec** culprit);

@@ -343,7 +343,8 @@ TEST(CompilerTest, TargetFields) {
   EXPECT_TRUE(m->add_linkerd_headers);
   const upstream::ClusterSpec& mc = c.snap().clusters[m->cluster];
   EXPECT_EQ(mc.name, m->cluster_name);
-  EXPECT_EQ(mc.name, "cluster_https___backend_example_com_otls_default");
+  // ircluster.py names a TLS cluster with its host_rewrite too.
+  EXPECT_EQ(mc.name, "cluster_https___backend_example_com_otls_hr_h_example_com_default");
   EXPECT_EQ(mc.host, "backend.example.com");
   EXPECT_EQ(mc.port, 443);
   EXPECT_TRUE(mc.tls);

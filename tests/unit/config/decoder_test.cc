@@ -313,27 +313,28 @@ TEST(DecoderTest, BadResourceIsDroppedOthersApply) {
 
 TEST(DecoderTest, OtherKindsAreNoted) {
   Compiled c = compile_text(
-      "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n---\n"
-      "apiVersion: getambassador.io/v3alpha1\nkind: TCPMapping\nmetadata: {name: t}\n"
-      "spec: {port: 9000, service: x}\n");
+      "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: s}\n---\n"
+      "apiVersion: getambassador.io/v3alpha1\nkind: KubernetesEndpointResolver\n"
+      "metadata: {name: t}\n");
   EXPECT_TRUE(c.result.diagnostics.empty());
   EXPECT_NE(std::find(c.result.notes.begin(), c.result.notes.end(),
-                      "ignoring Secret/default/s: kind Secret is not handled"),
+                      "ignoring ConfigMap/default/s: kind ConfigMap is not handled"),
             c.result.notes.end());
   EXPECT_NE(std::find(c.result.notes.begin(), c.result.notes.end(),
-                      "ignoring TCPMapping/default/t: kind TCPMapping is not handled"),
+                      "ignoring KubernetesEndpointResolver/default/t: kind "
+                      "KubernetesEndpointResolver is not handled"),
             c.result.notes.end());
 }
 
-TEST(DecoderTest, HostTlsIsAcceptedWithAWarning) {
+TEST(DecoderTest, HostTlsSecretIsResolved) {
   Compiled c = compile_text(
       "apiVersion: getambassador.io/v3alpha1\nkind: Host\nmetadata: {name: h}\nspec:\n"
       "  hostname: a.example.com\n  tlsSecret: {name: a-cert}\n");
-  EXPECT_EQ(diags_for(c, "spec"),
-            std::vector<std::string>{"test.yaml:6: warning: Host/default/h: spec: TLS termination "
-                                     "is not implemented in this release; the Host serves "
-                                     "cleartext only"});
-  EXPECT_NE(testing::vhost(c.snap(), 8080, "a.example.com"), nullptr);
+  EXPECT_EQ(diags_for(c, "spec.tlsSecret"),
+            std::vector<std::string>{"test.yaml:6: error: Host/default/h: spec.tlsSecret: Secret "
+                                     "a-cert not found in namespace default"});
+  // The Host cannot terminate TLS, so it is not served at all (as Emissary drops it).
+  EXPECT_EQ(testing::vhost(c.snap(), 8080, "a.example.com"), nullptr);
 }
 
 TEST(DecoderTest, OnlyTwoPseudoHeadersCanBeMatched) {
