@@ -125,6 +125,23 @@ std::optional<AmbassadorModule> decode_ambassador_module(const Resource& resourc
     }
   }
 
+  // x-forwarded-client-cert (Envoy's names; the proxy builds the header).
+  if (auto v = c.one_of(
+          "forward_client_cert_details",
+          {"SANITIZE", "FORWARD_ONLY", "APPEND_FORWARD", "SANITIZE_SET", "ALWAYS_FORWARD_ONLY"})) {
+    s.forward_client_cert_details = *v;
+  }
+  if (auto set = c.map("set_current_client_cert_details")) {
+    for (auto [key, field] : {std::pair<const char*, bool*>{"subject", &s.xfcc_subject},
+                              std::pair<const char*, bool*>{"cert", &s.xfcc_cert},
+                              std::pair<const char*, bool*>{"chain", &s.xfcc_chain},
+                              std::pair<const char*, bool*>{"dns", &s.xfcc_dns},
+                              std::pair<const char*, bool*>{"uri", &s.xfcc_uri}}) {
+      if (auto v = set->boolean(key)) *field = *v;
+    }
+    set->finish();
+  }
+
   c.unsupported("lua_scripts", "Envoy-specific");
   // Envoy-process and 1.x knobs with no meaning here (Emissary itself only reports them).
   for (const char* key :
@@ -154,8 +171,6 @@ std::optional<AmbassadorModule> decode_ambassador_module(const Resource& resourc
                           "reject_requests_with_escaped_slashes",
                           "allow_chunked_length",
                           "suppress_envoy_headers",
-                          "forward_client_cert_details",
-                          "set_current_client_cert_details",
                           "proper_case",
                           "header_case_overrides",
                           "error_response_overrides"}) {

@@ -44,6 +44,11 @@ struct ModuleSettings {
   // the edge listeners unless the Module's liveness_probe/readiness_probe say enabled: false.
   bool liveness_probe = true;
   bool readiness_probe = true;
+  // x-forwarded-client-cert: Envoy's forward_client_cert_details mode and which details of the
+  // client certificate set_current_client_cert_details adds.
+  std::string forward_client_cert_details = "SANITIZE";
+  bool xfcc_subject = false, xfcc_cert = false, xfcc_chain = false, xfcc_dns = false,
+       xfcc_uri = false;
   bool enable_ipv4 = true;
   bool enable_ipv6 = false;
   uint32_t regex_max_size = 200;  // RE2 program size limit for every regex in the config

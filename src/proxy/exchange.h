@@ -77,6 +77,7 @@ struct Exchange {
   std::string upstream_host;      // "ip:port" of the chosen endpoint
   std::string upstream_local;     // "ip:port" of our end of the upstream connection
   std::string transport_failure;  // why connecting upstream failed (TLS errors), for the log
+  std::string xfcc;               // x-forwarded-client-cert value we send, when we set one
   std::string scratch;
   RequestContext context;  // views into this exchange and its connection; set when routed
 

@@ -76,6 +76,7 @@ void Exchange::reset() {
   upstream_host.clear();
   upstream_local.clear();
   transport_failure.clear();
+  xfcc.clear();
   response_parser.reset();
   parser.reset();
   route_timer.cancel();
@@ -92,6 +93,7 @@ HttpConnection::HttpConnection(Worker& worker, int fd, std::string listener_key,
     : worker_(worker),
       fd_(fd),
       tls_(std::move(tls)),
+      peer_certificate_(tls_ ? tls_->peer_certificate_info() : net::PeerCertificateInfo{}),
       listener_key_(std::move(listener_key)),
       peer_text_(peer.to_string()),
       local_text_(local.to_string()),
@@ -378,6 +380,12 @@ void HttpConnection::route_request() {
   in.peer = peer_text_;
   in.local = local_text_;
   in.tls = tls_ != nullptr;
+  if (tls_) {
+    in.peer_certificate = &peer_certificate_;
+    if (const net::TlsServerContext* served = tls_->server_context()) {
+      in.local_uri_sans = served->certificate().uri_sans;
+    }
+  }
   if (std::optional<LocalReply> reply = route_exchange(worker_, e, in)) {
     send_local_reply(reply->status, reply->body, reply->flags, reply->location);
     return;

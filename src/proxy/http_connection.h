@@ -107,6 +107,7 @@ class HttpConnection final : public DownstreamConnection,
   Worker& worker_;
   int fd_;
   std::unique_ptr<net::TlsStream> tls_;
+  net::PeerCertificateInfo peer_certificate_;  // the client's, read once after the handshake
   std::string listener_key_;
   std::string peer_text_;
   std::string local_text_;

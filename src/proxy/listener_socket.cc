@@ -68,11 +68,14 @@ void ListenerSocket::accept_all() {
       size_t index = static_cast<size_t>(listener - cfg->snapshot->listeners.data());
       if (index < cfg->tls->listeners.size()) selector = cfg->tls->listeners[index];
     }
-    if (selector) {
+    bool proxy_header =
+        listener != nullptr && (listener->protocol == config::ListenerProtocol::kHttpProxy ||
+                                listener->protocol == config::ListenerProtocol::kHttpsProxy);
+    if (selector || proxy_header) {
       // HTTPS listeners take cleartext too (the first byte tells); TLS listeners only TLS.
       bool sniff = listener->protocol != config::ListenerProtocol::kTls;
       connection = new TlsHandshake(worker_, fd, key_, peer, net::local_address(fd),
-                                    std::move(selector), sniff);
+                                    std::move(selector), sniff, proxy_header);
     } else if (listener != nullptr && listener->protocol == config::ListenerProtocol::kTcp) {
       connection = new TcpConnection(worker_, fd, key_);
     } else {

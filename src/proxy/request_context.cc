@@ -237,6 +237,7 @@ void build_upstream_head(const RequestContext& c, const router::Route& route,
       continue;
     }
     if (!connection.empty() && http::header_has_token(connection, h.name)) continue;
+    if (c.xfcc_strip && http::iequals(h.name, "x-forwarded-client-cert")) continue;
     if (header_named(h.name, target.request_headers.remove)) continue;
     if (replaced_by(h.name, target.request_headers)) continue;
     append_header(out, h.name, h.value);
@@ -270,6 +271,7 @@ void build_upstream_head(const RequestContext& c, const router::Route& route,
     expand_template(add.value, c, out);
     out.append("\r\n");
   }
+  if (!c.xfcc_value.empty()) append_header(out, "x-forwarded-client-cert", c.xfcc_value);
   if (!c.upgrade.empty()) {
     out.append("connection: upgrade\r\nupgrade: ");
     out.append(c.upgrade);

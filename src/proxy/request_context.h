@@ -24,7 +24,9 @@ struct RequestContext {
   std::string_view request_id;
   std::string_view upstream_address;  // ip:port of the chosen endpoint
   int64_t start_unix_ms = 0;
-  std::string_view upgrade;  // the client's Upgrade value when the route allows the upgrade
+  std::string_view upgrade;     // the client's Upgrade value when the route allows the upgrade
+  bool xfcc_strip = false;      // drop the client's x-forwarded-client-cert
+  std::string_view xfcc_value;  // the x-forwarded-client-cert to send ("" = none of ours)
 };
 
 // Appends the expansion of `value` (Envoy %COMMAND% substitutions) to `out`.

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "http/header.h"
+#include "proxy/client_cert_header.h"
 #include "proxy/request_context.h"
 
 namespace proxenos::proxy {
@@ -110,6 +111,30 @@ LocalReply redirect_reply(const http::RequestHead& req, bool secure,
     location.append(req.query);
   }
   return LocalReply{r.status, {}, "-", std::move(location)};
+}
+
+// x-forwarded-client-cert, as the Module's forward_client_cert_details says (Envoy's default,
+// SANITIZE, removes whatever the client sent).
+void forwarded_client_cert(const config::ModuleSettings& module, const http::RequestHead& req,
+                           const RoutingInput& in, Exchange& e, RequestContext& ctx) {
+  ClientCertSettings settings;
+  settings.forward = parse_forward_client_cert_details(module.forward_client_cert_details)
+                         .value_or(ForwardClientCertDetails::kSanitize);
+  settings.set_current = {module.xfcc_subject, module.xfcc_cert, module.xfcc_chain, module.xfcc_dns,
+                          module.xfcc_uri};
+  bool has = false;
+  std::string_view existing = http::find_header(req.headers, "x-forwarded-client-cert", &has);
+  const net::PeerCertificateInfo* peer =
+      in.peer_certificate != nullptr && in.peer_certificate->presented ? in.peer_certificate
+                                                                       : nullptr;
+  XfccResult x = compute_forwarded_client_cert(
+      settings, has ? std::optional<std::string_view>(existing) : std::nullopt, peer,
+      in.local_uri_sans);
+  ctx.xfcc_strip = x.action != XfccAction::kKeep;
+  if (x.action == XfccAction::kReplace || x.action == XfccAction::kAppend) {
+    e.xfcc = std::move(x.value);
+    ctx.xfcc_value = e.xfcc;
+  }
 }
 
 }  // namespace
@@ -242,6 +267,7 @@ std::optional<LocalReply> route_exchange(Worker& worker, Exchange& e, const Rout
   ctx.request_id = e.request_id;
   ctx.start_unix_ms = e.start_unix_ms;
   if (e.upgrade) ctx.upgrade = http::find_header(req.headers, "upgrade");
+  forwarded_client_cert(snap.module, req, in, e, ctx);
   build_upstream_head(ctx, *e.match.route, target, e.cluster->spec(), path, e.up_head,
                       e.original_path);
   return std::nullopt;

@@ -5,9 +5,11 @@
 // then either answers locally or proxies.
 
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
+#include "net/tls_stream.h"
 #include "proxy/exchange.h"
 #include "proxy/worker.h"
 
@@ -18,6 +20,10 @@ struct RoutingInput {
   std::string_view peer;                      // ip:port of the TCP peer
   std::string_view local;                     // ip:port we accepted on
   bool tls = false;                           // the connection is TLS (terminated here)
+  // For x-forwarded-client-cert: the client's certificate (null for cleartext) and the URI SANs
+  // of the certificate we served (Envoy's By=).
+  const net::PeerCertificateInfo* peer_certificate = nullptr;
+  std::span<const std::string> local_uri_sans;
 };
 
 // An answer given without an upstream. `body` is static text.

@@ -4,8 +4,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
+#include "net/proxy_protocol.h"
 #include "net/tls_context.h"
 #include "proxy/http_connection.h"
 #include "proxy/tcp_connection.h"
@@ -15,11 +17,15 @@ namespace proxenos::proxy {
 
 namespace {
 constexpr unsigned char kTlsHandshakeRecord = 0x16;
+// PROXY headers we accept: v1 lines are at most 107 bytes; v2 headers with TLVs beyond this are
+// refused (HAProxy's own TLVs stay well below).
+constexpr size_t kMaxProxyHeader = 4096;
 }  // namespace
 
 TlsHandshake::TlsHandshake(Worker& worker, int fd, std::string listener_key,
                            const net::Address& peer, const net::Address& local,
-                           std::shared_ptr<const net::SniSelector> selector, bool sniff)
+                           std::shared_ptr<const net::SniSelector> selector, bool sniff,
+                           bool proxy_header)
     : worker_(worker),
       fd_(fd),
       listener_key_(std::move(listener_key)),
@@ -27,6 +33,7 @@ TlsHandshake::TlsHandshake(Worker& worker, int fd, std::string listener_key,
       local_(local),
       selector_(std::move(selector)),
       sniff_(sniff),
+      proxy_header_(proxy_header),
       stats_(worker.listener_stats(listener_key_)),
       timer_(worker.loop(), [this] {
         stats_->ssl_connection_error.inc();  // the handshake timed out
@@ -60,7 +67,50 @@ void TlsHandshake::on_io(uint32_t events) {
   advance();
 }
 
+bool TlsHandshake::read_proxy_header() {
+  // Peek, so that nothing after the header (a ClientHello, a request) is consumed with it.
+  char buf[kMaxProxyHeader];
+  ssize_t n = recv(fd_, buf, sizeof buf, MSG_PEEK);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return false;
+  if (n <= 0) {
+    close_now();
+    return false;
+  }
+  net::ProxyHeaderResult r = net::parse_proxy_header(std::string_view(buf, static_cast<size_t>(n)));
+  if (r.status == net::ProxyParseStatus::kIncomplete) {
+    if (static_cast<size_t>(n) == sizeof buf) close_now();  // longer than we accept
+    return false;
+  }
+  if (r.status == net::ProxyParseStatus::kError) {
+    stats_->downstream_cx_protocol_error.inc();
+    close_now();
+    return false;
+  }
+  // Consume exactly the header.
+  size_t left = r.consumed;
+  while (left > 0) {
+    ssize_t got = recv(fd_, buf, std::min(left, sizeof buf), 0);
+    if (got <= 0) {
+      close_now();
+      return false;
+    }
+    left -= static_cast<size_t>(got);
+  }
+  if (r.header.command == net::ProxyCommand::kProxy) {
+    peer_ = r.header.source;
+    local_ = r.header.destination;
+  }
+  proxy_header_ = false;
+  return true;
+}
+
 void TlsHandshake::advance() {
+  if (proxy_header_ && !read_proxy_header()) return;
+  if (!selector_) {
+    // A cleartext PROXY-protocol listener: HTTP from here on.
+    hand_over(new HttpConnection(worker_, fd_, listener_key_, peer_, local_));
+    return;
+  }
   if (!tls_) {
     unsigned char first = 0;
     ssize_t n = recv(fd_, &first, 1, MSG_PEEK);

@@ -1,5 +1,8 @@
 #pragma once
-// The start of a connection on a TLS-terminating listener: on HTTPS listeners first a look at the
+// The start of a connection on a TLS-terminating or PROXY-protocol listener. On HTTPPROXY and
+// HTTPSPROXY listeners the HAProxy PROXY header (v1 or v2) comes first and gives the real client
+// address, which then replaces the TCP peer everywhere (logs, x-forwarded-for). Then, on
+// TLS listeners, on HTTPS listeners a look at the
 // first byte (0x16, a TLS handshake record, means TLS; anything else is cleartext HTTP on the same
 // port, as Emissary's listeners accept), then the TLS handshake with the certificate chosen by
 // SNI, bounded by the handshake timeout. It then hands the socket, and the TLS stream, to the
@@ -20,10 +23,11 @@ namespace proxenos::proxy {
 
 class TlsHandshake final : public DownstreamConnection, public net::IoHandler {
  public:
-  // `sniff`: cleartext is also accepted (HTTPS listeners); otherwise TLS is required.
+  // `selector`: terminate TLS (null: cleartext HTTP). `sniff`: cleartext is also accepted
+  // (HTTPS listeners); otherwise TLS is required. `proxy_header`: a PROXY header must come first.
   TlsHandshake(Worker& worker, int fd, std::string listener_key, const net::Address& peer,
                const net::Address& local, std::shared_ptr<const net::SniSelector> selector,
-               bool sniff);
+               bool sniff, bool proxy_header = false);
   ~TlsHandshake() override;
 
   void start() override;
@@ -32,6 +36,7 @@ class TlsHandshake final : public DownstreamConnection, public net::IoHandler {
 
  private:
   void advance();
+  bool read_proxy_header();  // true once it is consumed; false to wait (or after closing)
   void hand_over(DownstreamConnection* next);
   void close_now();
 
@@ -42,6 +47,7 @@ class TlsHandshake final : public DownstreamConnection, public net::IoHandler {
   net::Address local_;
   std::shared_ptr<const net::SniSelector> selector_;
   bool sniff_;
+  bool proxy_header_;
   std::shared_ptr<observe::ListenerStats> stats_;
   std::unique_ptr<net::TlsStream> tls_;
   net::Timer timer_;

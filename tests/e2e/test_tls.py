@@ -390,3 +390,103 @@ def test_secret_rotation_is_picked_up_without_dropping_connections(start_gateway
     conn.request("GET", "/t/2")
     assert conn.getresponse().status == 200
     conn.close()
+
+
+def echoed_headers(body):
+    seen = json.loads(body)["headers"]
+    items = seen.items() if isinstance(seen, dict) else seen
+    return {k.lower(): v for k, v in items}
+
+
+def raw_request(port, prefix, path="/t/x", timeout=10, wrap=None):
+    """Sends `prefix` (a PROXY header), then a GET (through TLS when `wrap` is given)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(prefix)
+    if wrap is not None:
+        s = wrap(s)
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: a.example.com\r\nConnection: close\r\n\r\n".encode())
+    data = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except (ConnectionResetError, OSError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return data
+
+
+def proxy_v2(src, dst, sport, dport):
+    import struct
+    addr = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!HH", sport, dport)
+    return (b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack("!H", len(addr)) +
+            addr)
+
+
+def test_proxy_protocol_gives_the_real_client_address(start_gateway, echo, T):
+    port = free_port("0.0.0.0")
+    from harness import module
+    gw = start_gateway([listener("pp", port, protocol="HTTPPROXY"),
+                        module({"envoy_log_type": "json"}),
+                        mapping("echo", "/t/", echo.addr)])
+    for header, client in ((b"PROXY TCP4 203.0.113.7 10.0.0.1 51000 80\r\n", "203.0.113.7"),
+                           (proxy_v2("198.51.100.4", "10.0.0.1", 40000, 80), "198.51.100.4")):
+        data = raw_request(port, header)
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), data[:300]
+        assert echoed_headers(body)["x-forwarded-for"] == client
+    # The access log's downstream_remote_address is the client the PROXY header named.
+    assert harness.wait_until(lambda: '"203.0.113.7:51000"' in gw.stdout(), T(5)), gw.stdout()
+    # Without the header the connection is refused: the listener requires it.
+    assert raw_request(port, b"") == b""
+
+
+def test_proxy_protocol_in_front_of_tls(start_gateway, echo, pki, T):
+    import ssl
+    port = free_port("0.0.0.0")
+    gw = start_gateway([listener("pps", port, protocol="HTTPSPROXY"),
+                        tls_secret("a-cert", *pki.a),
+                        host("a", "a.example.com", tlsSecret={"name": "a-cert"}),
+                        mapping("echo", "/t/", echo.addr)])
+    ctx = ssl.create_default_context(cafile=pki.ca_crt)
+    data = raw_request(port, b"PROXY TCP4 192.0.2.55 10.0.0.1 1234 443\r\n",
+                       wrap=lambda s: ctx.wrap_socket(s, server_hostname="a.example.com"))
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), data[:300] + gw.stderr().encode()
+    headers = echoed_headers(body)
+    assert headers["x-forwarded-for"] == "192.0.2.55"
+    assert headers["x-forwarded-proto"] == "https"
+
+
+@pytest.mark.parametrize("mode", ["SANITIZE", "SANITIZE_SET", "APPEND_FORWARD", "FORWARD_ONLY"])
+def test_forwarded_client_cert(start_gateway, echo, pki, T, mode):
+    from harness import module
+    gw = tls_gateway(start_gateway, pki, echo, [
+        module({"forward_client_cert_details": mode,
+                "set_current_client_cert_details": {"subject": True, "dns": True}}),
+        ca_secret("client-ca", pki.ca_crt),
+        host("a", "a.example.com", tlsContext={"name": "mtls"}),
+        resource("TLSContext", "mtls", {"secret": "a-cert", "ca_secret": "client-ca",
+                                        "cert_required": True, "hosts": ["a.example.com"]}),
+    ])
+    crt, key = pki.client_cert
+    sent = "By=spiffe://upstream-proxy;Hash=abc"
+    code, body, r = curl_https(gw.tls_port, "a.example.com", "/t/x", pki,
+                               extra=["--cert", crt, "--key", key, "-H",
+                                      f"x-forwarded-client-cert: {sent}"])
+    assert code == 200, r.stderr + gw.stderr()
+    xfcc = echoed_headers(body).get("x-forwarded-client-cert")
+    fingerprint = subprocess.run(["openssl", "x509", "-in", crt, "-noout", "-fingerprint",
+                                  "-sha256"], capture_output=True, text=True).stdout
+    digest = fingerprint.strip().split("=", 1)[1].replace(":", "").lower()
+    ours = f'Hash={digest};Subject="CN=client-1"'
+    if mode == "SANITIZE":
+        assert xfcc is None
+    elif mode == "SANITIZE_SET":
+        assert xfcc == ours
+    elif mode == "APPEND_FORWARD":
+        assert xfcc == f"{sent},{ours}"
+    else:
+        assert xfcc == sent

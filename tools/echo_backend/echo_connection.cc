@@ -12,6 +12,10 @@
 #include <cerrno>
 
 #include "echo_server.h"
+#include "h2_connection.h"
+#include "http/header.h"
+#include "tls.h"
+#include "ws_connection.h"
 
 namespace proxenos::echo {
 
@@ -28,6 +32,8 @@ constexpr size_t kMinRead = 4096;
 constexpr uint64_t kLingerMs = 2000;
 constexpr uint64_t kResetWaitMs = 2000;
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+constexpr std::string_view kNoUpgradePrefix = "/no-upgrade/";
 
 // The response-bytes pattern: 'a' repeated. Constant, so any slice of any length is correct and
 // streaming needs no per-connection state beyond a byte count.
@@ -47,11 +53,13 @@ void to_hex(const unsigned char* in, size_t n, char* out) {
 
 }  // namespace
 
-EchoConnection::EchoConnection(EchoServer& server, int fd, const net::Address& peer)
+EchoConnection::EchoConnection(EchoServer& server, int fd, const net::Address& peer,
+                               std::unique_ptr<TlsStream> tls)
     : server_(server),
       loop_(server.loop()),
       fd_(fd),
       remote_(peer.to_string()),
+      tls_(std::move(tls)),
       timer_(server.loop(), [this] { on_timer(); }),
       parser_(server.limits()) {
   std::copy(kEmptySha256.begin(), kEmptySha256.end(), sha_hex_);
@@ -73,6 +81,11 @@ void EchoConnection::start() {
 void EchoConnection::on_io(uint32_t events) {
   if (closed_) return;
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable_ = true;
+  // TLS may need the other direction to make progress (handshake flights, records buffered
+  // inside OpenSSL), so any event is worth a read attempt.
+  if (tls_) [[unlikely]] {
+    readable_ = true;
+  }
   if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) rdhup_ = true;
   switch (ending_) {
     case Ending::kLinger:
@@ -119,11 +132,12 @@ void EchoConnection::read_input() {
       dst = in_->write_ptr();
       cap = in_->writable();
     }
-    ssize_t n = recv(fd_, dst, cap, 0);
+    ssize_t n = tls_ ? tls_->read(dst, cap) : recv(fd_, dst, cap, 0);
     if (n > 0) {
       // A short read drained the socket; the next arrival raises a new edge. After RDHUP keep
-      // reading so the EOF itself is seen.
-      if (static_cast<size_t>(n) < cap && !rdhup_) readable_ = false;
+      // reading so the EOF itself is seen. (TLS reads return a record at a time: only EAGAIN
+      // says that side is drained.)
+      if (static_cast<size_t>(n) < cap && !rdhup_ && !tls_) readable_ = false;
       if (direct) {
         std::string_view data(dst, static_cast<size_t>(n));
         size_t used = process(data);
@@ -149,7 +163,11 @@ void EchoConnection::read_input() {
       readable_ = false;
       return;
     }
-    abort_now();
+    if (errno == EPROTO && tls_) {
+      close_now();  // TLS failure: the alert is on its way, an RST could overtake it
+    } else {
+      abort_now();
+    }
     return;
   }
 }
@@ -166,6 +184,10 @@ void EchoConnection::process_buffered() {
 }
 
 size_t EchoConnection::process(std::string_view data) {
+  if (fresh_) [[unlikely]] {
+    size_t used = 0;
+    if (check_preface(data, &used)) return used;
+  }
   size_t off = 0;
   while (!paused() && !closed_) {
     if (phase_ == Phase::kHead) {
@@ -179,6 +201,14 @@ size_t EchoConnection::process(std::string_view data) {
       }
       off += r.consumed;
       parser_.reset();
+      if (head_.upgrade) [[unlikely]] {
+        Switch s = maybe_websocket(data.substr(off));
+        if (s == Switch::kSwitched) return data.size();
+        if (s == Switch::kAnswered) {
+          off = data.size();
+          break;
+        }
+      }
       start_request();
       continue;
     }
@@ -275,6 +305,9 @@ void EchoConnection::respond() {
     info.body_length = body_length_;
     info.body_sha256 = std::string_view(sha_hex_, sizeof sha_hex_);
     info.remote_address = remote_;
+    if (tls_) [[unlikely]] {
+      info.tls = &tls_->info();
+    }
     append_request_json(json, info);
     body_len = json.size();
   }
@@ -378,10 +411,15 @@ bool EchoConnection::flush() {
       left -= k;
     }
     if (count == 0) return true;
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = static_cast<size_t>(count);
-    ssize_t n = sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    ssize_t n;
+    if (tls_) [[unlikely]] {
+      n = tls_->writev(iov, count);
+    } else {
+      msghdr msg{};
+      msg.msg_iov = iov;
+      msg.msg_iovlen = static_cast<size_t>(count);
+      n = sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    }
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return true;  // EPOLLOUT edge resumes us
@@ -444,6 +482,7 @@ void EchoConnection::begin_linger() {
     return;
   }
   ending_ = Ending::kLinger;
+  if (tls_) tls_->shutdown();
   shutdown(fd_, SHUT_WR);
   timer_mode_ = TimerMode::kLinger;
   timer_.arm(kLingerMs);
@@ -480,6 +519,74 @@ void EchoConnection::abort_now() {
   lin.l_linger = 0;
   setsockopt(fd_, SOL_SOCKET, SO_LINGER, &lin, sizeof lin);
   close_now();
+}
+
+bool EchoConnection::check_preface(std::string_view data, size_t* used) {
+  size_t n = std::min(data.size(), kH2Preface.size());
+  if (data.substr(0, n) != kH2Preface.substr(0, n)) {
+    fresh_ = false;  // HTTP/1 (or garbage for the parser to reject)
+    return false;
+  }
+  if (n < kH2Preface.size()) {
+    *used = 0;  // wait for the rest of the preface
+    return true;
+  }
+  fresh_ = false;
+  Transport transport;
+  transport.fd = fd_;
+  transport.tls = std::move(tls_);
+  auto* h2 = new H2Connection(server_, std::move(transport), remote_);
+  std::string initial(data);
+  detach();
+  server_.adopt(h2);
+  h2->start(initial);
+  *used = data.size();
+  return true;
+}
+
+EchoConnection::Switch EchoConnection::maybe_websocket(std::string_view rest) {
+  if (!http::header_has_token(head_.upgrade_protocol, "websocket") ||
+      head_.target.starts_with(kNoUpgradePrefix)) {
+    return Switch::kNone;  // answered as an ordinary request: a 200, not a tunnel
+  }
+  std::string response(out_, out_pos_);  // answers to earlier pipelined requests go first
+  if (!websocket_handshake(head_, &response)) {
+    out_.swap(response);
+    out_pos_ = 0;
+    closing_ = true;
+    return Switch::kAnswered;
+  }
+  // x-echo-ws-info: 1 makes the first message the JSON description of the handshake request,
+  // so a test can see what a proxy forwarded.
+  std::string info_json;
+  bool found = false;
+  std::string_view info = http::find_header(head_.headers, "x-echo-ws-info", &found);
+  if (found && (info == "1" || http::iequals(info, "true"))) {
+    RequestInfo ri;
+    ri.backend = server_.name();
+    ri.head = &head_;
+    ri.body_sha256 = kEmptySha256;
+    ri.remote_address = remote_;
+    if (tls_) ri.tls = &tls_->info();
+    append_request_json(info_json, ri);
+    if (!info_json.empty() && info_json.back() == '\n') info_json.pop_back();
+  }
+  Transport transport;
+  transport.fd = fd_;
+  transport.tls = std::move(tls_);
+  auto* ws =
+      new WsConnection(server_, std::move(transport), remote_, std::move(response), info_json);
+  std::string initial(rest);
+  detach();
+  server_.adopt(ws);
+  ws->start(initial);
+  return Switch::kSwitched;
+}
+
+void EchoConnection::detach() {
+  closed_ = true;
+  timer_.cancel();
+  server_.release(this);
 }
 
 void EchoConnection::close_now() {

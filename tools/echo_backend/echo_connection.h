@@ -11,6 +11,11 @@
 //    straight from a static block as the socket drains (bounded memory for any size).
 //  - while a response is delayed or still streaming, or too much output is queued, no further
 //    request is parsed and the socket is not read: TCP back-pressure reaches the client.
+//
+// Protocol switches cost the HTTP/1 path one flag test per read (the HTTP/2 preface is looked
+// for only in a connection's first bytes) and one per request head (Upgrade): a connection that
+// starts with the preface is handed to an H2Connection, an accepted WebSocket handshake to a
+// WsConnection. With TLS, recv/sendmsg become TlsStream calls; nothing else changes.
 
 #include <openssl/evp.h>
 
@@ -19,6 +24,7 @@
 #include <string>
 
 #include "echo_response.h"
+#include "echo_server.h"
 #include "http/body_decoder.h"
 #include "http/http1_parser.h"
 #include "http/message_head.h"
@@ -28,12 +34,13 @@
 
 namespace proxenos::echo {
 
-class EchoServer;
+class TlsStream;
 
-class EchoConnection final : public net::IoHandler {
+class EchoConnection final : public ServerConnection {
  public:
-  EchoConnection(EchoServer& server, int fd, const net::Address& peer);
-  ~EchoConnection();
+  EchoConnection(EchoServer& server, int fd, const net::Address& peer,
+                 std::unique_ptr<TlsStream> tls = nullptr);
+  ~EchoConnection() override;
   EchoConnection(const EchoConnection&) = delete;
   EchoConnection& operator=(const EchoConnection&) = delete;
 
@@ -41,8 +48,6 @@ class EchoConnection final : public net::IoHandler {
   void on_io(uint32_t events) override;
 
  private:
-  friend class EchoServer;  // owns the intrusive list links
-
   enum class Phase : uint8_t { kHead, kBody };
   enum class Ending : uint8_t {
     kNone,
@@ -51,7 +56,14 @@ class EchoConnection final : public net::IoHandler {
   };
   enum class TimerMode : uint8_t { kDelay, kLinger, kResetWait };
 
+  enum class Switch : uint8_t { kNone, kAnswered, kSwitched };
+
   void drive();
+  // First bytes of the connection: the HTTP/2 preface hands the socket over. True when the caller
+  // must stop: handed over (*used = all) or the preface may still be arriving (*used = 0).
+  bool check_preface(std::string_view data, size_t* used);
+  Switch maybe_websocket(std::string_view rest);
+  void detach();  // the socket now belongs to another connection object
   void read_input();
   size_t process(std::string_view data);
   void process_buffered();
@@ -79,8 +91,7 @@ class EchoConnection final : public net::IoHandler {
   net::EventLoop& loop_;
   int fd_;
   std::string remote_;
-  EchoConnection* prev_ = nullptr;
-  EchoConnection* next_ = nullptr;
+  std::unique_ptr<TlsStream> tls_;
 
   net::Timer timer_;
   TimerMode timer_mode_ = TimerMode::kDelay;
@@ -117,6 +128,7 @@ class EchoConnection final : public net::IoHandler {
   bool closing_ = false;  // close once the queued output is sent
   bool reset_after_output_ = false;
   bool closed_ = false;
+  bool fresh_ = true;  // no byte processed yet: still looking for the HTTP/2 preface
   Ending ending_ = Ending::kNone;
 };
 

@@ -209,10 +209,32 @@ void append_request_json(std::string& out, const RequestInfo& info) {
   append_u64(out, info.body_length);
   out.append(",\"body_sha256\":");
   append_json_string(out, info.body_sha256);
-  out.append(head.version_minor == 0 ? ",\"http_version\":\"HTTP/1.0\""
-                                     : ",\"http_version\":\"HTTP/1.1\"");
+  if (!info.protocol.empty()) {
+    out.append(",\"http_version\":");
+    append_json_string(out, info.protocol);
+  } else {
+    out.append(head.version_minor == 0 ? ",\"http_version\":\"HTTP/1.0\""
+                                       : ",\"http_version\":\"HTTP/1.1\"");
+  }
   out.append(",\"remote_address\":");
   append_json_string(out, info.remote_address);
+  if (!info.protocol.empty()) {
+    out.append(",\"protocol\":");
+    append_json_string(out, info.protocol);
+    out.append(",\"scheme\":");
+    append_json_string(out, info.scheme);
+  }
+  if (info.tls != nullptr) {
+    out.append(",\"tls\":{\"version\":");
+    append_json_string(out, info.tls->version);
+    out.append(",\"sni\":");
+    append_json_string(out, info.tls->sni);
+    out.append(",\"alpn\":");
+    append_json_string(out, info.tls->alpn);
+    out.append(",\"client_subject\":");
+    append_json_string(out, info.tls->client_subject);
+    out.push_back('}');
+  }
   out.append("}\n");
 }
 

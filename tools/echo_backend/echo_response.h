@@ -36,12 +36,26 @@ EchoControls parse_controls(const http::HeaderList& headers);
 // valid sequence are read as Latin-1 (obs-text) and escaped, so the output is always valid JSON.
 void append_json_string(std::string& out, std::string_view s, bool lowercase = false);
 
+// What a TLS connection negotiated; empty strings for what it did not (no SNI, no ALPN, no client
+// certificate).
+struct TlsInfo {
+  std::string version;  // "TLSv1.3"
+  std::string sni;
+  std::string alpn;
+  std::string client_subject;  // RFC 2253 form, e.g. "CN=client,O=Test"
+};
+
 struct RequestInfo {
   std::string_view backend;
   const http::RequestHead* head = nullptr;
   uint64_t body_length = 0;
   std::string_view body_sha256;  // lower-case hex
   std::string_view remote_address;
+  // HTTP/2 only: "HTTP/2" (also reported as http_version) and the :scheme pseudo-header. Empty on
+  // HTTP/1, whose JSON stays byte for byte what it always was.
+  std::string_view protocol;
+  std::string_view scheme;
+  const TlsInfo* tls = nullptr;  // adds the "tls" object
 };
 
 // Appends the JSON object describing the request (see main.cc for the field list).

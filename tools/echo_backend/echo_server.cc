@@ -10,11 +10,16 @@
 
 #include "echo_connection.h"
 #include "net/socket.h"
+#include "tls.h"
 
 namespace proxenos::echo {
 
-EchoServer::EchoServer(net::EventLoop& loop, int listen_fd, std::string name)
-    : loop_(loop), listen_fd_(listen_fd), name_(std::move(name)), scratch_(new char[kScratchSize]) {
+EchoServer::EchoServer(net::EventLoop& loop, int listen_fd, std::string name, EchoOptions options)
+    : loop_(loop),
+      listen_fd_(listen_fd),
+      name_(std::move(name)),
+      options_(options),
+      scratch_(new char[kScratchSize]) {
   // The backend must accept whatever a proxy under test forwards, so its own limits are loose:
   // the limits being tested are the proxy's.
   limits_.allow_http10 = true;
@@ -30,7 +35,7 @@ EchoServer::~EchoServer() {
   loop_.remove(listen_fd_);
   close(listen_fd_);
   while (connections_ != nullptr) {
-    EchoConnection* c = connections_;
+    ServerConnection* c = connections_;
     connections_ = c->next_;
     delete c;
   }
@@ -55,15 +60,28 @@ void EchoServer::on_io(uint32_t /*events*/) {
     net::Address peer;
     peer.storage = ss;
     peer.length = len;
-    auto* c = new EchoConnection(*this, fd, peer);
-    c->next_ = connections_;
-    if (connections_ != nullptr) connections_->prev_ = c;
-    connections_ = c;
+    std::unique_ptr<TlsStream> tls;
+    if (options_.tls != nullptr) {
+      tls = TlsStream::accept(*options_.tls, fd);
+      if (!tls) {
+        close(fd);
+        continue;
+      }
+    }
+    auto* c = new EchoConnection(*this, fd, peer, std::move(tls));
+    adopt(c);
     c->start();
   }
 }
 
-void EchoServer::release(EchoConnection* c) {
+void EchoServer::adopt(ServerConnection* c) {
+  c->prev_ = nullptr;
+  c->next_ = connections_;
+  if (connections_ != nullptr) connections_->prev_ = c;
+  connections_ = c;
+}
+
+void EchoServer::release(ServerConnection* c) {
   if (c->prev_ != nullptr) c->prev_->next_ = c->next_;
   if (c->next_ != nullptr) c->next_->prev_ = c->prev_;
   if (connections_ == c) connections_ = c->next_;

@@ -1,6 +1,8 @@
-// echo-backend: the HTTP/1.1 upstream of every end-to-end test and benchmark.
+// echo-backend: the upstream of every end-to-end test and benchmark.
 //
 //   echo-backend --listen ADDR:PORT [--name NAME] [--threads N]
+//                [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE] [--tls-alpn LIST]]
+//                [--h2-max-streams N]
 //
 // Prints "listening on ADDR:PORT" (the bound port, so --listen 127.0.0.1:0 works) once every
 // worker's listener is bound. Each request is answered, after its whole body was read, with 200
@@ -19,6 +21,19 @@
 //   x-echo-partial: 1          head promising more than the half body sent, then RST
 // HEAD gets the head only; Expect: 100-continue gets an interim 100; malformed requests get
 // 400 (or 414/431/501/505 from the parser) and the connection is closed.
+//
+// The same port also speaks:
+//  - HTTP/2 with prior knowledge (h2c; a connection starting with the preface), and over TLS
+//    after ALPN h2: the same JSON plus "protocol": "HTTP/2" and "scheme", "http_version" is
+//    "HTTP/2"; the x-echo-* controls apply per stream (x-echo-reset -> RST_STREAM, x-echo-close ->
+//    GOAWAY after the response). --h2-max-streams sets SETTINGS_MAX_CONCURRENT_STREAMS (1000).
+//  - gRPC (content-type application/grpc over HTTP/2): service echo.Echo, see grpc_stream.h.
+//  - WebSocket (RFC 6455) on any path after an HTTP/1.1 Upgrade: websocket, see ws_connection.h;
+//    x-echo-ws-info: 1 makes the first message the JSON of the handshake request. Paths under
+//    /no-upgrade/ answer the Upgrade request with the ordinary 200 JSON (no tunnel).
+//  - TLS with --tls-cert/--tls-key (ALPN from --tls-alpn, default "h2,http/1.1"; with
+//    --tls-client-ca a client certificate signed by that CA is required). The JSON then has
+//    "tls": {"version", "sni", "alpn", "client_subject"}.
 
 #include <signal.h>
 #include <unistd.h>
@@ -39,6 +54,7 @@
 #include "net/address.h"
 #include "net/event_loop.h"
 #include "net/socket.h"
+#include "tls.h"
 
 namespace {
 
@@ -46,10 +62,21 @@ struct Options {
   std::string listen;
   std::string name = "echo";
   int threads = 1;
+  uint32_t h2_max_streams = 1000;
+  proxenos::echo::TlsOptions tls;
 };
 
 void usage(std::FILE* to) {
-  std::fprintf(to, "usage: echo-backend --listen ADDR:PORT [--name NAME] [--threads N]\n");
+  std::fprintf(to,
+               "usage: echo-backend --listen ADDR:PORT [--name NAME] [--threads N]\n"
+               "         [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]"
+               " [--tls-alpn h2,http/1.1]]\n"
+               "         [--h2-max-streams N]\n");
+}
+
+bool parse_int(std::string_view value, long min, long max, long* out) {
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), *out);
+  return ec == std::errc() && end == value.data() + value.size() && *out >= min && *out <= max;
 }
 
 // Accepts "--flag value" and "--flag=value". Returns false (after printing why) on bad input.
@@ -68,7 +95,9 @@ bool parse_args(int argc, char** argv, Options* opts) {
       value = arg.substr(eq + 1);
       has_value = true;
     }
-    if (key != "--listen" && key != "--name" && key != "--threads") {
+    if (key != "--listen" && key != "--name" && key != "--threads" && key != "--tls-cert" &&
+        key != "--tls-key" && key != "--tls-client-ca" && key != "--tls-alpn" &&
+        key != "--h2-max-streams") {
       std::fprintf(stderr, "echo-backend: unknown argument %s\n", argv[i]);
       return false;
     }
@@ -83,18 +112,49 @@ bool parse_args(int argc, char** argv, Options* opts) {
       opts->listen = std::string(value);
     } else if (key == "--name") {
       opts->name = std::string(value);
+    } else if (key == "--tls-cert") {
+      opts->tls.cert_file = std::string(value);
+    } else if (key == "--tls-key") {
+      opts->tls.key_file = std::string(value);
+    } else if (key == "--tls-client-ca") {
+      opts->tls.client_ca_file = std::string(value);
+    } else if (key == "--tls-alpn") {
+      opts->tls.alpn.clear();
+      for (size_t start = 0; start <= value.size();) {
+        size_t comma = value.find(',', start);
+        if (comma == std::string_view::npos) comma = value.size();
+        std::string_view proto = value.substr(start, comma - start);
+        if (proto.size() > 255) {
+          std::fprintf(stderr, "echo-backend: --tls-alpn protocol name too long\n");
+          return false;
+        }
+        if (!proto.empty()) opts->tls.alpn.emplace_back(proto);
+        start = comma + 1;
+      }
+    } else if (key == "--h2-max-streams") {
+      long n = 0;
+      if (!parse_int(value, 1, 1L << 31, &n)) {
+        std::fprintf(stderr, "echo-backend: --h2-max-streams must be an integer >= 1\n");
+        return false;
+      }
+      opts->h2_max_streams = static_cast<uint32_t>(n);
     } else {
-      int n = 0;
-      auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-      if (ec != std::errc() || end != value.data() + value.size() || n < 1 || n > 256) {
+      long n = 0;
+      if (!parse_int(value, 1, 256, &n)) {
         std::fprintf(stderr, "echo-backend: --threads must be an integer in [1, 256]\n");
         return false;
       }
-      opts->threads = n;
+      opts->threads = static_cast<int>(n);
     }
   }
   if (opts->listen.empty()) {
     std::fprintf(stderr, "echo-backend: --listen is required\n");
+    return false;
+  }
+  bool any_tls = !opts->tls.cert_file.empty() || !opts->tls.key_file.empty() ||
+                 !opts->tls.client_ca_file.empty();
+  if (any_tls && (opts->tls.cert_file.empty() || opts->tls.key_file.empty())) {
+    std::fprintf(stderr, "echo-backend: TLS needs both --tls-cert and --tls-key\n");
     return false;
   }
   return true;
@@ -131,6 +191,19 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  std::unique_ptr<echo::TlsContext> tls;
+  if (!opts.tls.cert_file.empty()) {
+    std::string error;
+    tls = echo::TlsContext::create(opts.tls, &error);
+    if (!tls) {
+      std::fprintf(stderr, "echo-backend: %s\n", error.c_str());
+      return 2;
+    }
+  }
+  echo::EchoOptions echo_options;
+  echo_options.tls = tls.get();
+  echo_options.h2_max_streams = opts.h2_max_streams;
+
   // Workers inherit this mask; the main thread takes the signals with sigwait and stops them.
   signal(SIGPIPE, SIG_IGN);
   sigset_t stop_signals;
@@ -165,8 +238,8 @@ int main(int argc, char** argv) {
     loops.push_back(std::make_unique<net::EventLoop>());
     net::EventLoop* loop = loops.back().get();
     int fd = listeners[static_cast<size_t>(i)];
-    workers.emplace_back([loop, fd, name = opts.name] {
-      echo::EchoServer server(*loop, fd, name);
+    workers.emplace_back([loop, fd, name = opts.name, echo_options] {
+      echo::EchoServer server(*loop, fd, name, echo_options);
       loop->run();
     });
   }
