@@ -20,72 +20,6 @@ using nlohmann::json;
 // so frequent scrapes cannot grow the history beyond about kWindowMs / kMinSpacingMs samples.
 constexpr uint64_t kMinSpacingMs = 5000;
 
-const char* path_kind_name(router::PathMatchKind k) {
-  switch (k) {
-    case router::PathMatchKind::kPrefix:
-      return "prefix";
-    case router::PathMatchKind::kExact:
-      return "exact";
-    case router::PathMatchKind::kRegex:
-      return "regex";
-  }
-  return "prefix";
-}
-
-const char* string_kind_name(router::StringMatchKind k) {
-  switch (k) {
-    case router::StringMatchKind::kExact:
-      return "exact";
-    case router::StringMatchKind::kPresent:
-      return "present";
-    case router::StringMatchKind::kRegex:
-      return "regex";
-    case router::StringMatchKind::kPrefix:
-      return "prefix";
-    case router::StringMatchKind::kSuffix:
-      return "suffix";
-    case router::StringMatchKind::kAny:
-      return "any";
-  }
-  return "exact";
-}
-
-const char* security_model_name(config::SecurityModel m) {
-  switch (m) {
-    case config::SecurityModel::kXfp:
-      return "XFP";
-    case config::SecurityModel::kSecure:
-      return "SECURE";
-    case config::SecurityModel::kInsecure:
-      return "INSECURE";
-  }
-  return "XFP";
-}
-
-const char* insecure_action_name(router::InsecureAction a) {
-  switch (a) {
-    case router::InsecureAction::kRoute:
-      return "Route";
-    case router::InsecureAction::kRedirect:
-      return "Redirect";
-    case router::InsecureAction::kReject:
-      return "Reject";
-  }
-  return "Route";
-}
-
-const char* underscore_action_name(http::UnderscoreAction a) {
-  switch (a) {
-    case http::UnderscoreAction::kAllow:
-      return "ALLOW";
-    case http::UnderscoreAction::kDropHeader:
-      return "DROP_HEADER";
-    case http::UnderscoreAction::kReject:
-      return "REJECT_REQUEST";
-  }
-  return "REJECT_REQUEST";
-}
-
 // The Envoy command operator a template piece was parsed from, for dumps.
 std::string template_text(const http::ValueTemplate& t) {
   std::string out;
@@ -138,7 +72,7 @@ std::string origin_text(const config::Snapshot& snapshot, const std::string& sou
 }
 
 json matcher_json(const router::StringMatcher& m) {
-  json j = {{"kind", string_kind_name(m.kind)}, {"value", m.value}};
+  json j = {{"kind", router::to_string(m.kind)}, {"value", m.value}};
   if (m.ignore_case) j["ignoreCase"] = true;
   return j;
 }
@@ -196,7 +130,7 @@ json target_json(const config::Snapshot& snapshot, const router::RouteTarget& t,
 json route_json(const config::Snapshot& snapshot, const router::Route& r, size_t index,
                 bool detailed) {
   json match;
-  match["kind"] = path_kind_name(r.path.kind);
+  match["kind"] = router::to_string(r.path.kind);
   match["path"] = r.path.value;
   match["caseSensitive"] = r.path.case_sensitive;
   match["method"] = nullptr;
@@ -249,7 +183,7 @@ json listener_head_json(const config::ListenerSnapshot& l) {
           {"address", l.bind_address},
           {"port", l.port},
           {"protocol", config::protocol_name(l.protocol)},
-          {"securityModel", security_model_name(l.security_model)},
+          {"securityModel", config::to_string(l.security_model)},
           {"l7Depth", l.l7_depth},
           {"statsPrefix", l.stats_prefix}};
 }
@@ -385,7 +319,7 @@ nlohmann::json build_diag_model(const DiagInputs& in) {
           hosts.push_back({{"hostname", h.hostname},
                            {"source", h.source},
                            {"origin", origin_text(*in.snapshot, h.source)},
-                           {"insecureAction", insecure_action_name(h.insecure_action)},
+                           {"insecureAction", router::to_string(h.insecure_action)},
                            {"routes", std::move(routes)}});
         }
       }
@@ -522,7 +456,7 @@ nlohmann::json config_dump(const config::Snapshot& snapshot) {
       {"merge_slashes", m.merge_slashes},
       {"use_remote_address", m.use_remote_address},
       {"xff_num_trusted_hops", m.xff_num_trusted_hops},
-      {"headers_with_underscores_action", underscore_action_name(m.headers_with_underscores)},
+      {"headers_with_underscores_action", http::to_string(m.headers_with_underscores)},
       {"listener_idle_timeout_ms", m.listener_idle_timeout_ms},
       {"strip_matching_host_port", m.strip_matching_host_port},
       {"preserve_external_request_id", m.preserve_external_request_id},
@@ -553,7 +487,7 @@ nlohmann::json config_dump(const config::Snapshot& snapshot) {
         }
         hosts.push_back({{"hostname", h.hostname},
                          {"source", h.source},
-                         {"insecureAction", insecure_action_name(h.insecure_action)},
+                         {"insecureAction", router::to_string(h.insecure_action)},
                          {"routes", std::move(routes)}});
       }
     }

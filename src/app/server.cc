@@ -101,7 +101,8 @@ bool Server::load_and_apply(bool initial) {
   resolve_endpoints(*compiled.snapshot, *endpoints);
   // Certificates and keys are parsed here, once, and shared by every worker.
   config::Diagnostics tls_diagnostics;
-  auto tls = build_tls_runtime(*compiled.snapshot, ticket_keys_, tls_diagnostics);
+  auto tls = build_tls_runtime(*compiled.snapshot, ticket_keys_, tls_.get(), tls_diagnostics);
+  tls_ = tls;
   for (const auto& d : tls_diagnostics) {
     if (d.severity == config::Severity::kError) {
       ++errors;

@@ -51,6 +51,7 @@ class Server {
   config::Diagnostics diagnostics_;
   config::ResourceStore store_;
   std::shared_ptr<net::TicketKeys> ticket_keys_ = std::make_shared<net::TicketKeys>();
+  std::shared_ptr<const proxy::TlsRuntime> tls_;  // the applied configuration's TLS objects
   std::unique_ptr<net::Timer> ticket_timer_;
   size_t config_errors_ = 0;     // errors in the active configuration
   size_t config_kept_ = 0;       // resources serving their last good version

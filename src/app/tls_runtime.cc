@@ -6,9 +6,9 @@ namespace proxenos::app {
 
 namespace {
 
-// Until the HTTP/2 codec serves downstream connections, h2 must not be offered by ALPN: a client
-// that negotiated it would speak a protocol nobody answers.
-constexpr bool kDownstreamHttp2 = false;
+// Downstream HTTP/2 is served (TlsHandshake hands "h2" connections to Http2Connection), so h2 is
+// offered by ALPN wherever the TLS settings list it.
+constexpr bool kDownstreamHttp2 = true;
 
 config::Diagnostic tls_problem(config::Severity severity, const std::string& resource,
                                std::string message) {
@@ -36,7 +36,7 @@ bool terminates_tls(const config::ListenerSnapshot& l) {
 
 std::shared_ptr<const proxy::TlsRuntime> build_tls_runtime(
     const config::Snapshot& snapshot, const std::shared_ptr<net::TicketKeys>& ticket_keys,
-    config::Diagnostics& diagnostics) {
+    const proxy::TlsRuntime* previous, config::Diagnostics& diagnostics) {
   auto runtime = std::make_shared<proxy::TlsRuntime>();
 
   std::vector<std::shared_ptr<const net::TlsServerContext>> contexts(snapshot.tls.size());
@@ -46,19 +46,35 @@ std::shared_ptr<const proxy::TlsRuntime> build_tls_runtime(
     std::string error;
     contexts[i] = net::TlsServerContext::create(settings, ticket_keys, &error);
     if (!contexts[i]) {
-      diagnostics.push_back(tls_problem(config::Severity::kError, settings.name,
-                                        error + "; its hostnames are not served over TLS"));
+      std::shared_ptr<const net::TlsServerContext> last_good;
+      if (previous != nullptr) {
+        auto it = previous->contexts.find(settings.name);
+        if (it != previous->contexts.end()) last_good = it->second;
+      }
+      if (last_good) {
+        contexts[i] = last_good;
+        runtime->contexts.emplace(settings.name, last_good);
+        diagnostics.push_back(
+            tls_problem(config::Severity::kError, settings.name,
+                        error + "; serving its last good certificate until this is fixed"));
+      } else {
+        diagnostics.push_back(tls_problem(config::Severity::kError, settings.name,
+                                          error + "; its hostnames are not served over TLS"));
+      }
       continue;
     }
+    runtime->contexts.emplace(settings.name, contexts[i]);
     for (const std::string& w : contexts[i]->warnings()) {
       diagnostics.push_back(tls_problem(config::Severity::kWarning, settings.name, w));
     }
   }
 
   runtime->listeners.resize(snapshot.listeners.size());
+  runtime->terminates.resize(snapshot.listeners.size());
   for (size_t li = 0; li < snapshot.listeners.size(); ++li) {
     const config::ListenerSnapshot& l = snapshot.listeners[li];
     if (!terminates_tls(l)) continue;
+    runtime->terminates[li] = true;
     // TCPMappings first: they win over Hosts with the same name.
     std::vector<net::SniEntry> entries;
     for (const config::TcpRoute& r : l.tcp) {

@@ -15,8 +15,10 @@ namespace proxenos::app {
 // How often the session-ticket keys rotate (the previous key still decrypts for one period).
 inline constexpr uint64_t kTicketKeyRotationMs = 60 * 60 * 1000;
 
+// `previous` (may be null): the runtime being replaced, whose certificates stand in for ones
+// that no longer load.
 std::shared_ptr<const proxy::TlsRuntime> build_tls_runtime(
     const config::Snapshot& snapshot, const std::shared_ptr<net::TicketKeys>& ticket_keys,
-    config::Diagnostics& diagnostics);
+    const proxy::TlsRuntime* previous, config::Diagnostics& diagnostics);
 
 }  // namespace proxenos::app

@@ -475,4 +475,17 @@ std::shared_ptr<const RE2> compile_regex(std::string_view pattern, bool case_sen
   return re;
 }
 
+bool is_ip_literal(std::string_view host) {
+  if (host.find(':') != std::string_view::npos) return true;  // IPv6
+  int dots = 0;
+  for (char c : host) {
+    if (c == '.') {
+      ++dots;
+    } else if (!std::isdigit(static_cast<unsigned char>(c))) {
+      return false;
+    }
+  }
+  return dots == 3;
+}
+
 }  // namespace proxenos::config

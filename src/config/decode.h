@@ -125,4 +125,7 @@ class MapReader {
 std::shared_ptr<const RE2> compile_regex(std::string_view pattern, bool case_sensitive,
                                          uint32_t max_program_size, std::string* error);
 
+// An IPv4 dotted quad or an IPv6 literal (no DNS name): such hosts get no SNI.
+bool is_ip_literal(std::string_view host);
+
 }  // namespace proxenos::config

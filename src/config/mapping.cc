@@ -15,19 +15,6 @@ std::string lower(std::string s) {
   return s;
 }
 
-bool is_ip_literal(std::string_view host) {
-  if (host.find(':') != std::string_view::npos) return true;  // IPv6
-  int dots = 0;
-  for (char c : host) {
-    if (c == '.') {
-      ++dots;
-    } else if (!std::isdigit(static_cast<unsigned char>(c))) {
-      return false;
-    }
-  }
-  return dots == 3;
-}
-
 // Most optional sub-maps are absent, and a reader for an absent map costs a field path and a few
 // handle copies: skip those (consuming the key, as map() would).
 bool skip_absent(MapReader& parent, std::string_view key) {

@@ -10,18 +10,6 @@ namespace proxenos::config {
 
 namespace {
 
-const char* action_name(router::InsecureAction a) {
-  switch (a) {
-    case router::InsecureAction::kRoute:
-      return "Route";
-    case router::InsecureAction::kRedirect:
-      return "Redirect";
-    case router::InsecureAction::kReject:
-      return "Reject";
-  }
-  return "?";
-}
-
 std::string matcher_text(const std::string& name, const router::StringMatcher& m) {
   switch (m.kind) {
     case router::StringMatchKind::kExact:
@@ -119,7 +107,7 @@ std::string format_routes(const Snapshot& snapshot) {
     for (const router::VirtualHostSpec& h : l.routes->hosts()) {
       out += "  Host " + h.hostname + " (" + h.source + ")";
       if (h.insecure_action != router::InsecureAction::kRoute) {
-        out += std::string(" insecure ") + action_name(h.insecure_action);
+        out += std::string(" insecure ") + router::to_string(h.insecure_action);
       }
       out += "\n";
       if (h.routes.empty()) out += "    (no routes)\n";

@@ -18,6 +18,7 @@
 namespace proxenos::config {
 
 enum class SecurityModel : uint8_t { kXfp, kSecure, kInsecure };
+const char* to_string(SecurityModel m);  // "XFP", "SECURE", "INSECURE"
 enum class ListenerProtocol : uint8_t { kHttp, kHttps, kHttpProxy, kHttpsProxy, kTcp, kTls };
 
 // The `ambassador` Module keys that reach the data plane, with their defaults.

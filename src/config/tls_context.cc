@@ -21,19 +21,6 @@ std::string trim(std::string_view s) {
   return std::string(s.substr(b, e - b));
 }
 
-bool is_ip_literal(std::string_view host) {
-  if (host.find(':') != std::string_view::npos) return true;  // IPv6
-  int dots = 0;
-  for (char c : host) {
-    if (c == '.') {
-      ++dots;
-    } else if (!std::isdigit(static_cast<unsigned char>(c))) {
-      return false;
-    }
-  }
-  return dots == 3;
-}
-
 std::string join(const std::vector<std::string>& v, const char* sep = ", ") {
   std::string out;
   for (const std::string& s : v) out += (out.empty() ? "" : sep) + s;

@@ -606,4 +606,16 @@ ParseResult ResponseParser::parse(std::string_view data, bool request_method_hea
   return r;
 }
 
+const char* to_string(UnderscoreAction a) {
+  switch (a) {
+    case UnderscoreAction::kAllow:
+      return "ALLOW";
+    case UnderscoreAction::kDropHeader:
+      return "DROP_HEADER";
+    case UnderscoreAction::kReject:
+      return "REJECT_REQUEST";
+  }
+  return "REJECT_REQUEST";
+}
+
 }  // namespace proxenos::http

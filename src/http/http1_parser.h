@@ -21,6 +21,7 @@ inline constexpr size_t kDefaultMaxHeaderCount = 100;
 inline constexpr size_t kDefaultMaxRequestLineBytes = 16 * 1024;  // longer target -> 414
 
 enum class UnderscoreAction : uint8_t { kAllow, kDropHeader, kReject };
+const char* to_string(UnderscoreAction a);  // the Module's spelling: "ALLOW", ...
 
 struct ParserLimits {
   size_t max_header_bytes = kDefaultMaxHeaderBytes;

@@ -64,14 +64,16 @@ void ListenerSocket::accept_all() {
     const auto& cfg = worker_.config();
     const config::ListenerSnapshot* listener = cfg ? cfg->listener(key_) : nullptr;
     std::shared_ptr<const net::SniSelector> selector;
+    bool wants_tls = false;
     if (listener != nullptr) {
       size_t index = static_cast<size_t>(listener - cfg->snapshot->listeners.data());
       if (index < cfg->tls->listeners.size()) selector = cfg->tls->listeners[index];
+      wants_tls = index < cfg->tls->terminates.size() && cfg->tls->terminates[index];
     }
     bool proxy_header =
         listener != nullptr && (listener->protocol == config::ListenerProtocol::kHttpProxy ||
                                 listener->protocol == config::ListenerProtocol::kHttpsProxy);
-    if (selector || proxy_header) {
+    if (selector || proxy_header || wants_tls) {
       // HTTPS listeners take cleartext too (the first byte tells); TLS listeners only TLS.
       bool sniff = listener->protocol != config::ListenerProtocol::kTls;
       connection = new TlsHandshake(worker_, fd, key_, peer, net::local_address(fd),

@@ -106,11 +106,6 @@ bool TlsHandshake::read_proxy_header() {
 
 void TlsHandshake::advance() {
   if (proxy_header_ && !read_proxy_header()) return;
-  if (!selector_) {
-    // A cleartext PROXY-protocol listener: HTTP from here on.
-    hand_over(new HttpConnection(worker_, fd_, listener_key_, peer_, local_));
-    return;
-  }
   if (!tls_) {
     unsigned char first = 0;
     ssize_t n = recv(fd_, &first, 1, MSG_PEEK);
@@ -119,7 +114,14 @@ void TlsHandshake::advance() {
       close_now();
       return;
     }
-    if (first != kTlsHandshakeRecord) {
+    if (first == kTlsHandshakeRecord && !selector_) {
+      // TLS on a listener left without a usable certificate: refuse it rather than read the
+      // ClientHello as a request.
+      stats_->ssl_connection_error.inc();
+      close_now();
+      return;
+    }
+    if (first != kTlsHandshakeRecord || !selector_) {
       if (!sniff_) {
         close_now();  // a TLS-only listener: cleartext gets nothing
         return;

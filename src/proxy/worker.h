@@ -38,6 +38,12 @@ using EndpointMap = std::unordered_map<std::string, std::vector<net::Address>>;
 struct TlsRuntime {
   // By snapshot listener: the SNI choice of a TLS-terminating listener; null = cleartext only.
   std::vector<std::shared_ptr<const net::SniSelector>> listeners;
+  // By snapshot listener: it is meant to terminate TLS (with no usable certificate, TLS clients
+  // are closed rather than read as cleartext).
+  std::vector<bool> terminates;
+  // The certificate contexts built, by the name of the Host or TLSContext they came from: a
+  // certificate that fails on a later reload keeps serving from here (its last good version).
+  std::unordered_map<std::string, std::shared_ptr<const net::TlsServerContext>> contexts;
   // By cluster name: TLS origination for clusters whose spec says tls.
   std::unordered_map<std::string, std::shared_ptr<const net::TlsClientContext>> clusters;
 };

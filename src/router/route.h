@@ -15,6 +15,7 @@
 namespace proxenos::router {
 
 enum class PathMatchKind : uint8_t { kPrefix, kExact, kRegex };
+const char* to_string(PathMatchKind k);  // "prefix", "exact", "regex"
 
 struct PathMatch {
   PathMatchKind kind = PathMatchKind::kPrefix;
@@ -31,6 +32,8 @@ enum class StringMatchKind : uint8_t {
   kSuffix,   // used for hostname globs `*.x.com`
   kAny,      // `*` hostname: always matches
 };
+
+const char* to_string(StringMatchKind k);  // "exact", "present", "regex", ...
 
 struct StringMatcher {
   StringMatchKind kind = StringMatchKind::kExact;

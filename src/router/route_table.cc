@@ -923,4 +923,46 @@ StringMatcher host_glob_matcher(std::string_view glob) {
   return m;
 }
 
+const char* to_string(PathMatchKind k) {
+  switch (k) {
+    case PathMatchKind::kPrefix:
+      return "prefix";
+    case PathMatchKind::kExact:
+      return "exact";
+    case PathMatchKind::kRegex:
+      return "regex";
+  }
+  return "prefix";
+}
+
+const char* to_string(StringMatchKind k) {
+  switch (k) {
+    case StringMatchKind::kExact:
+      return "exact";
+    case StringMatchKind::kPresent:
+      return "present";
+    case StringMatchKind::kRegex:
+      return "regex";
+    case StringMatchKind::kPrefix:
+      return "prefix";
+    case StringMatchKind::kSuffix:
+      return "suffix";
+    case StringMatchKind::kAny:
+      return "any";
+  }
+  return "exact";
+}
+
+const char* to_string(InsecureAction a) {
+  switch (a) {
+    case InsecureAction::kRoute:
+      return "Route";
+    case InsecureAction::kRedirect:
+      return "Redirect";
+    case InsecureAction::kReject:
+      return "Reject";
+  }
+  return "Route";
+}
+
 }  // namespace proxenos::router

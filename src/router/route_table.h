@@ -26,6 +26,7 @@ struct RequestView {
 
 // Host requestPolicy.insecure.action: what happens to a request judged insecure (cleartext).
 enum class InsecureAction : uint8_t { kRoute, kRedirect, kReject };
+const char* to_string(InsecureAction a);  // "Route", "Redirect", "Reject" as Hosts spell them
 
 struct VirtualHostSpec {
   std::string hostname;  // Host glob: "*", "*.example.com", "foo.*", "exact.example.com[:port]"

@@ -1,0 +1,73 @@
+#pragma once
+// Header translation between the HTTP/1-style HeaderList the proxy works with and HTTP/2 header
+// blocks (RFC 9113 §8.2–8.3), and detection of the h2c connection preface.
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "http/header.h"
+
+namespace proxenos::http {
+
+// The client connection preface (RFC 9113 §3.4) that starts every HTTP/2 connection.
+inline constexpr std::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+enum class PrefaceMatch : uint8_t {
+  kNo,       // not HTTP/2 prior knowledge: treat as HTTP/1.x
+  kPartial,  // every byte so far matches, but fewer than 24 arrived: read more
+  kFull,     // the whole preface is there
+};
+
+// For a cleartext port serving HTTP/1.1 and h2c: look at the first bytes of a connection. An
+// HTTP/1 request can never match ("PRI" is not a method we accept and the line differs by byte 4
+// at the latest), so kNo comes early for HTTP/1 traffic.
+PrefaceMatch match_http2_preface(std::string_view first_bytes);
+inline bool is_http2_preface(std::string_view first_bytes) {
+  return match_http2_preface(first_bytes) == PrefaceMatch::kFull;
+}
+
+// Connection-specific fields that HTTP/2 forbids (RFC 9113 §8.2.2): connection, keep-alive,
+// proxy-connection, transfer-encoding, upgrade. `te` is allowed only as "trailers". `name` is
+// compared case-insensitively.
+bool is_connection_specific_header(std::string_view name);
+
+// An outgoing HTTP/2 header block being assembled: pseudo-headers first, then regular fields.
+// Owns copies of names (lowercased) and values; reused across blocks so it stops allocating.
+class H2OutFields {
+ public:
+  enum class Kind : uint8_t { kRequest, kResponse, kTrailers };
+
+  void clear() {
+    storage_.clear();
+    refs_.clear();
+  }
+  // Appends one field as given (name lowercased). Used for pseudo-headers.
+  void add(std::string_view name, std::string_view value);
+  // Appends translated regular fields: pseudo-looking and empty names dropped, names lowercased,
+  // connection-specific fields and the fields the Connection header nominates dropped, `te` kept
+  // only as "te: trailers" (requests), Host dropped when `drop_host`, names or values with bytes
+  // HTTP/2 forbids dropped (a header built from tainted data must not reset the stream), and
+  // request cookies split into crumbs (RFC 9113 §8.2.3) so HPACK indexes each one.
+  void add_fields(const HeaderList& fields, Kind kind, bool drop_host);
+
+  size_t size() const { return refs_.size(); }
+  std::string_view name(size_t i) const {
+    return {storage_.data() + refs_[i].name_off, refs_[i].name_len};
+  }
+  std::string_view value(size_t i) const {
+    return {storage_.data() + refs_[i].value_off, refs_[i].value_len};
+  }
+
+ private:
+  struct Ref {
+    uint32_t name_off, name_len, value_off, value_len;
+  };
+  void push(std::string_view lower_name, std::string_view value);
+  std::string storage_;
+  std::vector<Ref> refs_;
+};
+
+}  // namespace proxenos::http

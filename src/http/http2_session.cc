@@ -1,0 +1,1181 @@
+#include "http/http2_session.h"
+
+#include <nghttp2/nghttp2.h>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cstring>
+
+namespace proxenos::http {
+namespace {
+
+constexpr size_t kFrameHeaderLength = 9;
+constexpr uint8_t kFrameTypeSettings = 0x4;
+constexpr uint16_t kSettingsMaxConcurrentStreams = 0x3;
+constexpr size_t kFieldOverhead = 32;  // RFC 9113 §6.5.2 per-field cost
+// A drained buffer keeps at most this much capacity, so an idle connection holds little.
+constexpr size_t kKeepBufferCapacity = 16 * 1024;
+constexpr size_t kMaxFreeStreams = 16;
+// More than std::string's inline capacity: a head's storage must live on the heap so moving the
+// head (and its string) keeps the views into it valid.
+constexpr size_t kHeadStorageReserve = 256;
+constexpr size_t kMaxSendHeaderBlock = 128 * 1024;
+constexpr size_t kMaxErrorText = 160;
+
+constexpr unsigned char uc(char c) {
+  return static_cast<unsigned char>(c);
+}
+
+// :path bytes: VCHAR and obs-text, no '#' (same rule as the HTTP/1 request target, so an H2
+// request can never become an H1 request line with a space or a fragment in it).
+constexpr std::array<bool, 256> kPathChar = [] {
+  std::array<bool, 256> t{};
+  for (unsigned c = 0x21; c < 256; ++c) t[c] = c != 0x7f && c != '#';
+  return t;
+}();
+
+// :authority / Host bytes as the HTTP/1 parser accepts them: no '@' (userinfo confuses routing).
+constexpr std::array<bool, 256> kHostChar = [] {
+  std::array<bool, 256> t{};
+  for (unsigned c = 0; c < 256; ++c) t[c] = chars::is_alpha(c) || chars::is_digit(c);
+  for (char c : std::string_view("-._~!$&'()*+,;=%:[]")) t[uc(c)] = true;
+  return t;
+}();
+
+bool all_of(std::string_view s, const std::array<bool, 256>& table) {
+  for (char c : s) {
+    if (!table[uc(c)]) return false;
+  }
+  return true;
+}
+
+bool parse_u64(std::string_view s, uint64_t& out) {
+  if (s.empty()) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+nghttp2_nv make_nv(std::string_view name, std::string_view value) {
+  nghttp2_nv nv;
+  nv.name = reinterpret_cast<uint8_t*>(const_cast<char*>(name.data()));
+  nv.namelen = name.size();
+  nv.value = reinterpret_cast<uint8_t*>(const_cast<char*>(value.data()));
+  nv.valuelen = value.size();
+  nv.flags = NGHTTP2_NV_FLAG_NONE;
+  return nv;
+}
+
+void build_nva(const H2OutFields& fields, std::vector<nghttp2_nv>& nva) {
+  nva.clear();
+  for (size_t i = 0; i < fields.size(); ++i) {
+    nva.push_back(make_nv(fields.name(i), fields.value(i)));
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Per-stream state.
+
+struct Http2Session::Stream {
+  struct Ref {
+    uint32_t off = 0;
+    uint32_t len = 0;
+    bool set = false;
+  };
+  struct FieldRef {
+    uint32_t name_off, name_len, value_off, value_len;
+    bool cookie;
+  };
+
+  int32_t id = 0;
+  Clock::time_point opened_at{};
+
+  // The header block being received (request or response head, or trailers): names and values
+  // appended to `block`, located by offsets (the string may reallocate while it grows).
+  std::string block;
+  std::vector<FieldRef> fields;
+  Ref method, scheme, authority, path, protocol, status;
+  size_t block_bytes = 0;
+  size_t block_count = 0;
+  size_t cookie_crumbs = 0;
+  size_t cookie_bytes = 0;
+
+  bool known = false;        // the handler knows the stream (will get on_stream_close)
+  bool rejected = false;     // reset by us: whatever still arrives is dropped
+  bool peer_stream = false;  // opened by the peer (server role)
+  bool counted_peer = false;
+  bool response_submitted = false;
+  bool head_request = false;
+  bool overrun = false;         // the DATA frame being received exceeds the stream window
+  bool discard_input = false;   // reset_stream(NO_ERROR) pending: drop what the peer still sends
+  bool rst_after_send = false;  // ... and send that RST_STREAM once our END_STREAM is out
+  bool sent_end = false;        // our END_STREAM has been sent
+  uint32_t local_reset_code = kH2NoError;
+  uint64_t unconsumed = 0;  // delivered to the handler, not yet consume()d
+
+  // Outgoing body: bytes wait here until flow control lets them out.
+  std::string send_buf;
+  size_t send_off = 0;
+  bool provider = false;    // an nghttp2 data provider is attached
+  bool deferred = false;    // ... and parked (NGHTTP2_ERR_DEFERRED) for lack of bytes
+  bool send_end = false;    // nothing follows send_buf but (maybe) trailers
+  bool head_ended = false;  // the head carried END_STREAM: nothing more may be sent
+  bool has_trailers = false;
+  bool send_full = false;  // kFull was returned; on_send_ready owed
+  H2OutFields trailers;
+
+  size_t queued() const { return send_buf.size() - send_off; }
+
+  void reset_block() {
+    block.clear();
+    fields.clear();
+    method = scheme = authority = path = protocol = status = Ref{};
+    block_bytes = block_count = cookie_crumbs = cookie_bytes = 0;
+  }
+
+  void reset() {
+    id = 0;
+    opened_at = {};
+    reset_block();
+    known = rejected = peer_stream = counted_peer = response_submitted = head_request = false;
+    overrun = discard_input = rst_after_send = sent_end = false;
+    local_reset_code = kH2NoError;
+    unconsumed = 0;
+    send_buf.clear();
+    send_off = 0;
+    provider = deferred = send_end = head_ended = has_trailers = send_full = false;
+    trailers.clear();
+  }
+
+  std::string_view view(const Ref& r) const { return {block.data() + r.off, r.len}; }
+};
+
+struct Http2Session::Scratch {
+  std::vector<nghttp2_nv> nva;
+};
+
+// ---------------------------------------------------------------------------------------------
+// nghttp2 callbacks.
+
+struct Http2Session::Callbacks {
+  static Http2Session& self(void* user_data) { return *static_cast<Http2Session*>(user_data); }
+
+  static ssize_t send(nghttp2_session*, const uint8_t* data, size_t length, int, void* ud) {
+    Http2Session& s = self(ud);
+    if (s.output_full()) return NGHTTP2_ERR_WOULDBLOCK;
+    const size_t start = s.out_.size();
+    s.out_.append(reinterpret_cast<const char*>(data), length);
+    s.frame_ends_.push_back(s.out_.size());
+    if (s.patch_settings_) {
+      s.patch_settings_ = false;
+      s.patch_max_concurrent_streams(start, length);
+    }
+    return static_cast<ssize_t>(length);
+  }
+
+  static int send_data(nghttp2_session*, nghttp2_frame* frame, const uint8_t* framehd,
+                       size_t length, nghttp2_data_source*, void* ud) {
+    Http2Session& s = self(ud);
+    if (s.output_full()) return NGHTTP2_ERR_WOULDBLOCK;
+    Stream* st = s.find(frame->hd.stream_id);
+    if (st == nullptr || st->queued() < length) return NGHTTP2_ERR_CALLBACK_FAILURE;
+    s.out_.append(reinterpret_cast<const char*>(framehd), kFrameHeaderLength);
+    const size_t padlen = frame->data.padlen;
+    if (padlen > 0) s.out_.push_back(static_cast<char>(padlen - 1));
+    s.out_.append(st->send_buf, st->send_off, length);
+    if (padlen > 1) s.out_.append(padlen - 1, '\0');
+    s.frame_ends_.push_back(s.out_.size());
+    st->send_off += length;
+    if (st->send_off == st->send_buf.size()) {
+      st->send_buf.clear();
+      st->send_off = 0;
+      if (st->send_buf.capacity() > kKeepBufferCapacity) std::string().swap(st->send_buf);
+    } else if (st->send_off >= kKeepBufferCapacity && st->send_off * 2 >= st->send_buf.size()) {
+      st->send_buf.erase(0, st->send_off);
+      st->send_off = 0;
+    }
+    if (st->send_full && st->queued() <= s.options_.stream_send_buffer / 2) {
+      st->send_full = false;
+      s.ready_.push_back(st->id);
+    }
+    return 0;
+  }
+
+  // Body bytes for a DATA frame: only the length is decided here (NO_COPY); send_data copies the
+  // bytes straight from the stream's queue into the output, once.
+  static ssize_t read_data(nghttp2_session* session, int32_t stream_id, uint8_t*, size_t length,
+                           uint32_t* data_flags, nghttp2_data_source*, void* ud) {
+    Http2Session& s = self(ud);
+    Stream* st = s.find(stream_id);
+    if (st == nullptr) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    const size_t avail = st->queued();
+    const size_t n = std::min(avail, length);
+    if (n == avail && st->send_end) {
+      *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+      st->provider = false;
+      if (st->has_trailers) {
+        *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        build_nva(st->trailers, s.scratch_->nva);
+        if (nghttp2_submit_trailer(session, stream_id, s.scratch_->nva.data(),
+                                   s.scratch_->nva.size()) != 0) {
+          return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        }
+      }
+    } else if (n == 0) {
+      st->deferred = true;
+      return NGHTTP2_ERR_DEFERRED;
+    }
+    if (n > 0) *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    return static_cast<ssize_t>(n);
+  }
+
+  // Inbound flood limits (Envoy's ProtocolConstraints), checked on every frame header before
+  // nghttp2 spends anything on the frame.
+  static int on_begin_frame(nghttp2_session*, const nghttp2_frame_hd* hd, void* ud) {
+    Http2Session& s = self(ud);
+    const Http2Options& o = s.options_;
+    switch (hd->type) {
+      case NGHTTP2_DATA:
+        if (Stream* st = s.find(hd->stream_id)) {
+          const int32_t window =
+              nghttp2_session_get_stream_effective_local_window_size(s.session_, hd->stream_id);
+          const int32_t used =
+              nghttp2_session_get_stream_effective_recv_data_length(s.session_, hd->stream_id);
+          st->overrun = window >= 0 && used >= 0 && int64_t{window} - used < int64_t(hd->length);
+        }
+        [[fallthrough]];
+      case NGHTTP2_HEADERS:
+      case NGHTTP2_CONTINUATION: {
+        // CONTINUATION has no END_STREAM flag: bit 0 there means nothing.
+        const bool end_stream =
+            hd->type != NGHTTP2_CONTINUATION && (hd->flags & NGHTTP2_FLAG_END_STREAM) != 0;
+        if (hd->length == 0 && !end_stream) {
+          if (++s.consecutive_empty_frames_ > o.max_consecutive_empty_frames) {
+            s.flood("empty frames");
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+          }
+        } else {
+          s.consecutive_empty_frames_ = 0;
+        }
+        break;
+      }
+      case NGHTTP2_PRIORITY:
+        if (++s.inbound_priority_frames_ >
+            uint64_t{o.max_priority_frames_per_stream} * (1 + s.streams_started_)) {
+          s.flood("PRIORITY frames");
+          return NGHTTP2_ERR_CALLBACK_FAILURE;
+        }
+        break;
+      case NGHTTP2_WINDOW_UPDATE:
+        if (++s.inbound_window_updates_ >
+            5 + 2 * (s.streams_started_ +
+                     uint64_t{o.max_window_updates_per_data_frame} * s.outbound_data_frames_)) {
+          s.flood("WINDOW_UPDATE frames");
+          return NGHTTP2_ERR_CALLBACK_FAILURE;
+        }
+        break;
+      default:
+        break;
+    }
+    return 0;
+  }
+
+  static int on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
+    Http2Session& s = self(ud);
+    const int32_t id = frame->hd.stream_id;
+    if (s.role_ == Role::kServer && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+      Stream* st = s.new_stream(id);
+      st->peer_stream = true;
+      st->opened_at = s.now();
+      ++s.streams_started_;
+      ++s.stats_.streams_opened;
+      if (s.peer_streams_ >= s.options_.max_concurrent_streams) {
+        // nghttp2 would make this a connection error once our SETTINGS are acknowledged;
+        // RFC 9113 §5.1.2 allows REFUSED_STREAM, which leaves the compliant streams alone.
+        ++s.stats_.streams_refused;
+        s.reject_stream(*st, kH2RefusedStream);
+      } else {
+        st->counted_peer = true;
+        ++s.peer_streams_;
+      }
+      return 0;
+    }
+    if (Stream* st = s.find(id)) st->reset_block();
+    return 0;
+  }
+
+  static int on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name_p,
+                       size_t namelen, const uint8_t* value_p, size_t valuelen, uint8_t, void* ud) {
+    Http2Session& s = self(ud);
+    Stream* st = s.find(frame->hd.stream_id);
+    if (st == nullptr || st->rejected) return 0;
+    const std::string_view name(reinterpret_cast<const char*>(name_p), namelen);
+    const std::string_view value(reinterpret_cast<const char*>(value_p), valuelen);
+
+    st->block_bytes += namelen + valuelen + kFieldOverhead;
+    if (st->block_bytes > s.options_.max_header_list_bytes) return s.header_overflow(*st);
+
+    auto append = [st](std::string_view text) {
+      Stream::Ref r{static_cast<uint32_t>(st->block.size()), static_cast<uint32_t>(text.size()),
+                    true};
+      st->block.append(text);
+      return r;
+    };
+
+    if (!name.empty() && name[0] == ':') {
+      // nghttp2 has already refused unknown, duplicate and misplaced pseudo-headers.
+      const Stream::Ref r = append(value);
+      if (name == ":method") {
+        st->method = r;
+      } else if (name == ":path") {
+        st->path = r;
+      } else if (name == ":authority") {
+        st->authority = r;
+      } else if (name == ":scheme") {
+        st->scheme = r;
+      } else if (name == ":status") {
+        st->status = r;
+      } else if (name == ":protocol") {
+        st->protocol = r;
+      }
+      return 0;
+    }
+
+    const bool cookie = name == "cookie";
+    if (cookie) {
+      if (st->cookie_crumbs++ == 0) ++st->block_count;
+      st->cookie_bytes += valuelen + 2;
+    } else {
+      ++st->block_count;
+    }
+    if (st->block_count > s.options_.max_header_count) return s.header_overflow(*st);
+
+    if (s.role_ == Role::kServer && name.find('_') != std::string_view::npos) {
+      switch (s.options_.underscores) {
+        case UnderscoreAction::kAllow:
+          break;
+        case UnderscoreAction::kDropHeader:
+          return 0;
+        case UnderscoreAction::kReject:
+          ++s.stats_.messaging_errors;
+          s.reject_stream(*st, kH2ProtocolError);
+          return 0;
+      }
+    }
+
+    const Stream::Ref n = append(name);
+    const Stream::Ref v = append(value);
+    st->fields.push_back({n.off, n.len, v.off, v.len, cookie});
+    return 0;
+  }
+
+  static int on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
+    Http2Session& s = self(ud);
+    const int32_t id = frame->hd.stream_id;
+    switch (frame->hd.type) {
+      case NGHTTP2_DATA: {
+        Stream* st = s.find(id);
+        if (st != nullptr && st->known && !st->rejected && !st->discard_input &&
+            (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
+          s.handler_.on_data(id, {}, true);
+        }
+        break;
+      }
+      case NGHTTP2_HEADERS: {
+        Stream* st = s.find(id);
+        if (st == nullptr || st->rejected || st->discard_input) break;
+        const bool end_stream = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+        if (s.role_ == Role::kServer) {
+          if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+            s.deliver_request_head(*st, end_stream);
+          } else if (st->known) {
+            s.deliver_trailers(*st);
+          }
+        } else if (st->status.set) {
+          s.deliver_response_head(*st, end_stream);
+        } else {
+          s.deliver_trailers(*st);
+        }
+        break;
+      }
+      case NGHTTP2_RST_STREAM: {
+        ++s.stats_.resets_received;
+        Stream* st = s.find(id);
+        if (st != nullptr && st->known) {
+          s.handler_.on_stream_reset(id, frame->rst_stream.error_code);
+        }
+        break;
+      }
+      case NGHTTP2_GOAWAY:
+        ++s.stats_.goaways_received;
+        s.goaway_received_ = true;
+        s.handler_.on_goaway(frame->goaway.last_stream_id, frame->goaway.error_code);
+        break;
+      default:
+        break;
+    }
+    return 0;
+  }
+
+  static int on_invalid_frame_recv(nghttp2_session*, const nghttp2_frame*, int lib_error_code,
+                                   void* ud) {
+    if (lib_error_code == NGHTTP2_ERR_HTTP_HEADER || lib_error_code == NGHTTP2_ERR_HTTP_MESSAGING) {
+      ++self(ud).stats_.messaging_errors;
+    }
+    return 0;
+  }
+
+  static int on_data_chunk_recv(nghttp2_session* session, uint8_t, int32_t stream_id,
+                                const uint8_t* data, size_t len, void* ud) {
+    Http2Session& s = self(ud);
+    Stream* st = s.find(stream_id);
+    if (st != nullptr && st->overrun) {
+      // nghttp2 reset the stream (FLOW_CONTROL_ERROR) yet still hands over the bytes; they were
+      // never the peer's to send. Only the connection window counted them.
+      nghttp2_session_consume_connection(session, len);
+      return 0;
+    }
+    if (st == nullptr || !st->known || st->rejected || st->discard_input) {
+      // Nobody will pass these on: give the window back now.
+      nghttp2_session_consume(session, stream_id, len);
+      return 0;
+    }
+    st->unconsumed += len;
+    s.handler_.on_data(stream_id, {reinterpret_cast<const char*>(data), len}, false);
+    return 0;
+  }
+
+  static int on_stream_close(nghttp2_session* session, int32_t stream_id, uint32_t error_code,
+                             void* ud) {
+    Http2Session& s = self(ud);
+    Stream* st = s.find(stream_id);
+    if (st == nullptr) return 0;
+    // Bytes the handler never consumed still count against the connection window.
+    if (st->unconsumed > 0) nghttp2_session_consume_connection(session, st->unconsumed);
+    s.close_stream(*st, error_code);
+    return 0;
+  }
+
+  static int on_frame_send(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
+    Http2Session& s = self(ud);
+    if ((frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS) &&
+        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
+      if (Stream* st = s.find(frame->hd.stream_id)) {
+        st->sent_end = true;
+        if (st->rst_after_send) s.reject_stream(*st, kH2NoError);
+      }
+    }
+    switch (frame->hd.type) {
+      case NGHTTP2_DATA:
+        ++s.outbound_data_frames_;
+        break;
+      case NGHTTP2_RST_STREAM:
+        ++s.stats_.resets_sent;
+        break;
+      case NGHTTP2_GOAWAY:
+        ++s.stats_.goaways_sent;
+        if (frame->goaway.error_code != NGHTTP2_NO_ERROR) {
+          ++s.stats_.protocol_errors;
+          if (s.close_reason_.empty()) {
+            s.close_reason_ = "protocol_error";
+            if (!s.last_error_.empty()) s.close_reason_ += ": " + s.last_error_;
+          }
+        }
+        break;
+      default:
+        break;
+    }
+    return 0;
+  }
+
+  static int before_frame_send(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
+    Http2Session& s = self(ud);
+    if (frame->hd.type == NGHTTP2_SETTINGS && (frame->hd.flags & NGHTTP2_FLAG_ACK) == 0 &&
+        s.role_ == Role::kServer) {
+      s.patch_settings_ = true;
+    }
+    return 0;
+  }
+
+  // A request HEADERS that never left (GOAWAY received, session closing, reset before sent). If
+  // nghttp2 had opened the stream it closes it itself (on_stream_close follows); otherwise only
+  // we know about it.
+  static int on_frame_not_send(nghttp2_session* session, const nghttp2_frame* frame, int,
+                               void* ud) {
+    Http2Session& s = self(ud);
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+    if (nghttp2_session_find_stream(session, frame->hd.stream_id) != nullptr) return 0;
+    Stream* st = s.find(frame->hd.stream_id);
+    if (st == nullptr) return 0;
+    s.close_stream(*st, st->local_reset_code != kH2NoError ? st->local_reset_code
+                                                           : uint32_t{kH2RefusedStream});
+    return 0;
+  }
+
+  static int on_error(nghttp2_session*, int, const char* msg, size_t len, void* ud) {
+    Http2Session& s = self(ud);
+    s.last_error_.assign(msg, std::min(len, kMaxErrorText));
+    return 0;
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+
+Http2Request Http2Request::from_head(const RequestHead& head, std::string_view scheme,
+                                     std::string& path_scratch) {
+  Http2Request r;
+  r.method = head.method;
+  r.scheme = scheme;
+  r.authority = head.authority;
+  if (!head.target.empty() && (head.target[0] == '/' || head.target == "*")) {
+    r.path = head.target;
+  } else {
+    path_scratch.assign(head.path.empty() ? std::string_view("/") : head.path);
+    if (head.has_query) {
+      path_scratch.push_back('?');
+      path_scratch.append(head.query);
+    }
+    r.path = path_scratch;
+  }
+  if (head.upgrade && iequals(head.method, "CONNECT")) r.protocol = head.upgrade_protocol;
+  r.headers = &head.headers;
+  return r;
+}
+
+Http2Session::Http2Session(Role role, Handler& handler, const Http2Options& options)
+    : role_(role), handler_(handler), options_(options), scratch_(std::make_unique<Scratch>()) {
+  nghttp2_session_callbacks* cbs = nullptr;
+  nghttp2_session_callbacks_new(&cbs);
+  nghttp2_session_callbacks_set_send_callback(cbs, &Callbacks::send);
+  nghttp2_session_callbacks_set_send_data_callback(cbs, &Callbacks::send_data);
+  nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, &Callbacks::on_begin_frame);
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, &Callbacks::on_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback(cbs, &Callbacks::on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, &Callbacks::on_frame_recv);
+  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs,
+                                                               &Callbacks::on_invalid_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, &Callbacks::on_data_chunk_recv);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cbs, &Callbacks::on_stream_close);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cbs, &Callbacks::on_frame_send);
+  nghttp2_session_callbacks_set_before_frame_send_callback(cbs, &Callbacks::before_frame_send);
+  nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs, &Callbacks::on_frame_not_send);
+  nghttp2_session_callbacks_set_error_callback2(cbs, &Callbacks::on_error);
+
+  nghttp2_option* opt = nullptr;
+  nghttp2_option_new(&opt);
+  // Window updates follow what the proxy passed on, not what nghttp2 received.
+  nghttp2_option_set_no_auto_window_update(opt, 1);
+  nghttp2_option_set_no_closed_streams(opt, 1);
+  nghttp2_option_set_max_outbound_ack(opt, options_.max_outbound_control_frames);
+  nghttp2_option_set_max_settings(opt, options_.max_settings_entries);
+  nghttp2_option_set_max_continuations(opt, options_.max_continuations);
+  nghttp2_option_set_max_send_header_block_length(
+      opt, std::max(kMaxSendHeaderBlock, options_.max_header_list_bytes * 2));
+
+  if (role_ == Role::kServer) {
+    nghttp2_session_server_new2(&session_, cbs, this, opt);
+  } else {
+    nghttp2_session_client_new2(&session_, cbs, this, opt);
+  }
+  nghttp2_option_del(opt);
+  nghttp2_session_callbacks_del(cbs);
+
+  std::array<nghttp2_settings_entry, 7> iv{};
+  size_t n = 0;
+  if (role_ == Role::kServer) {
+    // nghttp2 learns a looser limit than the peer sees (send() rewrites the value on the wire):
+    // streams over the advertised one are refused here, one by one, before nghttp2's own check
+    // (a connection error) could fire. The slack is bounded by the outbound control-frame cap
+    // that the refusals' RST_STREAMs count against.
+    const uint64_t internal = uint64_t{options_.max_concurrent_streams} +
+                              std::max<uint64_t>(options_.max_outbound_control_frames, 1);
+    iv[n++] = {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+               static_cast<uint32_t>(std::min<uint64_t>(internal, 0x7fffffff))};
+    if (options_.enable_connect_protocol) iv[n++] = {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1};
+  } else {
+    iv[n++] = {NGHTTP2_SETTINGS_ENABLE_PUSH, 0};
+  }
+  iv[n++] = {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, options_.initial_stream_window};
+  if (options_.max_frame_size != kH2DefaultMaxFrameSize) {
+    iv[n++] = {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, options_.max_frame_size};
+  }
+  iv[n++] = {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
+             static_cast<uint32_t>(std::min<size_t>(options_.max_header_list_bytes, 0xffffffff))};
+  iv[n++] = {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1};
+  if (nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, iv.data(), n) != 0) {
+    fail("settings rejected", kH2InternalError);
+  }
+  if (options_.connection_window > NGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE) {
+    nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
+                                          static_cast<int32_t>(options_.connection_window));
+  }
+}
+
+Http2Session::~Http2Session() {
+  nghttp2_session_del(session_);
+}
+
+Http2Session::Clock::time_point Http2Session::now() const {
+  return options_.clock ? options_.clock() : Clock::now();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stream bookkeeping. Stream ids only grow (the server role sees only client streams, the client
+// role only its own), so live streams stay sorted by appending.
+
+Http2Session::Stream* Http2Session::find(int32_t id) const {
+  auto it = std::lower_bound(live_.begin(), live_.end(), id,
+                             [](const std::unique_ptr<Stream>& s, int32_t v) { return s->id < v; });
+  return (it != live_.end() && (*it)->id == id) ? it->get() : nullptr;
+}
+
+Http2Session::Stream* Http2Session::new_stream(int32_t id) {
+  std::unique_ptr<Stream> st;
+  if (!free_streams_.empty()) {
+    st = std::move(free_streams_.back());
+    free_streams_.pop_back();
+  } else {
+    st = std::make_unique<Stream>();
+  }
+  st->id = id;
+  Stream* raw = st.get();
+  auto it = std::lower_bound(live_.begin(), live_.end(), id,
+                             [](const std::unique_ptr<Stream>& s, int32_t v) { return s->id < v; });
+  live_.insert(it, std::move(st));
+  return raw;
+}
+
+void Http2Session::close_stream(Stream& st, uint32_t error_code) {
+  const int32_t id = st.id;
+  if (st.peer_stream) note_closed_peer_stream(st);
+  if (st.counted_peer) --peer_streams_;
+  const bool known = st.known;
+  auto it = std::lower_bound(live_.begin(), live_.end(), id,
+                             [](const std::unique_ptr<Stream>& s, int32_t v) { return s->id < v; });
+  std::unique_ptr<Stream> owned = std::move(*it);
+  live_.erase(it);
+  if (known) --open_streams_;
+  if (free_streams_.size() < kMaxFreeStreams) {
+    owned->reset();
+    if (owned->block.capacity() > kKeepBufferCapacity) std::string().swap(owned->block);
+    if (owned->send_buf.capacity() > kKeepBufferCapacity) std::string().swap(owned->send_buf);
+    free_streams_.push_back(std::move(owned));
+  }
+  // Last: the handler may submit more (other streams) from here.
+  if (known) handler_.on_stream_close(id, error_code);
+}
+
+void Http2Session::note_closed_peer_stream(const Stream& st) {
+  if (options_.premature_reset_total_streams == 0) return;
+  ++closed_peer_streams_;
+  // Every way a stream closes before a response was submitted is a reset (ours or the peer's):
+  // that, early in its life, is what a rapid-reset attack produces at scale.
+  const bool premature =
+      !st.response_submitted && now() - st.opened_at <= options_.premature_reset_min_lifetime;
+  if (!premature) return;
+  ++stats_.premature_resets;
+  const uint64_t limit = options_.premature_reset_total_streams;
+  const uint64_t premature_total = stats_.premature_resets;
+  // Below `limit` closed streams, trip as soon as the connection could no longer stay under
+  // 50 % even if every later stream were good (Envoy's maybeDrainDueToPrematureResets).
+  const bool trip = closed_peer_streams_ < limit ? premature_total * 2 >= limit
+                                                 : premature_total * 2 >= closed_peer_streams_;
+  if (trip && !closing_) {
+    stats_.too_many_premature_resets = 1;
+    fail("too_many_premature_resets", kH2EnhanceYourCalm);
+  }
+}
+
+void Http2Session::reject_stream(Stream& st, uint32_t error_code) {
+  if (st.rejected) return;
+  st.rejected = true;
+  st.local_reset_code = error_code;
+  nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, st.id, error_code);
+}
+
+int Http2Session::header_overflow(Stream& st) {
+  ++stats_.header_overflows;
+  reject_stream(st, kH2ProtocolError);
+  st.reset_block();
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Heads.
+
+namespace {
+
+// Views over a received block: the fields in order, with cookie crumbs joined into one field at
+// the place of the first (RFC 9113 §8.2.3), written after the block in `storage`.
+template <typename FieldRefs>
+void build_fields(std::string& storage, const FieldRefs& refs, size_t crumbs, size_t cookie_bytes,
+                  HeaderList& out) {
+  std::string_view cookie_value;
+  if (crumbs > 1) {
+    storage.reserve(storage.size() + cookie_bytes);
+    const size_t start = storage.size();
+    for (const auto& f : refs) {
+      if (!f.cookie) continue;
+      if (storage.size() != start) storage.append("; ");
+      storage.append(storage.data() + f.value_off, f.value_len);
+    }
+    cookie_value = std::string_view(storage).substr(start);
+  }
+  const char* base = storage.data();
+  out.reserve(refs.size());
+  bool cookie_done = false;
+  for (const auto& f : refs) {
+    if (f.cookie && crumbs > 1) {
+      if (!cookie_done) out.push_back({"cookie", cookie_value});
+      cookie_done = true;
+      continue;
+    }
+    out.push_back({{base + f.name_off, f.name_len}, {base + f.value_off, f.value_len}});
+  }
+}
+
+}  // namespace
+
+bool Http2Session::deliver_request_head(Stream& st, bool end_stream) {
+  RequestHead head;
+  head.storage = std::move(st.block);
+  if (head.storage.capacity() < kHeadStorageReserve) head.storage.reserve(kHeadStorageReserve);
+  // Reserve before any view is taken: the joined cookie is appended after the block.
+  head.storage.reserve(head.storage.size() + st.cookie_bytes);
+  build_fields(head.storage, st.fields, st.cookie_crumbs, st.cookie_bytes, head.headers);
+  const std::string_view storage = head.storage;
+  auto view = [&](const Stream::Ref& r) { return storage.substr(r.off, r.len); };
+
+  const char* bad = nullptr;
+  head.method = view(st.method);
+  const std::string_view path = view(st.path);
+  if (head.method == "CONNECT" && !st.protocol.set) {
+    head.target = view(st.authority);  // authority-form; no :path or :scheme (nghttp2 checked)
+  } else {
+    head.target = path;
+    if (!all_of(path, kPathChar)) bad = "invalid :path";
+    const size_t q = path.find('?');
+    head.path = path.substr(0, q);
+    if (q != std::string_view::npos) {
+      head.has_query = true;
+      head.query = path.substr(q + 1);
+    }
+  }
+  if (st.protocol.set) {
+    head.upgrade = true;
+    head.upgrade_protocol = view(st.protocol);
+  }
+
+  bool host_seen = false;
+  std::string_view host;
+  bool cl_seen = false;
+  std::string_view cl;
+  for (const HeaderField& f : head.headers) {
+    if (f.name == "host") {
+      if (host_seen) bad = "multiple host headers";
+      host_seen = true;
+      host = f.value;
+    } else if (f.name == "content-length") {
+      cl_seen = true;
+      cl = f.value;
+    } else if (f.name == "expect") {
+      head.expect_continue = iequals(f.value, "100-continue");
+    }
+  }
+  head.authority = st.authority.set ? view(st.authority) : host;
+  if (head.authority.empty()) {
+    bad = "missing :authority and host";
+  } else if (!all_of(head.authority, kHostChar)) {
+    bad = "invalid :authority";
+  } else if (st.authority.set && host_seen && !iequals(host, head.authority)) {
+    bad = "host does not match :authority";  // RFC 9113 §8.3.1
+  }
+  if (cl_seen && !parse_u64(cl, head.content_length)) bad = "invalid content-length";
+
+  if (bad != nullptr) {
+    ++stats_.messaging_errors;
+    st.reset_block();
+    reject_stream(st, kH2ProtocolError);
+    return false;
+  }
+  head.version_minor = 1;
+  head.keep_alive = true;
+  head.framing = end_stream ? BodyFraming::kNone
+                            : (cl_seen ? BodyFraming::kContentLength : BodyFraming::kChunked);
+  st.known = true;
+  ++open_streams_;
+  st.reset_block();
+  const int32_t id = st.id;
+  handler_.on_request_head(id, std::move(head), end_stream);
+  // A handler that swapped its pooled head in left that head's buffer here: keep it for the
+  // trailers block instead of allocating again.
+  if (Stream* again = find(id);
+      again != nullptr && again->block.capacity() < head.storage.capacity()) {
+    again->block.swap(head.storage);
+    again->block.clear();
+  }
+  return true;
+}
+
+bool Http2Session::deliver_response_head(Stream& st, bool end_stream) {
+  ResponseHead head;
+  head.storage = std::move(st.block);
+  if (head.storage.capacity() < kHeadStorageReserve) head.storage.reserve(kHeadStorageReserve);
+  head.storage.reserve(head.storage.size() + st.cookie_bytes);
+  build_fields(head.storage, st.fields, st.cookie_crumbs, st.cookie_bytes, head.headers);
+  const std::string_view status =
+      std::string_view(head.storage).substr(st.status.off, st.status.len);
+  uint64_t code = 0;
+  bool cl_seen = false;
+  bool bad = !parse_u64(status, code) || code < 100 || code > 999;
+  for (const HeaderField& f : head.headers) {
+    if (f.name == "content-length") {
+      cl_seen = true;
+      bad = bad || !parse_u64(f.value, head.content_length);
+    }
+  }
+  if (bad) {
+    ++stats_.messaging_errors;
+    st.reset_block();
+    reject_stream(st, kH2ProtocolError);
+    return false;
+  }
+  head.status = static_cast<int>(code);
+  head.version_minor = 1;
+  head.keep_alive = true;
+  const bool bodiless = end_stream || st.head_request || head.status < 200 || head.status == 204 ||
+                        head.status == 304;
+  head.framing = bodiless ? BodyFraming::kNone
+                          : (cl_seen ? BodyFraming::kContentLength : BodyFraming::kChunked);
+  st.reset_block();
+  handler_.on_response_head(st.id, std::move(head), end_stream);
+  return true;
+}
+
+void Http2Session::deliver_trailers(Stream& st) {
+  trailer_list_.clear();
+  build_fields(st.block, st.fields, st.cookie_crumbs, st.cookie_bytes, trailer_list_);
+  handler_.on_trailers(st.id, trailer_list_);
+  // The handler may have reset the stream (and closed it) meanwhile: look it up again.
+  if (Stream* again = find(st.id)) again->reset_block();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bytes in and out.
+
+bool Http2Session::feed(std::string_view bytes) {
+  if (closing_ || dead_) return false;
+  in_recv_ = true;
+  const ssize_t rv = nghttp2_session_mem_recv(
+      session_, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  in_recv_ = false;
+  if (rv < 0 && !closing_) {
+    switch (rv) {
+      case NGHTTP2_ERR_BAD_CLIENT_MAGIC:
+        fail("bad_preface", kH2ProtocolError);
+        break;
+      case NGHTTP2_ERR_FLOODED:
+        flood("control frames");  // PING/SETTINGS ACKs the peer never read
+        break;
+      default:
+        fail(std::string("protocol_error: ") + nghttp2_strerror(static_cast<int>(rv)),
+             kH2ProtocolError);
+        break;
+    }
+  }
+  if (closing_) return false;
+  check_outbound_limits();
+  if (closing_) return false;
+  // Serialize now: the owner writes next anyway, and a GOAWAY nghttp2 queued for a connection
+  // error only shows (want_read() turning false) once it has been sent.
+  flush();
+  if (nghttp2_session_want_read(session_) == 0) {
+    // nghttp2 ended the connection (it queued a GOAWAY for a protocol error) or both sides
+    // said GOAWAY and no stream is left.
+    closing_ = true;
+    // A GOAWAY with an error code set its own reason when it was sent.
+    if (close_reason_.empty()) close_reason_ = "goaway";
+    return false;
+  }
+  return true;
+}
+
+void Http2Session::check_outbound_limits() {
+  // Frames nghttp2 holds because the peer is not reading them (our output is at its limit):
+  // ACKs, RST_STREAMs and WINDOW_UPDATEs provoked by the peer make up nearly all of them.
+  const size_t queued = nghttp2_session_get_outbound_queue_size(session_);
+  if (queued > options_.max_outbound_control_frames) {
+    flood("outbound control frames");
+  } else if (queued + (frame_ends_.size() - frame_head_) > options_.max_outbound_frames) {
+    flood("outbound frames");
+  }
+}
+
+bool Http2Session::output_full() const {
+  return out_.size() - out_pos_ >= options_.output_buffer_limit;
+}
+
+void Http2Session::flush() {
+  if (dead_ || in_send_ || in_recv_) return;
+  // Make room at the front before appending, so the buffer does not creep forward.
+  if (out_pos_ > 0 && out_pos_ * 2 >= out_.size()) {
+    out_.erase(0, out_pos_);
+    for (size_t i = frame_head_; i < frame_ends_.size(); ++i) frame_ends_[i] -= out_pos_;
+    frame_ends_.erase(frame_ends_.begin(), frame_ends_.begin() + static_cast<long>(frame_head_));
+    frame_head_ = 0;
+    out_pos_ = 0;
+  }
+  // on_send_ready may queue more body bytes; a few rounds pick them up without recursion.
+  for (int round = 0; round < 4; ++round) {
+    in_send_ = true;
+    const int rv = nghttp2_session_send(session_);
+    in_send_ = false;
+    if (rv != 0) {
+      dead_ = true;
+      if (!closing_) {
+        closing_ = true;
+        close_reason_ = std::string("send failed: ") + nghttp2_strerror(rv);
+      }
+      return;
+    }
+    if (ready_.empty()) break;
+    ready_scratch_.swap(ready_);
+    for (int32_t id : ready_scratch_) handler_.on_send_ready(id);
+    ready_scratch_.clear();
+  }
+}
+
+std::string_view Http2Session::pending_output() {
+  if (out_.size() - out_pos_ < options_.output_buffer_limit) flush();
+  return std::string_view(out_).substr(out_pos_);
+}
+
+void Http2Session::consume_output(size_t n) {
+  out_pos_ = std::min(out_pos_ + n, out_.size());
+  while (frame_head_ < frame_ends_.size() && frame_ends_[frame_head_] <= out_pos_) ++frame_head_;
+  if (out_pos_ == out_.size()) {
+    out_.clear();
+    out_pos_ = 0;
+    frame_ends_.clear();
+    frame_head_ = 0;
+    if (out_.capacity() > kKeepBufferCapacity) std::string().swap(out_);
+  }
+}
+
+bool Http2Session::want_read() const {
+  return !closing_ && !dead_ && nghttp2_session_want_read(session_) != 0;
+}
+
+bool Http2Session::want_write() const {
+  return out_pos_ < out_.size() || (!dead_ && nghttp2_session_want_write(session_) != 0);
+}
+
+void Http2Session::fail(std::string_view reason, uint32_t error_code) {
+  if (closing_) return;
+  closing_ = true;
+  close_reason_ = reason;
+  if (!dead_) nghttp2_session_terminate_session(session_, error_code);
+}
+
+void Http2Session::flood(std::string_view which) {
+  if (closing_) return;
+  ++stats_.floods;
+  fail(std::string("flood: ") + std::string(which), kH2EnhanceYourCalm);
+}
+
+void Http2Session::patch_max_concurrent_streams(size_t start, size_t length) {
+  if (length < kFrameHeaderLength || uc(out_[start + 3]) != kFrameTypeSettings) return;
+  const size_t payload =
+      (size_t{uc(out_[start])} << 16) | (size_t{uc(out_[start + 1])} << 8) | uc(out_[start + 2]);
+  const size_t end = start + std::min(length, kFrameHeaderLength + payload);
+  for (size_t p = start + kFrameHeaderLength; p + 6 <= end; p += 6) {
+    const uint16_t id = static_cast<uint16_t>((uc(out_[p]) << 8) | uc(out_[p + 1]));
+    if (id != kSettingsMaxConcurrentStreams) continue;
+    const uint32_t v = options_.max_concurrent_streams;
+    out_[p + 2] = static_cast<char>(v >> 24);
+    out_[p + 3] = static_cast<char>(v >> 16);
+    out_[p + 4] = static_cast<char>(v >> 8);
+    out_[p + 5] = static_cast<char>(v);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Submitting.
+
+int32_t Http2Session::submit_request(const Http2Request& request, bool end_stream) {
+  if (role_ != Role::kClient || closing_ || dead_ || goaway_received_) return -1;
+  if (request.method.empty()) return -1;
+  const bool plain_connect = request.method == "CONNECT" && request.protocol.empty();
+  out_fields_.clear();
+  out_fields_.add(":method", request.method);
+  if (!plain_connect) {
+    out_fields_.add(":scheme", request.scheme);
+    out_fields_.add(":path", request.path.empty() ? std::string_view("/") : request.path);
+  }
+  if (!request.authority.empty()) out_fields_.add(":authority", request.authority);
+  if (!request.protocol.empty()) out_fields_.add(":protocol", request.protocol);
+  if (request.headers != nullptr) {
+    out_fields_.add_fields(*request.headers, H2OutFields::Kind::kRequest,
+                           !request.authority.empty());
+  }
+  build_nva(out_fields_, scratch_->nva);
+
+  nghttp2_data_provider provider{};
+  provider.read_callback = &Callbacks::read_data;
+  const int32_t id =
+      nghttp2_submit_request(session_, nullptr, scratch_->nva.data(), scratch_->nva.size(),
+                             end_stream ? nullptr : &provider, nullptr);
+  if (id < 0) return -1;
+  Stream* st = new_stream(id);
+  st->known = true;
+  st->provider = !end_stream;
+  st->head_ended = end_stream;
+  st->head_request = request.method == "HEAD";
+  ++open_streams_;
+  ++streams_started_;
+  ++stats_.streams_opened;
+  return id;
+}
+
+bool Http2Session::submit_response(int32_t stream, int status, const HeaderList& headers,
+                                   bool end_stream) {
+  if (role_ != Role::kServer || dead_) return false;
+  Stream* st = find(stream);
+  if (st == nullptr || !st->known || st->rejected || st->head_ended || st->response_submitted) {
+    return false;
+  }
+  // 101 has no meaning in HTTP/2 (RFC 9113 §8.6).
+  if (status < 100 || status > 999 || status == 101) return false;
+  const bool informational = status < 200;
+  if (informational && end_stream) return false;
+  char digits[4];
+  auto [p, ec] = std::to_chars(digits, digits + sizeof(digits), status);
+  out_fields_.clear();
+  out_fields_.add(":status", std::string_view(digits, static_cast<size_t>(p - digits)));
+  out_fields_.add_fields(headers, H2OutFields::Kind::kResponse, false);
+  build_nva(out_fields_, scratch_->nva);
+  if (informational) {
+    return nghttp2_submit_headers(session_, NGHTTP2_FLAG_NONE, stream, nullptr,
+                                  scratch_->nva.data(), scratch_->nva.size(), nullptr) >= 0;
+  }
+  nghttp2_data_provider provider{};
+  provider.read_callback = &Callbacks::read_data;
+  if (nghttp2_submit_response(session_, stream, scratch_->nva.data(), scratch_->nva.size(),
+                              end_stream ? nullptr : &provider) != 0) {
+    return false;
+  }
+  st->response_submitted = true;
+  st->provider = !end_stream;
+  st->head_ended = end_stream;
+  return true;
+}
+
+SubmitResult Http2Session::submit_data(int32_t stream, std::string_view bytes, bool end_stream) {
+  Stream* st = find(stream);
+  if (dead_ || st == nullptr || !st->known || st->rejected || st->head_ended || st->send_end) {
+    return SubmitResult::kClosed;
+  }
+  st->send_buf.append(bytes);
+  if (end_stream) st->send_end = true;
+  resume(*st);
+  if (st->queued() >= options_.stream_send_buffer) {
+    st->send_full = true;
+    return SubmitResult::kFull;
+  }
+  return SubmitResult::kOk;
+}
+
+bool Http2Session::submit_trailers(int32_t stream, const HeaderList& trailers) {
+  Stream* st = find(stream);
+  if (dead_ || st == nullptr || !st->known || st->rejected || st->head_ended || st->send_end) {
+    return false;
+  }
+  st->trailers.clear();
+  st->trailers.add_fields(trailers, H2OutFields::Kind::kTrailers, false);
+  st->has_trailers = st->trailers.size() > 0;  // an empty block would be a malformed trailer
+  st->send_end = true;
+  resume(*st);
+  return true;
+}
+
+void Http2Session::resume(Stream& st) {
+  if (st.provider && st.deferred) {
+    st.deferred = false;
+    nghttp2_session_resume_data(session_, st.id);
+  }
+}
+
+void Http2Session::reset_stream(int32_t stream, uint32_t error_code) {
+  Stream* st = find(stream);
+  if (st == nullptr || dead_) return;
+  if (error_code == kH2NoError && role_ == Role::kServer && st->response_submitted &&
+      !st->sent_end) {
+    // RFC 9113 §8.1: NO_ERROR asks the client to stop sending the request once the response is
+    // complete. Sent now, nghttp2 could put it ahead of our last DATA frames and cut the
+    // response short; so drop input from now on and send it after our END_STREAM.
+    st->discard_input = true;
+    st->rst_after_send = true;
+    return;
+  }
+  reject_stream(*st, error_code);
+}
+
+void Http2Session::consume(int32_t stream, size_t bytes) {
+  Stream* st = find(stream);
+  if (st == nullptr || dead_) return;
+  const size_t n = static_cast<size_t>(std::min<uint64_t>(bytes, st->unconsumed));
+  if (n == 0) return;
+  st->unconsumed -= n;
+  nghttp2_session_consume(session_, stream, n);
+}
+
+void Http2Session::submit_shutdown_notice() {
+  if (role_ == Role::kServer && !dead_) nghttp2_submit_shutdown_notice(session_);
+}
+
+void Http2Session::submit_goaway(uint32_t error_code) {
+  if (dead_) return;
+  nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE,
+                        nghttp2_session_get_last_proc_stream_id(session_), error_code, nullptr, 0);
+}
+
+void Http2Session::terminate(uint32_t error_code, std::string_view reason) {
+  fail(reason, error_code);
+}
+
+void Http2Session::connection_closed(uint32_t error_code) {
+  if (!closing_) {
+    closing_ = true;
+    if (close_reason_.empty()) close_reason_ = "connection closed";
+  }
+  dead_ = true;
+  out_.clear();
+  out_pos_ = 0;
+  frame_ends_.clear();
+  frame_head_ = 0;
+  // Highest id first: close_stream erases from the back cheaply and the handler may look others up.
+  while (!live_.empty()) close_stream(*live_.back(), error_code);
+}
+
+bool Http2Session::can_open_stream() const {
+  return role_ == Role::kClient && !closing_ && !dead_ && !goaway_received_ &&
+         nghttp2_session_check_request_allowed(session_) != 0 &&
+         open_streams_ < remote_max_concurrent_streams();
+}
+
+uint32_t Http2Session::remote_max_concurrent_streams() const {
+  return nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+}
+
+size_t Http2Session::stream_send_buffered(int32_t stream) const {
+  const Stream* st = find(stream);
+  return st == nullptr ? 0 : st->queued();
+}
+
+int32_t Http2Session::stream_send_window(int32_t stream) const {
+  return nghttp2_session_get_stream_remote_window_size(session_, stream);
+}
+
+}  // namespace proxenos::http

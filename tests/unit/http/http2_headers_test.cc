@@ -1,0 +1,103 @@
+// h2c preface detection and HTTP/1 -> HTTP/2 header translation.
+
+#include "http/http2_headers.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "http2_test_util.h"
+
+namespace proxenos::http {
+namespace {
+
+using h2test::Fields;
+using h2test::OwnedHeaders;
+
+Fields fields_of(const H2OutFields& f) {
+  Fields out;
+  for (size_t i = 0; i < f.size(); ++i) out.emplace_back(f.name(i), f.value(i));
+  return out;
+}
+
+TEST(Http2Preface, FullPartialAndNo) {
+  const std::string preface(kHttp2Preface);
+  EXPECT_EQ(preface.size(), 24u);
+  EXPECT_EQ(match_http2_preface(preface), PrefaceMatch::kFull);
+  EXPECT_TRUE(is_http2_preface(preface + "\0\0\0\x04"));
+  for (size_t n = 0; n < preface.size(); ++n) {
+    EXPECT_EQ(match_http2_preface(preface.substr(0, n)), PrefaceMatch::kPartial) << n;
+    EXPECT_FALSE(is_http2_preface(preface.substr(0, n)));
+  }
+  EXPECT_EQ(match_http2_preface("GET / HTTP/1.1\r\n"), PrefaceMatch::kNo);
+  EXPECT_EQ(match_http2_preface("P"), PrefaceMatch::kPartial);
+  EXPECT_EQ(match_http2_preface("POST / HTTP/1.1\r\n"), PrefaceMatch::kNo);  // differs at byte 1
+  EXPECT_EQ(match_http2_preface("PRI * HTTP/1.1\r\n"), PrefaceMatch::kNo);
+  EXPECT_EQ(match_http2_preface("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\r"), PrefaceMatch::kNo);
+  EXPECT_EQ(match_http2_preface("pri * HTTP/2.0"), PrefaceMatch::kNo);  // case matters
+}
+
+TEST(Http2Headers, ConnectionSpecific) {
+  for (std::string_view n : {"connection", "Connection", "keep-alive", "Proxy-Connection",
+                             "transfer-encoding", "UPGRADE"}) {
+    EXPECT_TRUE(is_connection_specific_header(n)) << n;
+  }
+  for (std::string_view n : {"te", "host", "content-length", "connectionx", "upgrade-insecure"}) {
+    EXPECT_FALSE(is_connection_specific_header(n)) << n;
+  }
+}
+
+TEST(Http2Headers, RequestTranslation) {
+  OwnedHeaders in({{"Host", "example.com"},
+                   {"Connection", "keep-alive, X-Private"},
+                   {"X-Private", "secret"},
+                   {"TE", "trailers"},
+                   {"Content-Type", "Text/Plain"},
+                   {"Cookie", " a=1;b=2 ;; c=3 "},
+                   {":path", "/evil"},
+                   {"X-Bad Name", "v"},
+                   {"X-Bad-Value", "a\rb"},
+                   {"X-Trim", "  v  "}});
+  H2OutFields out;
+  out.add(":method", "GET");
+  out.add_fields(in.list, H2OutFields::Kind::kRequest, /*drop_host=*/true);
+  EXPECT_EQ(fields_of(out), (Fields{{":method", "GET"},
+                                    {"te", "trailers"},
+                                    {"content-type", "Text/Plain"},
+                                    {"cookie", "a=1"},
+                                    {"cookie", "b=2"},
+                                    {"cookie", "c=3"},
+                                    {"x-trim", "v"}}));
+}
+
+TEST(Http2Headers, TeOtherThanTrailersIsDropped) {
+  OwnedHeaders in({{"TE", "gzip"}, {"te", "deflate, trailers;q=0.5"}});
+  H2OutFields out;
+  out.add_fields(in.list, H2OutFields::Kind::kRequest, false);
+  EXPECT_EQ(fields_of(out), Fields{});  // "trailers;q=0.5" is not the bare token
+  OwnedHeaders ok({{"TE", "trailers"}});
+  out.clear();
+  out.add_fields(ok.list, H2OutFields::Kind::kResponse, false);
+  EXPECT_EQ(fields_of(out), Fields{});  // never in responses
+}
+
+TEST(Http2Headers, ResponseKeepsHostAndDoesNotSplitCookies) {
+  OwnedHeaders in({{"Host", "h"}, {"Set-Cookie", "a=1; Path=/"}, {"Cookie", "a=1; b=2"}});
+  H2OutFields out;
+  out.add_fields(in.list, H2OutFields::Kind::kResponse, false);
+  EXPECT_EQ(fields_of(out),
+            (Fields{{"host", "h"}, {"set-cookie", "a=1; Path=/"}, {"cookie", "a=1; b=2"}}));
+}
+
+TEST(Http2Headers, ReuseAcrossBlocks) {
+  H2OutFields out;
+  OwnedHeaders a({{"X-A", std::string(1000, 'a')}});
+  out.add_fields(a.list, H2OutFields::Kind::kResponse, false);
+  out.clear();
+  OwnedHeaders b({{"X-B", "b"}});
+  out.add_fields(b.list, H2OutFields::Kind::kResponse, false);
+  EXPECT_EQ(fields_of(out), (Fields{{"x-b", "b"}}));
+}
+
+}  // namespace
+}  // namespace proxenos::http
