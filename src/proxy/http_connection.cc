@@ -11,8 +11,10 @@
 #include <cstring>
 
 #include "http/header.h"
+#include "http/http2_headers.h"
 #include "http/status.h"
 #include "net/socket.h"
+#include "proxy/http2_connection.h"
 #include "proxy/request_context.h"
 #include "proxy/request_router.h"
 #include "proxy/response_builder.h"
@@ -283,6 +285,15 @@ void HttpConnection::process_input() {
     }
     if (!in_ || in_->empty()) return;
     if (closing_) return;
+    if (!http2_checked_) {
+      http::PrefaceMatch preface = http::match_http2_preface(in_->readable());
+      if (preface == http::PrefaceMatch::kPartial) return;  // wait for the rest of the preface
+      http2_checked_ = true;
+      if (preface == http::PrefaceMatch::kFull) {
+        hand_over_http2();
+        return;
+      }
+    }
     bool first_bytes = phase_ == Phase::kIdle;
     if (first_bytes) phase_ = Phase::kHead;
     if (!exchange_) {
@@ -337,6 +348,24 @@ void HttpConnection::on_downstream_eof() {
     case Phase::kClosed:
       return;
   }
+}
+
+void HttpConnection::hand_over_http2() {
+  std::string initial(in_->readable());
+  phase_ = Phase::kClosed;  // callers up the stack stop touching this connection
+  idle_timer_.cancel();
+  worker_.loop().remove(fd_);  // the next owner registers the socket itself
+  auto* next = new Http2Connection(worker_, fd_, listener_key_, peer_text_, local_text_,
+                                   std::move(tls_), std::move(initial), /*counted=*/true);
+  fd_ = -1;
+  worker_.buffers().give(std::move(in_));
+  worker_.buffers().give(std::move(out_));
+  recycle_exchange();
+  worker_.on_connection_close(this);
+  worker_.on_connection_open(next);
+  next->start();
+  HttpConnection* self = this;
+  worker_.loop().defer([self] { delete self; });
 }
 
 void HttpConnection::parse_error(const http::ParseResult& result) {

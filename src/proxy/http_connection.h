@@ -64,6 +64,9 @@ class HttpConnection final : public DownstreamConnection,
   void on_downstream_eof();
   void start_exchange(size_t head_length);
   void parse_error(const http::ParseResult& result);
+  // The connection starts with the HTTP/2 preface (h2c prior knowledge): an Http2Connection
+  // takes the socket, the TLS stream and the bytes read so far.
+  void hand_over_http2();
 
   // Routing and local answers.
   void route_request();
@@ -117,8 +120,9 @@ class HttpConnection final : public DownstreamConnection,
   bool peer_hup_ = false;      // epoll reported RDHUP/HUP: read to EOF, no short-read shortcut
   bool read_blocked_ = false;  // we stopped reading for back-pressure, not because drained
   bool close_after_response_ = false;
-  bool closing_ = false;  // flush out_, then close
-  bool corked_ = false;   // collect writes into out_; the caller sends them together
+  bool closing_ = false;        // flush out_, then close
+  bool corked_ = false;         // collect writes into out_; the caller sends them together
+  bool http2_checked_ = false;  // the first bytes were checked for the HTTP/2 preface
   std::unique_ptr<net::Buffer> in_;
   std::unique_ptr<net::Buffer> out_;
   std::unique_ptr<Exchange> exchange_;

@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <ctime>
+#include <vector>
 
 #include "http/header.h"
 #include "http/status.h"
@@ -123,6 +124,66 @@ void build_response_head(const ResponseHeadContext& c, std::string& out) {
     out.append("connection: keep-alive\r\n");
   }
   out.append("\r\n");
+}
+
+void build_response_fields(const ResponseHeadContext& c, std::string& storage,
+                           http::HeaderList& out) {
+  const http::ResponseHead& r = *c.response;
+  storage.clear();
+  out.clear();
+  // Values we compose go to `storage`, which may reallocate while it grows: remember them as
+  // offsets and turn them into views at the end.
+  struct Owned {
+    size_t field, offset, length;
+  };
+  thread_local std::vector<Owned> owned;
+  owned.clear();
+  auto add_owned = [&](std::string_view name, size_t offset) {
+    owned.push_back({out.size(), offset, storage.size() - offset});
+    out.push_back({name, {}});
+  };
+  std::string_view connection = http::find_header(r.headers, "connection");
+  bool has_date = false;
+  for (const auto& h : r.headers) {
+    if (is_response_hop_by_hop(h.name)) continue;
+    if (!connection.empty() && http::header_has_token(connection, h.name)) continue;
+    if (c.target) {
+      bool drop = false;
+      for (const auto& name : c.target->response_headers.remove) {
+        drop = drop || http::iequals(h.name, name);
+      }
+      for (const auto& add : c.target->response_headers.add) {
+        drop = drop || (!add.append && http::iequals(h.name, add.name));
+      }
+      if (drop) continue;
+    }
+    if (!has_date && h.name.size() == 4 && http::iequals(h.name, "date")) has_date = true;
+    out.push_back(h);
+  }
+  if (!has_date) {
+    size_t at = storage.size();
+    storage.append(http_date());
+    add_owned("date", at);
+  }
+  out.push_back({"server", c.server_name});
+  if (c.upstream_service_ms >= 0) {
+    size_t at = storage.size();
+    append_uint(storage, static_cast<uint64_t>(c.upstream_service_ms));
+    add_owned("x-envoy-upstream-service-time", at);
+  }
+  if (c.target) {
+    for (const auto& add : c.target->response_headers.add) {
+      size_t at = storage.size();
+      if (c.request_context) {
+        expand_template(add.value, *c.request_context, storage);
+      } else {
+        for (const auto& piece : add.value.pieces) storage.append(piece.text);
+      }
+      add_owned(add.name, at);
+    }
+  }
+  std::string_view base = storage;
+  for (const Owned& o : owned) out[o.field].value = base.substr(o.offset, o.length);
 }
 
 void append_local_reply_head(int status, size_t content_length, std::string_view location,

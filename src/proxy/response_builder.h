@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 
+#include "http/header.h"
 #include "http/message_head.h"
 #include "proxy/request_context.h"
 #include "router/route.h"
@@ -27,6 +28,12 @@ struct ResponseHeadContext {
 };
 
 void build_response_head(const ResponseHeadContext& context, std::string& out);
+
+// The same filtering and edits as build_response_head, as header fields for an HTTP/2 response
+// (no status line, no framing or connection fields). The views point into `storage` or into
+// the response and route: valid until `storage` or those change.
+void build_response_fields(const ResponseHeadContext& context, std::string& storage,
+                           http::HeaderList& out);
 
 // Status line and headers of a response we generate ourselves (errors, redirects).
 void append_local_reply_head(int status, size_t content_length, std::string_view location,

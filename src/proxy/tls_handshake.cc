@@ -9,6 +9,7 @@
 
 #include "net/proxy_protocol.h"
 #include "net/tls_context.h"
+#include "proxy/http2_connection.h"
 #include "proxy/http_connection.h"
 #include "proxy/tcp_connection.h"
 #include "router/route_table.h"
@@ -161,6 +162,11 @@ void TlsHandshake::advance() {
   if (listener != nullptr && listener->protocol == config::ListenerProtocol::kTls &&
       !listener->routes) {
     close_now();  // a TLS listener for TCPMappings only, and none matched
+    return;
+  }
+  if (tls_->alpn() == "h2") {
+    hand_over(new Http2Connection(worker_, fd_, listener_key_, peer_.to_string(),
+                                  local_.to_string(), std::move(tls_), {}, /*counted=*/false));
     return;
   }
   hand_over(new HttpConnection(worker_, fd_, listener_key_, peer_, local_, std::move(tls_)));

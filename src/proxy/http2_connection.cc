@@ -1,0 +1,927 @@
+#include "proxy/http2_connection.h"
+
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+
+#include "http/grpc.h"
+#include "proxy/response_builder.h"
+
+namespace proxenos::proxy {
+
+namespace {
+
+// Bytes read from the socket per call; the session copies what it keeps.
+constexpr size_t kReadChunk = 16 * 1024;
+// After our GOAWAY, how often we look whether the connection is done.
+constexpr uint64_t kGoawayCloseMs = 5000;
+
+// Exchanges are reused per worker thread so their strings and vectors keep their capacity.
+constexpr size_t kMaxPooledExchanges = 1024;
+thread_local std::vector<std::unique_ptr<Exchange>> g_free_exchanges;
+
+std::unique_ptr<Exchange> take_exchange(net::EventLoop& loop) {
+  if (g_free_exchanges.empty()) return std::make_unique<Exchange>(loop);
+  std::unique_ptr<Exchange> e = std::move(g_free_exchanges.back());
+  g_free_exchanges.pop_back();
+  return e;
+}
+
+int64_t unix_now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+void append_uint(std::string& out, uint64_t v) {
+  char buf[24];
+  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, p);
+}
+
+void append_chunk_header(net::Buffer& out, size_t size) {
+  char line[24];
+  auto [p, ec] = std::to_chars(line, line + 16, size, 16);
+  *p++ = '\r';
+  *p++ = '\n';
+  out.append(std::string_view(line, static_cast<size_t>(p - line)));
+}
+
+}  // namespace
+
+// =============================================================================================
+// Http2Stream
+
+Http2Stream::Http2Stream(Http2Connection& connection, int32_t id)
+    : conn_(connection),
+      worker_(connection.worker()),
+      id_(id),
+      e_(take_exchange(worker_.loop())),
+      route_timer_(worker_.loop(), [this] { on_route_timeout(); }),
+      connect_timer_(worker_.loop(), [this] { on_connect_timeout(); }),
+      idle_timer_(worker_.loop(), [this] { on_idle_timeout(); }) {}
+
+Http2Stream::~Http2Stream() {
+  upstream::UpstreamConnection::destroy(std::move(e_->upstream));
+  worker_.buffers().give(std::move(e_->up_in));
+  worker_.buffers().give(std::move(e_->up_out));
+  e_->reset();
+  if (g_free_exchanges.size() < kMaxPooledExchanges) g_free_exchanges.push_back(std::move(e_));
+}
+
+void Http2Stream::start(http::RequestHead&& head, bool end_stream) {
+  Exchange& e = *e_;
+  e.config = worker_.config();
+  e.start_ms = worker_.loop().now_ms();
+  e.start_us = worker_.loop().now_us();
+  e.start_unix_ms = unix_now_ms();
+  conn_.stats().downstream_rq_total.inc();
+  conn_.stats().downstream_rq_active.add(1);
+  e.counted_active = true;
+  e.request = std::move(head);
+  e.response.clear();  // a reused exchange still holds its last response
+  e.head_request = e.request.method == "HEAD";
+  e.request_complete = end_stream || e.request.framing == http::BodyFraming::kNone;
+  chunked_request_ = e.request.framing == http::BodyFraming::kChunked;
+  grpc_ = http::is_grpc_content_type(http::find_header(e.request.headers, "content-type"));
+  route();
+}
+
+void Http2Stream::route() {
+  Exchange& e = *e_;
+  if (std::optional<LocalReply> reply = route_exchange(worker_, e, conn_.routing_input())) {
+    local_reply(reply->status, reply->body, reply->flags, reply->location);
+    return;
+  }
+  e.up_out = worker_.buffers().take();
+  e.up_out->append(e.up_head);
+  if (e.request.expect_continue && !e.request_complete) {
+    // We answer 100-continue ourselves (and never forward Expect), as for HTTP/1.1.
+    conn_.session().submit_response(id_, 100, {}, false);
+  }
+  if (e.request_complete) arm_route_timer();
+  e.stream_idle_ms = e.match.target->idle_timeout_ms;
+  if (e.stream_idle_ms > 0) {
+    e.last_activity_ms = worker_.loop().now_ms();
+    idle_timer_.arm(e.stream_idle_ms);
+  }
+  connect_upstream();
+}
+
+void Http2Stream::arm_route_timer() {
+  uint32_t timeout = e_->match.target ? e_->match.target->timeout_ms : 0;
+  if (timeout > 0 && !route_timer_.armed() && !e_->response_head_sent) route_timer_.arm(timeout);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Answers we give ourselves.
+
+void Http2Stream::local_reply(int status, std::string_view body, std::string_view flags,
+                              std::string_view location) {
+  Exchange& e = *e_;
+  if (closed_) return;
+  if (e.response_head_sent) {
+    reset_downstream(http::kH2InternalError, flags);
+    return;
+  }
+  upstream::UpstreamConnection::destroy(std::move(e.upstream));
+  route_timer_.cancel();
+  connect_timer_.cancel();
+  idle_timer_.cancel();
+  discard_request();
+  e.flags = flags;
+  e.response_head_sent = true;
+  e.response_complete = true;
+  std::string_view server = e.config && e.config->snapshot
+                                ? std::string_view(e.config->snapshot->module.server_name)
+                                : std::string_view("envoy");
+  std::string& storage = e.scratch;
+  storage.clear();
+  fields_.clear();
+  if (grpc_) {
+    // Envoy answers a gRPC request it cannot route or proxy the gRPC way: HTTP 200 and a
+    // trailers-only response carrying the mapped status.
+    e.status = 200;
+    e.response.clear();
+    http::GrpcStatus grpc_status =
+        flags == "UT" ? http::GrpcStatus::kDeadlineExceeded : http::grpc_status_from_http(status);
+    http::make_grpc_local_reply(grpc_status, body, "application/grpc", e.response);
+    fields_ = e.response.headers;
+    fields_.push_back({"date", http_date()});
+    fields_.push_back({"server", server});
+    conn_.session().submit_response(id_, 200, fields_, true);
+    return;
+  }
+  e.status = status;
+  size_t length = body.empty() ? 0 : body.size() + 1;
+  append_uint(storage, length);
+  if (!location.empty()) fields_.push_back({"location", location});
+  fields_.push_back({"content-length", storage});
+  if (length > 0) fields_.push_back({"content-type", "text/plain"});
+  fields_.push_back({"date", http_date()});
+  fields_.push_back({"server", server});
+  bool end = length == 0 || e.head_request;
+  conn_.session().submit_response(id_, status, fields_, end);
+  if (!end) {
+    std::string text(body);
+    text.push_back('\n');
+    e.bytes_sent = text.size();
+    conn_.session().submit_data(id_, text, true);
+  }
+}
+
+void Http2Stream::reset_downstream(uint32_t error_code, std::string_view flags) {
+  Exchange& e = *e_;
+  e.flags = flags;
+  upstream::UpstreamConnection::destroy(std::move(e.upstream));
+  route_timer_.cancel();
+  connect_timer_.cancel();
+  idle_timer_.cancel();
+  discard_request();
+  if (!closed_) conn_.session().reset_stream(id_, error_code);
+}
+
+// Request body bytes will not be forwarded (answered locally, or the upstream is done): give the
+// client its window back for what we held and for whatever still comes.
+void Http2Stream::discard_request() {
+  discard_ = true;
+  if (e_->up_out) e_->up_out->clear();
+  if (unacked_ > 0 && !closed_) conn_.session().consume(id_, unacked_);
+  unacked_ = 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request body from the client.
+
+void Http2Stream::on_request_data(std::string_view bytes, bool end_stream) {
+  Exchange& e = *e_;
+  if (discard_) {
+    if (!bytes.empty()) conn_.session().consume(id_, bytes.size());
+    if (end_stream) e.request_complete = true;
+    return;
+  }
+  if (!bytes.empty()) {
+    e.bytes_received += bytes.size();
+    e.last_activity_ms = worker_.loop().now_ms();
+    if (chunked_request_) {
+      append_chunk_header(*e.up_out, bytes.size());
+      e.up_out->append(bytes);
+      e.up_out->append("\r\n");
+    } else {
+      e.up_out->append(bytes);
+    }
+    unacked_ += bytes.size();
+  }
+  if (end_stream) end_request_body();
+  if (e.upstream && e.upstream->connected) flush_upstream();
+}
+
+void Http2Stream::on_request_trailers() {
+  // An HTTP/1.1 upstream gets no request trailers (RFC 9110 §6.5.1: they may be dropped).
+  if (discard_) {
+    e_->request_complete = true;
+    return;
+  }
+  end_request_body();
+  if (e_->upstream && e_->upstream->connected) flush_upstream();
+}
+
+void Http2Stream::end_request_body() {
+  Exchange& e = *e_;
+  if (e.request_complete) return;
+  e.request_complete = true;
+  if (chunked_request_) e.up_out->append("0\r\n\r\n");
+  arm_route_timer();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upstream connection.
+
+void Http2Stream::connect_upstream() {
+  Exchange& e = *e_;
+  e.upstream_start_ms = worker_.loop().now_ms();
+  e.upstream_start_us = worker_.loop().now_us();
+  e.upstream = e.retried ? nullptr : e.cluster->take_idle();
+  if (e.upstream) {
+    e.upstream->set_handler(this);
+    e.upstream->requests++;
+    e.upstream_host = e.upstream->endpoint().to_string();
+    on_upstream_connected();
+    return;
+  }
+  const net::Address* endpoint = e.cluster->pick_endpoint();
+  if (endpoint == nullptr) {
+    local_reply(503, "no healthy upstream", "UH");
+    return;
+  }
+  int err = 0;
+  e.upstream = e.cluster->connect(*endpoint, &err);
+  e.upstream_host = endpoint->to_string();
+  if (!e.upstream) {
+    e.cluster->stats().upstream_cx_connect_fail.inc();
+    local_reply(503,
+                "upstream connect error or disconnect/reset before headers. reset reason: "
+                "connection failure",
+                "UF");
+    return;
+  }
+  e.upstream->set_handler(this);
+  e.upstream->requests++;
+  connect_timer_.arm(e.cluster->spec().connect_timeout_ms);
+}
+
+void Http2Stream::on_upstream_connected() {
+  Exchange& e = *e_;
+  if (closed_ || !e.upstream) return;
+  connect_timer_.cancel();
+  e.upstream_local.assign(e.upstream->local_address());
+  flush_upstream();
+  conn_.flush();
+}
+
+void Http2Stream::on_upstream_event(uint32_t events) {
+  Exchange& e = *e_;
+  if (closed_ || !e.upstream) return;
+  if (!e.upstream->connected) {
+    e.cluster->stats().upstream_cx_connect_fail.inc();
+    const std::string& failure = e.upstream->failure();
+    if (failure.rfind("TLS", 0) == 0) {
+      e.transport_failure = failure;
+      upstream_failed("connection failure, transport failure reason: " + failure, "UF");
+    } else {
+      upstream_failed(failure.empty() ? "connection failure" : failure, "UF");
+    }
+    conn_.flush();
+    return;
+  }
+  bool tls = e.upstream->is_tls();
+  if ((events & EPOLLOUT) || tls) {
+    if (!flush_upstream()) {
+      conn_.flush();
+      return;
+    }
+  }
+  if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) || tls) {
+    read_upstream((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0);
+  }
+  conn_.flush();
+}
+
+void Http2Stream::on_connect_timeout() {
+  if (closed_ || !e_->upstream) return;
+  e_->cluster->stats().upstream_cx_connect_fail.inc();
+  upstream_failed("connection timeout", "UF");
+  conn_.flush();
+}
+
+void Http2Stream::on_route_timeout() {
+  if (closed_) return;
+  Exchange& e = *e_;
+  if (e.cluster) e.cluster->stats().upstream_rq_timeout.inc();
+  upstream::UpstreamConnection::destroy(std::move(e.upstream));
+  if (!e.response_head_sent) {
+    local_reply(504, "upstream request timeout", "UT");
+  } else {
+    reset_downstream(http::kH2InternalError, "UT");
+  }
+  conn_.flush();
+}
+
+void Http2Stream::on_idle_timeout() {
+  if (closed_) return;
+  Exchange& e = *e_;
+  uint64_t quiet = worker_.loop().now_ms() - e.last_activity_ms;
+  if (quiet < e.stream_idle_ms) {
+    idle_timer_.arm(e.stream_idle_ms - quiet);
+    return;
+  }
+  upstream::UpstreamConnection::destroy(std::move(e.upstream));
+  // Envoy's stream idle timeout: 408 before any response header, a reset after.
+  if (!e.response_head_sent) {
+    local_reply(408, "stream timeout", "SI");
+  } else {
+    reset_downstream(http::kH2Cancel, "SI");
+  }
+  conn_.flush();
+}
+
+void Http2Stream::upstream_failed(std::string_view reason, std::string_view flags) {
+  Exchange& e = *e_;
+  bool reused = e.upstream && e.upstream->requests > 1;
+  upstream::UpstreamConnection::destroy(std::move(e.upstream));
+  if (e.response_head_sent) {
+    // Mid-response: the client must not take a truncated body for a whole one.
+    reset_downstream(http::kH2InternalError, "UC");
+    return;
+  }
+  // A reused keep-alive connection the upstream closed before our request reached it is retried
+  // once on a fresh one, as long as no body byte has been taken from the client yet.
+  if (reused && !e.retried && e.bytes_received == 0 && e.response.status == 0) {
+    e.retried = true;
+    e.cluster->stats().upstream_rq_retry.inc();
+    connect_timer_.cancel();
+    e.up_out->clear();
+    e.up_out->append(e.up_head);
+    if (e.request_complete && chunked_request_) e.up_out->append("0\r\n\r\n");
+    if (e.up_in) e.up_in->clear();
+    e.response_parser.reset();
+    e.request_sent = false;
+    connect_upstream();
+    return;
+  }
+  std::string body = "upstream connect error or disconnect/reset before headers. reset reason: ";
+  body.append(reason);
+  local_reply(503, body, flags);
+}
+
+bool Http2Stream::flush_upstream() {
+  Exchange& e = *e_;
+  if (!e.upstream || !e.upstream->connected) return false;
+  net::Buffer* out = e.up_out.get();
+  while (out && !out->empty()) {
+    std::string_view data = out->readable();
+    ssize_t n = e.upstream->io().write(data.data(), data.size());
+    if (n > 0) {
+      e.cluster->stats().upstream_cx_tx_bytes_total.add(static_cast<uint64_t>(n));
+      out->consume(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    upstream_failed("connection termination", "UC");
+    return false;
+  }
+  // Everything taken so far reached the upstream socket: reopen the client's window for it.
+  if (unacked_ > 0 && !closed_) {
+    conn_.session().consume(id_, unacked_);
+    unacked_ = 0;
+  }
+  if (e.request_complete) e.request_sent = true;
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upstream response.
+
+void Http2Stream::read_upstream(bool to_eagain) {
+  while (!closed_ && e_->upstream && !paused_) {
+    Exchange& e = *e_;
+    if (!e.up_in) e.up_in = worker_.buffers().take();
+    if (e.up_in->writable() == 0) {
+      e.up_in->compact();
+      if (e.up_in->writable() == 0) {
+        if (e.response_head_sent) return;  // body bytes wait for the client's window
+        e.up_in->ensure_writable(4096);    // a head larger than one buffer
+      }
+    }
+    size_t asked = e.up_in->writable();
+    upstream::UpstreamConnection* reading = e.upstream.get();
+    ssize_t n = reading->io().read(e.up_in->write_ptr(), asked);
+    if (n > 0) {
+      e.cluster->stats().upstream_cx_rx_bytes_total.add(static_cast<uint64_t>(n));
+      e.up_in->commit(static_cast<size_t>(n));
+      e.last_activity_ms = worker_.loop().now_ms();
+      bool tls = reading->is_tls();
+      process_upstream_input();
+      if (static_cast<size_t>(n) < asked && !to_eagain && !tls) return;
+      continue;
+    }
+    if (n == 0) {
+      on_upstream_eof();
+      return;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+    upstream_failed("connection termination", "UC");
+    return;
+  }
+}
+
+void Http2Stream::process_upstream_input() {
+  Exchange& e = *e_;
+  if (!e.response_head_sent) {
+    for (;;) {
+      http::ParseResult r =
+          e.response_parser.parse(e.up_in->readable(), e.head_request, e.response);
+      if (r.status == http::ParseStatus::kIncomplete) return;
+      if (r.status == http::ParseStatus::kError) {
+        upstream::UpstreamConnection::destroy(std::move(e.upstream));
+        local_reply(502, "upstream sent an invalid response", "UPE");
+        return;
+      }
+      e.up_in->consume(r.consumed);
+      e.response_parser.reset();
+      if (e.response.status >= 100 && e.response.status < 200) {
+        // Interim responses (we never forward Expect) are dropped.
+        e.response.status = 0;
+        if (e.up_in->empty()) return;
+        continue;
+      }
+      break;
+    }
+    on_response_head();
+    if (closed_ || !e.upstream) return;
+  }
+  forward_response_body();
+}
+
+void Http2Stream::on_response_head() {
+  Exchange& e = *e_;
+  route_timer_.cancel();
+  e.upstream_service_ms = static_cast<int64_t>(worker_.loop().now_ms() - e.upstream_start_ms);
+  e.status = e.response.status;
+  e.response_body.reset(e.response.framing, e.response.content_length);
+  e.upstream_reusable = e.response.keep_alive;
+  ResponseHeadContext ctx;
+  ctx.response = &e.response;
+  ctx.target = e.match.target;
+  ctx.server_name = e.config->snapshot->module.server_name;
+  ctx.upstream_service_ms = e.upstream_service_ms;
+  e.context.upstream_address = e.upstream_host;
+  ctx.request_context = &e.context;
+  build_response_fields(ctx, e.scratch, fields_);
+  bool end = e.response.framing == http::BodyFraming::kNone;
+  e.response_head_sent = true;
+  if (!conn_.session().submit_response(id_, e.response.status, fields_, end)) {
+    // The stream is gone (the client reset it meanwhile); on_stream_close cleans up.
+    upstream::UpstreamConnection::destroy(std::move(e.upstream));
+    return;
+  }
+  if (end) {
+    e.response_complete = true;
+    response_done();
+  }
+}
+
+void Http2Stream::forward_response_body() {
+  Exchange& e = *e_;
+  while (!e.response_complete && !paused_ && e.up_in && !e.up_in->empty()) {
+    http::DecodeResult r = e.response_body.decode(e.up_in->readable());
+    if (r.error) {
+      reset_downstream(http::kH2InternalError, "UPE");
+      return;
+    }
+    if (!r.data.empty() || r.done) {
+      e.bytes_sent += r.data.size();
+      http::SubmitResult s = conn_.session().submit_data(id_, r.data, r.done);
+      if (s == http::SubmitResult::kClosed) {
+        upstream::UpstreamConnection::destroy(std::move(e.upstream));
+        return;
+      }
+      if (s == http::SubmitResult::kFull) paused_ = true;
+    }
+    e.up_in->consume(r.consumed);
+    if (r.done) {
+      e.response_complete = true;
+      break;
+    }
+    if (r.consumed == 0) break;
+  }
+  if (e.response_complete) {
+    // Bytes after a complete response mean the upstream connection is out of sync.
+    if (e.up_in && !e.up_in->empty()) e.upstream_reusable = false;
+    response_done();
+  }
+}
+
+void Http2Stream::on_upstream_eof() {
+  Exchange& e = *e_;
+  e.upstream_reusable = false;
+  if (!e.response_head_sent) {
+    upstream_failed("connection termination", "UC");
+    return;
+  }
+  if (e.response_body.framing() == http::BodyFraming::kUntilClose && !e.response_complete) {
+    upstream::UpstreamConnection::destroy(std::move(e.upstream));
+    e.response_complete = true;
+    conn_.session().submit_data(id_, {}, true);
+    response_done();
+    return;
+  }
+  if (!e.response_complete) reset_downstream(http::kH2InternalError, "UC");
+}
+
+// The upstream response is wholly in the session's hands: the upstream connection is free.
+void Http2Stream::response_done() {
+  Exchange& e = *e_;
+  route_timer_.cancel();
+  connect_timer_.cancel();
+  idle_timer_.cancel();
+  if (!e.request_complete) {
+    // The upstream answered before the whole request arrived: the rest is not wanted, and the
+    // connection cannot carry another request.
+    e.upstream_reusable = false;
+    discard_request();
+  }
+  if (!e.upstream) return;
+  bool reusable = e.upstream_reusable && e.request_complete && e.up_out && e.up_out->empty() &&
+                  !worker_.draining();
+  if (reusable) {
+    e.cluster->release(std::move(e.upstream));
+  } else {
+    upstream::UpstreamConnection::destroy(std::move(e.upstream));
+  }
+}
+
+void Http2Stream::on_send_ready() {
+  if (closed_ || !paused_) return;
+  paused_ = false;
+  forward_response_body();
+  // Edge-triggered readiness may have come and gone while we were paused: read to EAGAIN.
+  if (!closed_ && !paused_ && e_->upstream) read_upstream(true);
+}
+
+// ---------------------------------------------------------------------------------------------
+// End of the stream.
+
+void Http2Stream::on_closed(uint32_t error_code) {
+  Exchange& e = *e_;
+  closed_ = true;
+  route_timer_.cancel();
+  connect_timer_.cancel();
+  idle_timer_.cancel();
+  if (error_code != http::kH2NoError && !e.response_complete && e.flags == "-") {
+    e.flags = "DC";  // the client reset the stream (or the connection went away)
+  }
+  if (e.upstream) {
+    // Still attached: the exchange did not complete cleanly.
+    upstream::UpstreamConnection::destroy(std::move(e.upstream));
+  }
+  uint64_t now_us = worker_.loop().now_us();
+  observe::ListenerStats& stats = conn_.stats();
+  stats.count_response(e.status);
+  if (e.start_us != 0) stats.downstream_rq_time.record_us(now_us - e.start_us);
+  if (e.route_stats != nullptr) {
+    e.route_stats->count_response(e.status);
+    e.route_stats->rq_time.record_us(now_us - e.start_us);
+  }
+  if (e.cluster && e.upstream_start_us != 0) {
+    observe::ClusterStats& cs = e.cluster->stats();
+    cs.count_response(e.status);
+    cs.upstream_rq_time.record_us(now_us - e.upstream_start_us);
+  }
+  log();
+  if (e.counted_active) stats.downstream_rq_active.add(-1);
+  if (e.route_stats != nullptr) e.route_stats->rq_active.add(-1);
+  if (e.cluster_active) e.cluster->stats().upstream_rq_active.add(-1);
+  e.counted_active = e.cluster_active = false;
+  e.route_stats = nullptr;
+}
+
+void Http2Stream::log() {
+  const Exchange& e = *e_;
+  const auto& cfg = e.config ? e.config : worker_.config();
+  if (!cfg || !cfg->access_log) return;
+  observe::AccessLogRecord r;
+  r.start_unix_ms = e.start_unix_ms;
+  r.method = e.request.method;
+  r.path = e.request.target;
+  r.original_path = e.original_path;
+  r.protocol = "HTTP/2";
+  r.authority = e.request.authority;
+  r.request_headers = &e.request.headers;
+  r.response_headers = e.response.status ? &e.response.headers : nullptr;
+  r.response_code = e.status;
+  r.response_flags = e.flags;
+  r.bytes_received = e.bytes_received;
+  r.bytes_sent = e.bytes_sent;
+  r.duration_ms = worker_.loop().now_ms() - e.start_ms;
+  r.upstream_service_time_ms = e.upstream_service_ms;
+  r.upstream_host = e.upstream_host;
+  r.upstream_local_address = e.upstream_local;
+  r.upstream_transport_failure_reason = e.transport_failure;
+  r.requested_server_name = conn_.sni();
+  if (e.match.route != nullptr && e.config &&
+      e.match.route->stats_index < e.config->snapshot->route_stats_names.size()) {
+    r.route_name = e.config->snapshot->route_stats_names[e.match.route->stats_index];
+  }
+  r.upstream_cluster = e.cluster ? std::string_view(e.cluster->spec().name) : std::string_view();
+  r.downstream_remote_address = conn_.routing_input().peer;
+  r.downstream_local_address = conn_.routing_input().local;
+  r.request_id = e.request_id;
+  cfg->access_log->append(r, worker_.access_log_buffer());
+  worker_.maybe_flush_access_log();
+}
+
+// =============================================================================================
+// Http2Connection
+
+Http2Connection::Http2Connection(Worker& worker, int fd, std::string listener_key,
+                                 std::string peer_text, std::string local_text,
+                                 std::unique_ptr<net::TlsStream> tls, std::string initial,
+                                 bool counted)
+    : worker_(worker),
+      fd_(fd),
+      tls_(std::move(tls)),
+      peer_certificate_(tls_ ? tls_->peer_certificate_info() : net::PeerCertificateInfo{}),
+      listener_key_(std::move(listener_key)),
+      peer_text_(std::move(peer_text)),
+      local_text_(std::move(local_text)),
+      initial_(std::move(initial)),
+      counted_(counted),
+      stats_(worker.listener_stats(listener_key_)),
+      timer_(worker.loop(), [this] { on_timer(); }) {
+  routing_.listener_key = &listener_key_;
+  routing_.peer = peer_text_;
+  routing_.local = local_text_;
+  routing_.tls = tls_ != nullptr;
+  if (tls_) {
+    routing_.peer_certificate = &peer_certificate_;
+    if (const net::TlsServerContext* served = tls_->server_context()) {
+      routing_.local_uri_sans = served->certificate().uri_sans;
+    }
+  }
+  http::Http2Options options;
+  if (const auto& cfg = worker_.config()) {
+    options.max_header_list_bytes = cfg->limits.max_header_bytes;
+    options.max_header_count = cfg->limits.max_header_count;
+    options.underscores = cfg->limits.underscores;
+  }
+  session_ =
+      std::make_unique<http::Http2Session>(http::Http2Session::Role::kServer, *this, options);
+}
+
+Http2Connection::~Http2Connection() {
+  // Worker teardown deletes live connections directly.
+  if (!closed_) {
+    closed_ = true;
+    streams_.clear();
+    session_.reset();
+    stats_->downstream_cx_active.add(-1);
+    tls_.reset();
+    if (fd_ >= 0) {
+      worker_.loop().remove(fd_);
+      close(fd_);
+    }
+  }
+}
+
+std::string_view Http2Connection::sni() const {
+  return tls_ ? tls_->sni() : std::string_view();
+}
+
+uint64_t Http2Connection::idle_timeout_ms() const {
+  const auto& cfg = worker_.config();
+  return cfg && cfg->snapshot ? cfg->snapshot->module.listener_idle_timeout_ms : 300000;
+}
+
+void Http2Connection::start() {
+  if (!counted_) {
+    stats_->downstream_cx_total.inc();
+    stats_->downstream_cx_active.add(1);
+  }
+  worker_.loop().add(fd_, EPOLLIN | EPOLLOUT | EPOLLRDHUP, this);
+  idle_since_ms_ = worker_.loop().now_ms();
+  if (uint64_t idle = idle_timeout_ms(); idle > 0) timer_.arm(idle);
+  if (worker_.draining()) drain();
+  if (!initial_.empty()) {
+    std::string bytes = std::move(initial_);
+    initial_ = std::string();
+    if (!feed(bytes)) return;
+  }
+  read_downstream();
+}
+
+void Http2Connection::drain() {
+  if (closed_ || goaway_sent_) return;
+  goaway_sent_ = true;
+  session_->submit_goaway(http::kH2NoError);
+  timer_.arm(kGoawayCloseMs);
+  flush();
+}
+
+void Http2Connection::on_io(uint32_t events) {
+  if (closed_) return;
+  if (events & EPOLLERR) {
+    close_now();
+    return;
+  }
+  // TLS reads may wait for writability and writes for readability: try both on any event.
+  if ((events & EPOLLOUT) || tls_) flush();
+  if (closed_) return;
+  if (events & (EPOLLRDHUP | EPOLLHUP)) peer_hup_ = true;
+  if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) || tls_) read_downstream();
+}
+
+void Http2Connection::read_downstream() {
+  char buf[kReadChunk];
+  while (!closed_) {
+    ssize_t n = io().read(buf, sizeof buf);
+    if (n > 0) {
+      stats_->downstream_cx_rx_bytes_total.add(static_cast<uint64_t>(n));
+      if (!feed(std::string_view(buf, static_cast<size_t>(n)))) return;
+      // A short read drained a plain socket (edge-triggered epoll reports the next bytes);
+      // TLS may hold decrypted bytes the socket no longer signals.
+      if (static_cast<size_t>(n) < sizeof buf && !peer_hup_ && !tls_) break;
+      continue;
+    }
+    if (n == 0) {
+      close_now();
+      return;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+    close_now();
+    return;
+  }
+  flush();
+}
+
+bool Http2Connection::feed(std::string_view bytes) {
+  in_feed_ = true;
+  bool ok = session_->feed(bytes);
+  in_feed_ = false;
+  if (ok) return true;
+  // Protocol error, flood or rapid reset (or both sides said GOAWAY): send what the session has
+  // (a GOAWAY) once and close.
+  if (session_->close_reason() != "goaway") stats_->downstream_cx_protocol_error.inc();
+  for (;;) {
+    std::string_view out = session_->pending_output();
+    if (out.empty()) break;
+    ssize_t n = io().write(out.data(), out.size());
+    if (n <= 0) break;
+    session_->consume_output(static_cast<size_t>(n));
+  }
+  close_now();
+  return false;
+}
+
+void Http2Connection::flush() {
+  if (closed_ || in_feed_ || in_flush_) return;
+  in_flush_ = true;
+  for (;;) {
+    bool blocked = false;
+    for (;;) {
+      std::string_view out = session_->pending_output();
+      if (out.empty()) break;
+      ssize_t n = io().write(out.data(), out.size());
+      if (n > 0) {
+        stats_->downstream_cx_tx_bytes_total.add(static_cast<uint64_t>(n));
+        session_->consume_output(static_cast<size_t>(n));
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        blocked = true;
+        break;
+      }
+      in_flush_ = false;
+      close_now();
+      return;
+    }
+    if (ready_.empty()) break;
+    std::vector<int32_t> ready;
+    ready.swap(ready_);
+    for (int32_t id : ready) {
+      auto it = streams_.find(id);
+      if (it != streams_.end()) it->second->on_send_ready();
+      if (closed_) {
+        in_flush_ = false;
+        return;
+      }
+    }
+    (void)blocked;
+  }
+  in_flush_ = false;
+  if (!session_->want_read() && !session_->want_write()) {
+    close_now();
+    return;
+  }
+  if (streams_.empty() && idle_since_ms_ == 0) idle_since_ms_ = worker_.loop().now_ms();
+}
+
+void Http2Connection::on_timer() {
+  if (closed_) return;
+  if (goaway_sent_) {
+    // After our GOAWAY the session closes once the streams are done; a client that keeps the
+    // idle connection open anyway is closed here.
+    if (streams_.empty()) {
+      close_now();
+    } else {
+      timer_.arm(kGoawayCloseMs);
+    }
+    return;
+  }
+  uint64_t idle = idle_timeout_ms();
+  if (idle == 0) return;
+  uint64_t now = worker_.loop().now_ms();
+  if (!streams_.empty() || idle_since_ms_ == 0) {
+    timer_.arm(idle);
+    return;
+  }
+  if (now - idle_since_ms_ >= idle) {
+    drain();  // GOAWAY; with no stream open the connection closes once it is written
+    if (!closed_) timer_.arm(1000);
+    return;
+  }
+  timer_.arm(idle_since_ms_ + idle - now);
+}
+
+void Http2Connection::close_now() {
+  if (closed_) return;
+  closed_ = true;
+  timer_.cancel();
+  // Every stream still open ends now (logged as cut short).
+  session_->connection_closed(http::kH2Cancel);
+  for (auto& [id, stream] : streams_) {
+    Http2Stream* s = stream.release();
+    worker_.loop().defer([s] { delete s; });
+  }
+  streams_.clear();
+  stats_->downstream_cx_active.add(-1);
+  if (tls_) {
+    tls_->shutdown();
+    tls_.reset();
+  }
+  worker_.loop().remove(fd_);
+  close(fd_);
+  fd_ = -1;
+  worker_.on_connection_close(this);
+  Http2Connection* self = this;
+  worker_.loop().defer([self] { delete self; });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session callbacks.
+
+void Http2Connection::on_request_head(int32_t stream, http::RequestHead&& head, bool end_stream) {
+  idle_since_ms_ = 0;
+  auto [it, inserted] = streams_.emplace(stream, nullptr);
+  if (!inserted) return;
+  it->second = std::make_unique<Http2Stream>(*this, stream);
+  it->second->start(std::move(head), end_stream);
+}
+
+void Http2Connection::on_data(int32_t stream, std::string_view bytes, bool end_stream) {
+  auto it = streams_.find(stream);
+  if (it == streams_.end()) {
+    if (!bytes.empty()) session_->consume(stream, bytes.size());
+    return;
+  }
+  it->second->on_request_data(bytes, end_stream);
+}
+
+void Http2Connection::on_trailers(int32_t stream, const http::HeaderList&) {
+  auto it = streams_.find(stream);
+  if (it != streams_.end()) it->second->on_request_trailers();
+}
+
+void Http2Connection::on_stream_close(int32_t stream, uint32_t error_code) {
+  auto it = streams_.find(stream);
+  if (it == streams_.end()) return;
+  Http2Stream* s = it->second.release();
+  streams_.erase(it);
+  s->on_closed(error_code);
+  // The stream may be the caller up the stack (its flush closed it): free it later.
+  worker_.loop().defer([s] { delete s; });
+  if (streams_.empty()) idle_since_ms_ = worker_.loop().now_ms();
+}
+
+void Http2Connection::on_send_ready(int32_t stream) {
+  ready_.push_back(stream);
+}
+
+}  // namespace proxenos::proxy

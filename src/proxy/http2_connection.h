@@ -1,0 +1,156 @@
+#pragma once
+// One downstream HTTP/2 connection (h2c with prior knowledge, or h2 negotiated by ALPN) and its
+// streams. Each stream is routed like an HTTP/1.1 request (route_exchange) and proxied to the
+// route's upstream over HTTP/1.1 on a pooled connection of its own, so streams never wait for
+// each other.
+//
+// Flow control runs end to end: request body bytes are acknowledged to the client (consume())
+// only once they were written to the upstream socket, and a response stream whose HTTP/2 send
+// queue is full (submit_data() says kFull) stops reading its upstream until on_send_ready. A
+// client that stops reading therefore holds back the upstreams, not the proxy's memory.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "http/header.h"
+#include "http/http2_session.h"
+#include "http/message_head.h"
+#include "net/event_loop.h"
+#include "net/stream_io.h"
+#include "net/tls_stream.h"
+#include "proxy/connection.h"
+#include "proxy/exchange.h"
+#include "proxy/request_router.h"
+#include "proxy/worker.h"
+#include "upstream/upstream_connection.h"
+
+namespace proxenos::proxy {
+
+class Http2Connection;
+
+// One HTTP/2 stream proxied to an HTTP/1.1 upstream.
+class Http2Stream final : public upstream::UpstreamConnection::Handler {
+ public:
+  Http2Stream(Http2Connection& connection, int32_t id);
+  ~Http2Stream();
+  Http2Stream(const Http2Stream&) = delete;
+  Http2Stream& operator=(const Http2Stream&) = delete;
+
+  void start(http::RequestHead&& head, bool end_stream);
+  void on_request_data(std::string_view bytes, bool end_stream);
+  void on_request_trailers();
+  void on_send_ready();
+  // The session closed the stream (error_code NO_ERROR: both sides ended): count and log it.
+  void on_closed(uint32_t error_code);
+
+  void on_upstream_connected() override;
+  void on_upstream_event(uint32_t events) override;
+
+ private:
+  void route();
+  void local_reply(int status, std::string_view body, std::string_view flags,
+                   std::string_view location = {});
+  void reset_downstream(uint32_t error_code, std::string_view flags);
+  void connect_upstream();
+  void upstream_failed(std::string_view reason, std::string_view flags);
+  void end_request_body();
+  void discard_request();
+  bool flush_upstream();
+  void read_upstream(bool to_eagain);
+  void process_upstream_input();
+  void on_response_head();
+  void forward_response_body();
+  void on_upstream_eof();
+  void response_done();
+  void on_route_timeout();
+  void on_connect_timeout();
+  void on_idle_timeout();
+  void arm_route_timer();
+  void log();
+
+  Http2Connection& conn_;
+  Worker& worker_;
+  int32_t id_;
+  std::unique_ptr<Exchange> e_;
+  net::Timer route_timer_;
+  net::Timer connect_timer_;
+  net::Timer idle_timer_;    // the route's idle_timeout_ms: no bytes either way for that long
+  http::HeaderList fields_;  // response fields being submitted
+  size_t unacked_ = 0;       // request body bytes taken from the client, not yet written upstream
+  bool grpc_ = false;        // content-type application/grpc: local replies the gRPC way
+  bool chunked_request_ = false;  // re-chunk the request body (unknown length)
+  bool discard_ = false;          // request body bytes are no longer wanted: acknowledge, drop
+  bool paused_ = false;           // submit_data said kFull: wait for on_send_ready
+  bool closed_ = false;           // the session closed the stream
+};
+
+class Http2Connection final : public DownstreamConnection,
+                              public net::IoHandler,
+                              public http::Http2Session::Handler {
+ public:
+  // `initial`: bytes already read from the socket (the connection preface at least, for h2c
+  // handed over by HttpConnection). `counted`: the connection is already counted in the
+  // listener's downstream_cx_total/active (handed over by HttpConnection).
+  Http2Connection(Worker& worker, int fd, std::string listener_key, std::string peer_text,
+                  std::string local_text, std::unique_ptr<net::TlsStream> tls, std::string initial,
+                  bool counted);
+  ~Http2Connection() override;
+
+  void start() override;
+  // Drain: GOAWAY; streams in progress finish, then the connection closes.
+  void drain() override;
+  void on_io(uint32_t events) override;
+
+  // Http2Session::Handler.
+  void on_request_head(int32_t stream, http::RequestHead&& head, bool end_stream) override;
+  void on_data(int32_t stream, std::string_view bytes, bool end_stream) override;
+  void on_trailers(int32_t stream, const http::HeaderList& trailers) override;
+  void on_stream_close(int32_t stream, uint32_t error_code) override;
+  void on_send_ready(int32_t stream) override;
+
+  // For streams.
+  Worker& worker() { return worker_; }
+  http::Http2Session& session() { return *session_; }
+  observe::ListenerStats& stats() { return *stats_; }
+  const RoutingInput& routing_input() const { return routing_; }
+  std::string_view sni() const;
+  // Writes what the session has to send (deferred while the session is inside feed() or this
+  // already runs), then closes if the session is done.
+  void flush();
+
+ private:
+  void read_downstream();
+  bool feed(std::string_view bytes);
+  void on_timer();
+  void close_now();
+  uint64_t idle_timeout_ms() const;
+  net::StreamIo io() const { return {fd_, tls_.get()}; }
+
+  Worker& worker_;
+  int fd_;
+  std::unique_ptr<net::TlsStream> tls_;
+  net::PeerCertificateInfo peer_certificate_;
+  std::string listener_key_;
+  std::string peer_text_;
+  std::string local_text_;
+  std::string initial_;
+  bool counted_;
+  RoutingInput routing_;
+  std::shared_ptr<observe::ListenerStats> stats_;
+  std::unique_ptr<http::Http2Session> session_;
+  std::unordered_map<int32_t, std::unique_ptr<Http2Stream>> streams_;
+  std::vector<int32_t> ready_;  // streams owed on_send_ready, run after the write pass
+  net::Timer timer_;            // idle timeout, and the close deadline after GOAWAY
+  uint64_t idle_since_ms_ = 0;
+  bool closed_ = false;
+  bool in_feed_ = false;
+  bool in_flush_ = false;
+  bool peer_hup_ = false;
+  bool goaway_sent_ = false;
+};
+
+}  // namespace proxenos::proxy
