@@ -62,9 +62,11 @@ Http2Stream::Http2Stream(Http2Connection& connection, int32_t id)
       e_(take_exchange(worker_.loop())),
       route_timer_(worker_.loop(), [this] { on_route_timeout(); }),
       connect_timer_(worker_.loop(), [this] { on_connect_timeout(); }),
-      idle_timer_(worker_.loop(), [this] { on_idle_timeout(); }) {}
+      idle_timer_(worker_.loop(), [this] { on_idle_timeout(); }),
+      deadline_timer_(worker_.loop(), [this] { on_deadline(); }) {}
 
 Http2Stream::~Http2Stream() {
+  release_h2();
   upstream::UpstreamConnection::destroy(std::move(e_->upstream));
   worker_.buffers().give(std::move(e_->up_in));
   worker_.buffers().give(std::move(e_->up_out));
@@ -97,7 +99,20 @@ void Http2Stream::route() {
     return;
   }
   e.up_out = worker_.buffers().take();
-  e.up_out->append(e.up_head);
+  h2_mode_ = e.cluster->spec().http2;
+  if (h2_mode_) {
+    // HTTP/2 frames the body itself: up_out holds raw body bytes until the stream exists.
+    chunked_request_ = false;
+  } else {
+    e.up_out->append(e.up_head);
+  }
+  if (grpc_) {
+    // grpc-timeout bounds the whole call from now on, alongside the route timeout (whichever
+    // fires first answers DEADLINE_EXCEEDED).
+    std::optional<uint64_t> ms =
+        http::parse_grpc_timeout_ms(http::find_header(e.request.headers, "grpc-timeout"));
+    if (ms && *ms > 0) deadline_timer_.arm(*ms);
+  }
   if (e.request.expect_continue && !e.request_complete) {
     // We answer 100-continue ourselves (and never forward Expect), as for HTTP/1.1.
     conn_.session().submit_response(id_, 100, {}, false);
@@ -107,6 +122,11 @@ void Http2Stream::route() {
   if (e.stream_idle_ms > 0) {
     e.last_activity_ms = worker_.loop().now_ms();
     idle_timer_.arm(e.stream_idle_ms);
+  }
+  if (h2_mode_) {
+    build_h2_request();
+    h2_connect(nullptr);
+    return;
   }
   connect_upstream();
 }
@@ -128,9 +148,11 @@ void Http2Stream::local_reply(int status, std::string_view body, std::string_vie
     return;
   }
   upstream::UpstreamConnection::destroy(std::move(e.upstream));
+  release_h2();
   route_timer_.cancel();
   connect_timer_.cancel();
   idle_timer_.cancel();
+  deadline_timer_.cancel();
   discard_request();
   e.flags = flags;
   e.response_head_sent = true;
@@ -177,9 +199,11 @@ void Http2Stream::reset_downstream(uint32_t error_code, std::string_view flags) 
   Exchange& e = *e_;
   e.flags = flags;
   upstream::UpstreamConnection::destroy(std::move(e.upstream));
+  release_h2();
   route_timer_.cancel();
   connect_timer_.cancel();
   idle_timer_.cancel();
+  deadline_timer_.cancel();
   discard_request();
   if (!closed_) conn_.session().reset_stream(id_, error_code);
 }
@@ -216,7 +240,11 @@ void Http2Stream::on_request_data(std::string_view bytes, bool end_stream) {
     unacked_ += bytes.size();
   }
   if (end_stream) end_request_body();
-  if (e.upstream && e.upstream->connected) flush_upstream();
+  if (h2_mode_) {
+    h2_send_body();
+  } else if (e.upstream && e.upstream->connected) {
+    flush_upstream();
+  }
 }
 
 void Http2Stream::on_request_trailers() {
@@ -226,7 +254,11 @@ void Http2Stream::on_request_trailers() {
     return;
   }
   end_request_body();
-  if (e_->upstream && e_->upstream->connected) flush_upstream();
+  if (h2_mode_) {
+    h2_send_body();
+  } else if (e_->upstream && e_->upstream->connected) {
+    flush_upstream();
+  }
 }
 
 void Http2Stream::end_request_body() {
@@ -547,6 +579,7 @@ void Http2Stream::on_upstream_eof() {
 // The upstream response is wholly in the session's hands: the upstream connection is free.
 void Http2Stream::response_done() {
   Exchange& e = *e_;
+  deadline_timer_.cancel();
   route_timer_.cancel();
   connect_timer_.cancel();
   idle_timer_.cancel();
@@ -569,9 +602,326 @@ void Http2Stream::response_done() {
 void Http2Stream::on_send_ready() {
   if (closed_ || !paused_) return;
   paused_ = false;
+  if (h2_mode_) {
+    // The client took what was queued: let the upstream send more.
+    if (h2_ != nullptr && h2_stream_ >= 0 && h2_resp_unacked_ > 0) {
+      h2_->consume(h2_stream_, h2_resp_unacked_);
+    }
+    h2_resp_unacked_ = 0;
+    return;
+  }
   forward_response_body();
   // Edge-triggered readiness may have come and gone while we were paused: read to EAGAIN.
   if (!closed_ && !paused_ && e_->upstream) read_upstream(true);
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP/2 upstream (cluster spec http2): the request rides on a connection shared with other
+// streams of this worker.
+
+namespace {
+
+constexpr std::string_view kResetBeforeHeaders =
+    "upstream connect error or disconnect/reset before headers. reset reason: ";
+// Body bytes kept to replay a request the upstream refused (REFUSED_STREAM); beyond this the
+// request is not retried.
+constexpr size_t kMaxRetryBody = 64 * 1024;
+
+}  // namespace
+
+// The upstream head route_exchange built (path rewrite, forwarding headers, the route's header
+// edits) as HTTP/2 fields: Host becomes :authority, HTTP/1.1 framing and connection fields go,
+// and `te: trailers` (hop-by-hop in HTTP/1.1, required by gRPC) is kept from the client.
+void Http2Stream::build_h2_request() {
+  Exchange& e = *e_;
+  std::string_view head = e.up_head;
+  h2_fields_.clear();
+  h2_authority_ = e.request.authority;
+  size_t eol = head.find("\r\n");
+  std::string_view line = head.substr(0, eol);
+  size_t sp1 = line.find(' ');
+  size_t sp2 = line.rfind(' ');
+  h2_path_ = sp1 < sp2 ? line.substr(sp1 + 1, sp2 - sp1 - 1) : std::string_view("/");
+  size_t pos = eol == std::string_view::npos ? head.size() : eol + 2;
+  while (pos < head.size()) {
+    eol = head.find("\r\n", pos);
+    if (eol == std::string_view::npos || eol == pos) break;
+    std::string_view field = head.substr(pos, eol - pos);
+    pos = eol + 2;
+    size_t colon = field.find(':');
+    if (colon == std::string_view::npos) continue;
+    std::string_view name = field.substr(0, colon);
+    std::string_view value = field.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+      value.remove_prefix(1);
+    if (http::iequals(name, "host")) {
+      h2_authority_ = value;
+      continue;
+    }
+    if (http::iequals(name, "transfer-encoding") || http::iequals(name, "connection") ||
+        http::iequals(name, "upgrade") || http::iequals(name, "keep-alive") ||
+        http::iequals(name, "proxy-connection")) {
+      continue;
+    }
+    h2_fields_.push_back({name, value});
+  }
+  std::string_view te = http::find_header(e.request.headers, "te");
+  if (!te.empty() && http::header_has_token(te, "trailers"))
+    h2_fields_.push_back({"te", "trailers"});
+}
+
+void Http2Stream::h2_connect(const upstream::Http2Upstream* avoid) {
+  Exchange& e = *e_;
+  e.upstream_start_ms = worker_.loop().now_ms();
+  e.upstream_start_us = worker_.loop().now_us();
+  std::string error;
+  h2_ = upstream::Http2Upstream::acquire(*e.cluster, error, avoid);
+  if (h2_ == nullptr) {
+    if (error == "no healthy upstream") {
+      local_reply(503, "no healthy upstream", "UH");
+    } else {
+      std::string body(kResetBeforeHeaders);
+      body.append(error);
+      local_reply(503, body, "UF");
+    }
+    return;
+  }
+  e.upstream_host = h2_->endpoint_text();
+  h2_->wait(this);
+}
+
+void Http2Stream::on_h2_ready() {
+  Exchange& e = *e_;
+  if (closed_ || h2_ == nullptr || h2_stream_ >= 0) return;
+  e.upstream_local.assign(h2_->local_address());
+  http::Http2Request request;
+  request.method = e.request.method;
+  request.scheme = e.cluster->spec().tls ? "https" : "http";
+  request.authority = h2_authority_;
+  request.path = h2_path_;
+  request.headers = &h2_fields_;
+  bool end = e.request_complete && e.up_out->empty();
+  upstream::Http2Upstream* on = h2_;
+  h2_stream_ = on->submit_request(request, end, this);
+  if (h2_stream_ < 0) {
+    // The connection cannot take it after all (GOAWAY meanwhile): once more on another.
+    h2_ = nullptr;
+    if (e.retried) {
+      std::string body(kResetBeforeHeaders);
+      body.append("connection termination");
+      local_reply(503, body, "UC");
+    } else {
+      e.retried = true;
+      h2_connect(on);
+    }
+    conn_.flush();
+    return;
+  }
+  h2_end_sent_ = end;
+  h2_send_body();
+  conn_.flush();
+}
+
+void Http2Stream::on_h2_connect_failed(std::string_view reason) {
+  h2_ = nullptr;
+  if (closed_) return;
+  if (e_->cluster) {
+    if (reason.rfind("TLS", 0) == 0) e_->transport_failure.assign(reason);
+  }
+  std::string body(kResetBeforeHeaders);
+  body.append(reason);
+  local_reply(503, body, "UF");
+  conn_.flush();
+}
+
+// Moves the body bytes received so far into the upstream stream. The client's window reopens
+// (consume) once the upstream session took them, unless its queue for the stream is full.
+void Http2Stream::h2_send_body() {
+  Exchange& e = *e_;
+  if (closed_ || discard_ || h2_ == nullptr || h2_stream_ < 0 || h2_end_sent_) return;
+  std::string_view data = e.up_out->readable();
+  bool end = e.request_complete;
+  if (data.empty() && !end) return;
+  if (!e.response_head_sent && h2_can_retry_) {
+    if (h2_sent_.size() + data.size() <= kMaxRetryBody) {
+      h2_sent_.append(data);
+    } else {
+      h2_can_retry_ = false;
+      h2_sent_.clear();
+    }
+  }
+  http::SubmitResult r = h2_->submit_data(h2_stream_, data, end);
+  e.up_out->clear();
+  if (end) {
+    h2_end_sent_ = true;
+    e.request_sent = true;
+  }
+  if (r == http::SubmitResult::kFull) h2_req_paused_ = true;
+  if (r == http::SubmitResult::kClosed || h2_req_paused_) return;
+  if (unacked_ > 0) {
+    conn_.session().consume(id_, unacked_);
+    unacked_ = 0;
+  }
+}
+
+void Http2Stream::on_h2_send_ready() {
+  if (closed_) return;
+  h2_req_paused_ = false;
+  if (unacked_ > 0) {
+    conn_.session().consume(id_, unacked_);
+    unacked_ = 0;
+  }
+  conn_.flush();
+}
+
+void Http2Stream::on_h2_response_head(http::ResponseHead&& head, bool end_stream) {
+  Exchange& e = *e_;
+  if (closed_ || head.status < 200) return;  // interim heads are not forwarded
+  e.response = std::move(head);
+  route_timer_.cancel();
+  e.upstream_service_ms = static_cast<int64_t>(worker_.loop().now_ms() - e.upstream_start_ms);
+  e.status = e.response.status;
+  e.last_activity_ms = worker_.loop().now_ms();
+  h2_sent_.clear();
+  h2_can_retry_ = false;
+  ResponseHeadContext ctx;
+  ctx.response = &e.response;
+  ctx.target = e.match.target;
+  ctx.server_name = e.config->snapshot->module.server_name;
+  ctx.upstream_service_ms = e.upstream_service_ms;
+  e.context.upstream_address = e.upstream_host;
+  ctx.request_context = &e.context;
+  build_response_fields(ctx, e.scratch, fields_);
+  e.response_head_sent = true;
+  if (!conn_.session().submit_response(id_, e.response.status, fields_, end_stream)) {
+    release_h2();  // the client reset the stream meanwhile; on_stream_close cleans up
+    return;
+  }
+  if (end_stream) h2_response_finished();
+  conn_.flush();
+}
+
+void Http2Stream::on_h2_data(std::string_view bytes, bool end_stream) {
+  Exchange& e = *e_;
+  if (closed_ || h2_ == nullptr) return;
+  e.bytes_sent += bytes.size();
+  e.last_activity_ms = worker_.loop().now_ms();
+  http::SubmitResult r = conn_.session().submit_data(id_, bytes, end_stream);
+  if (r == http::SubmitResult::kClosed) {
+    release_h2();
+    return;
+  }
+  if (r == http::SubmitResult::kFull) paused_ = true;
+  if (!bytes.empty()) {
+    // Acknowledged upstream only once the client's queue has room: a client that stops reading
+    // stalls the upstream at its stream window.
+    if (paused_) {
+      h2_resp_unacked_ += bytes.size();
+    } else {
+      h2_->consume(h2_stream_, bytes.size());
+    }
+  }
+  if (end_stream) h2_response_finished();
+  conn_.flush();
+}
+
+void Http2Stream::on_h2_trailers(const http::HeaderList& trailers) {
+  if (closed_ || h2_ == nullptr) return;
+  if (!conn_.session().submit_trailers(id_, trailers)) {
+    release_h2();
+    return;
+  }
+  h2_response_finished();
+  conn_.flush();
+}
+
+// The upstream response ended (END_STREAM or trailers forwarded).
+void Http2Stream::h2_response_finished() {
+  Exchange& e = *e_;
+  e.response_complete = true;
+  route_timer_.cancel();
+  connect_timer_.cancel();
+  idle_timer_.cancel();
+  deadline_timer_.cancel();
+  if (!e.request_complete) {
+    // Answered before the client finished sending: the rest is not wanted upstream.
+    release_h2();
+    discard_request();
+  }
+}
+
+void Http2Stream::on_h2_close(uint32_t error_code) {
+  Exchange& e = *e_;
+  upstream::Http2Upstream* was = h2_;
+  h2_ = nullptr;
+  h2_stream_ = -1;
+  if (closed_) return;
+  if (error_code == http::kH2NoError && e.response_complete) return;
+  if (!e.response_head_sent) {
+    if (error_code == http::kH2RefusedStream && !e.retried && h2_can_retry_) {
+      // Never processed upstream (RFC 9113 §8.7): replay it once on another connection.
+      e.retried = true;
+      e.cluster->stats().upstream_rq_retry.inc();
+      std::string body = std::move(h2_sent_);
+      h2_sent_.clear();
+      std::string_view rest = e.up_out->readable();
+      body.append(rest);
+      e.up_out->clear();
+      e.up_out->append(body);
+      h2_end_sent_ = false;
+      h2_req_paused_ = false;
+      h2_connect(was);
+      conn_.flush();
+      return;
+    }
+    std::string body(kResetBeforeHeaders);
+    body.append(error_code == http::kH2Cancel ? "connection termination" : "remote reset");
+    local_reply(503, body, error_code == http::kH2Cancel ? "UC" : "UR");
+  } else if (!e.response_complete) {
+    // Mid-response: the client must not take a truncated response for a whole one.
+    reset_downstream(http::kH2InternalError, "UR");
+  }
+  conn_.flush();
+}
+
+// Detaches from the HTTP/2 upstream: a stream still open there is reset (CANCEL).
+void Http2Stream::release_h2() {
+  upstream::Http2Upstream* h2 = h2_;
+  if (h2 == nullptr) return;
+  int32_t stream = h2_stream_;
+  h2_ = nullptr;
+  h2_stream_ = -1;
+  if (stream >= 0) {
+    h2->abandon(stream);
+  } else {
+    h2->cancel_wait(this);
+  }
+}
+
+void Http2Stream::on_deadline() {
+  if (closed_) return;
+  Exchange& e = *e_;
+  if (e.response_complete) return;
+  if (e.cluster) e.cluster->stats().upstream_rq_timeout.inc();
+  if (!e.response_head_sent) {
+    local_reply(504, "upstream request timeout", "UT");  // DEADLINE_EXCEEDED for gRPC
+  } else {
+    // Headers went out already: end the call with DEADLINE_EXCEEDED trailers.
+    upstream::UpstreamConnection::destroy(std::move(e.upstream));
+    release_h2();
+    discard_request();
+    route_timer_.cancel();
+    idle_timer_.cancel();
+    e.flags = "UT";
+    e.response_complete = true;
+    http::HeaderList trailers;
+    trailers.push_back({"grpc-status", "4"});
+    trailers.push_back({"grpc-message", "upstream request timeout"});
+    if (!conn_.session().submit_trailers(id_, trailers)) {
+      conn_.session().reset_stream(id_, http::kH2Cancel);
+    }
+  }
+  conn_.flush();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -580,9 +930,11 @@ void Http2Stream::on_send_ready() {
 void Http2Stream::on_closed(uint32_t error_code) {
   Exchange& e = *e_;
   closed_ = true;
+  release_h2();
   route_timer_.cancel();
   connect_timer_.cancel();
   idle_timer_.cancel();
+  deadline_timer_.cancel();
   if (error_code != http::kH2NoError && !e.response_complete && e.flags == "-") {
     e.flags = "DC";  // the client reset the stream (or the connection went away)
   }
@@ -656,7 +1008,7 @@ Http2Connection::Http2Connection(Worker& worker, int fd, std::string listener_ke
     : worker_(worker),
       fd_(fd),
       tls_(std::move(tls)),
-      peer_certificate_(tls_ ? tls_->peer_certificate_info() : net::PeerCertificateInfo{}),
+      peer_certificate_(client_certificate(tls_.get())),
       listener_key_(std::move(listener_key)),
       peer_text_(std::move(peer_text)),
       local_text_(std::move(local_text)),
@@ -669,7 +1021,7 @@ Http2Connection::Http2Connection(Worker& worker, int fd, std::string listener_ke
   routing_.local = local_text_;
   routing_.tls = tls_ != nullptr;
   if (tls_) {
-    routing_.peer_certificate = &peer_certificate_;
+    routing_.peer_certificate = peer_certificate_.get();
     if (const net::TlsServerContext* served = tls_->server_context()) {
       routing_.local_uri_sans = served->certificate().uri_sans;
     }

@@ -26,14 +26,17 @@
 #include "proxy/exchange.h"
 #include "proxy/request_router.h"
 #include "proxy/worker.h"
+#include "upstream/http2_upstream.h"
 #include "upstream/upstream_connection.h"
 
 namespace proxenos::proxy {
 
 class Http2Connection;
 
-// One HTTP/2 stream proxied to an HTTP/1.1 upstream.
-class Http2Stream final : public upstream::UpstreamConnection::Handler {
+// One HTTP/2 stream proxied to an HTTP/1.1 upstream, or over a shared HTTP/2 upstream connection
+// when the cluster speaks HTTP/2 (Mapping grpc: true).
+class Http2Stream final : public upstream::UpstreamConnection::Handler,
+                          public upstream::Http2UpstreamRequest {
  public:
   Http2Stream(Http2Connection& connection, int32_t id);
   ~Http2Stream();
@@ -50,7 +53,22 @@ class Http2Stream final : public upstream::UpstreamConnection::Handler {
   void on_upstream_connected() override;
   void on_upstream_event(uint32_t events) override;
 
+  // Http2UpstreamRequest (HTTP/2 upstream).
+  void on_h2_ready() override;
+  void on_h2_connect_failed(std::string_view reason) override;
+  void on_h2_response_head(http::ResponseHead&& head, bool end_stream) override;
+  void on_h2_data(std::string_view bytes, bool end_stream) override;
+  void on_h2_trailers(const http::HeaderList& trailers) override;
+  void on_h2_send_ready() override;
+  void on_h2_close(uint32_t error_code) override;
+
  private:
+  void h2_connect(const upstream::Http2Upstream* avoid);
+  void build_h2_request();
+  void h2_send_body();
+  void h2_response_finished();
+  void release_h2();
+  void on_deadline();
   void route();
   void local_reply(int status, std::string_view body, std::string_view flags,
                    std::string_view location = {});
@@ -86,6 +104,20 @@ class Http2Stream final : public upstream::UpstreamConnection::Handler {
   bool discard_ = false;          // request body bytes are no longer wanted: acknowledge, drop
   bool paused_ = false;           // submit_data said kFull: wait for on_send_ready
   bool closed_ = false;           // the session closed the stream
+
+  // HTTP/2 upstream (cluster spec http2).
+  bool h2_mode_ = false;
+  upstream::Http2Upstream* h2_ = nullptr;  // waited on (h2_stream_ < 0) or carrying our stream
+  int32_t h2_stream_ = -1;
+  http::HeaderList h2_fields_;  // request fields, views into e_->up_head
+  std::string_view h2_authority_;
+  std::string_view h2_path_;
+  std::string h2_sent_;         // body bytes submitted before the response head (REFUSED retry)
+  bool h2_can_retry_ = true;    // h2_sent_ holds every body byte submitted so far
+  bool h2_end_sent_ = false;    // END_STREAM submitted upstream
+  bool h2_req_paused_ = false;  // upstream submit_data said kFull: hold the client's window
+  size_t h2_resp_unacked_ = 0;  // response bytes queued downstream, not yet consume()d upstream
+  net::Timer deadline_timer_;   // grpc-timeout
 };
 
 class Http2Connection final : public DownstreamConnection,
@@ -133,7 +165,7 @@ class Http2Connection final : public DownstreamConnection,
   Worker& worker_;
   int fd_;
   std::unique_ptr<net::TlsStream> tls_;
-  net::PeerCertificateInfo peer_certificate_;
+  std::unique_ptr<const net::PeerCertificateInfo> peer_certificate_;  // when one was presented
   std::string listener_key_;
   std::string peer_text_;
   std::string local_text_;

@@ -95,7 +95,7 @@ HttpConnection::HttpConnection(Worker& worker, int fd, std::string listener_key,
     : worker_(worker),
       fd_(fd),
       tls_(std::move(tls)),
-      peer_certificate_(tls_ ? tls_->peer_certificate_info() : net::PeerCertificateInfo{}),
+      peer_certificate_(client_certificate(tls_.get())),
       listener_key_(std::move(listener_key)),
       peer_text_(peer.to_string()),
       local_text_(local.to_string()),
@@ -410,7 +410,7 @@ void HttpConnection::route_request() {
   in.local = local_text_;
   in.tls = tls_ != nullptr;
   if (tls_) {
-    in.peer_certificate = &peer_certificate_;
+    in.peer_certificate = peer_certificate_.get();
     if (const net::TlsServerContext* served = tls_->server_context()) {
       in.local_uri_sans = served->certificate().uri_sans;
     }

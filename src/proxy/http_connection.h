@@ -110,7 +110,9 @@ class HttpConnection final : public DownstreamConnection,
   Worker& worker_;
   int fd_;
   std::unique_ptr<net::TlsStream> tls_;
-  net::PeerCertificateInfo peer_certificate_;  // the client's, read once after the handshake
+  // The client's certificate, read once after the handshake; only held when one was presented
+  // (a cleartext or plain-TLS connection pays one pointer, not the strings).
+  std::unique_ptr<const net::PeerCertificateInfo> peer_certificate_;
   std::string listener_key_;
   std::string peer_text_;
   std::string local_text_;

@@ -139,6 +139,13 @@ void forwarded_client_cert(const config::ModuleSettings& module, const http::Req
 
 }  // namespace
 
+std::unique_ptr<const net::PeerCertificateInfo> client_certificate(const net::TlsStream* tls) {
+  if (tls == nullptr) return nullptr;
+  net::PeerCertificateInfo info = tls->peer_certificate_info();
+  if (!info.presented) return nullptr;
+  return std::make_unique<const net::PeerCertificateInfo>(std::move(info));
+}
+
 std::optional<LocalReply> route_exchange(Worker& worker, Exchange& e, const RoutingInput& in) {
   if (!e.config || !e.config->snapshot) {
     return LocalReply{503, "no configuration", "NC"};

@@ -4,6 +4,7 @@
 // insecure action, redirects, upgrade permission, and the upstream request head. The connection
 // then either answers locally or proxies.
 
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -33,6 +34,9 @@ struct LocalReply {
   std::string_view flags = "-";
   std::string location;
 };
+
+// The client certificate of a TLS connection, when it presented one (else null).
+std::unique_ptr<const net::PeerCertificateInfo> client_certificate(const net::TlsStream* tls);
 
 // Routes the request in `e` (config, request and start time set). With no value, the request goes
 // upstream: listener, match, cluster, context, up_head, original_path (and upgrade) are set and
