@@ -704,16 +704,11 @@ void Http2Stream::on_h2_ready() {
   upstream::Http2Upstream* on = h2_;
   h2_stream_ = on->submit_request(request, end, this);
   if (h2_stream_ < 0) {
-    // The connection cannot take it after all (GOAWAY meanwhile): once more on another.
+    // The connection turned out full (its SETTINGS came after we queued on it) or is going
+    // away: nothing was sent, so take another. acquire() never hands back `on`, and only a
+    // connection with room answers synchronously, so this cannot loop.
     h2_ = nullptr;
-    if (e.retried) {
-      std::string body(kResetBeforeHeaders);
-      body.append("connection termination");
-      local_reply(503, body, "UC");
-    } else {
-      e.retried = true;
-      h2_connect(on);
-    }
+    h2_connect(on);
     conn_.flush();
     return;
   }
@@ -725,10 +720,11 @@ void Http2Stream::on_h2_ready() {
 void Http2Stream::on_h2_connect_failed(std::string_view reason) {
   h2_ = nullptr;
   if (closed_) return;
-  if (e_->cluster) {
-    if (reason.rfind("TLS", 0) == 0) e_->transport_failure.assign(reason);
-  }
   std::string body(kResetBeforeHeaders);
+  if (reason.rfind("TLS", 0) == 0) {
+    e_->transport_failure.assign(reason);
+    body.append("connection failure, transport failure reason: ");
+  }
   body.append(reason);
   local_reply(503, body, "UF");
   conn_.flush();
@@ -750,13 +746,16 @@ void Http2Stream::h2_send_body() {
       h2_sent_.clear();
     }
   }
+  // on_h2_send_ready may run inside submit_data (its flush drained the queue): a kFull it
+  // already answered must not pause us.
+  h2_send_ready_seen_ = false;
   http::SubmitResult r = h2_->submit_data(h2_stream_, data, end);
   e.up_out->clear();
   if (end) {
     h2_end_sent_ = true;
     e.request_sent = true;
   }
-  if (r == http::SubmitResult::kFull) h2_req_paused_ = true;
+  h2_req_paused_ = r == http::SubmitResult::kFull && !h2_send_ready_seen_;
   if (r == http::SubmitResult::kClosed || h2_req_paused_) return;
   if (unacked_ > 0) {
     conn_.session().consume(id_, unacked_);
@@ -765,6 +764,7 @@ void Http2Stream::h2_send_body() {
 }
 
 void Http2Stream::on_h2_send_ready() {
+  h2_send_ready_seen_ = true;
   if (closed_) return;
   h2_req_paused_ = false;
   if (unacked_ > 0) {

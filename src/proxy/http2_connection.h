@@ -116,6 +116,7 @@ class Http2Stream final : public upstream::UpstreamConnection::Handler,
   bool h2_can_retry_ = true;    // h2_sent_ holds every body byte submitted so far
   bool h2_end_sent_ = false;    // END_STREAM submitted upstream
   bool h2_req_paused_ = false;  // upstream submit_data said kFull: hold the client's window
+  bool h2_send_ready_seen_ = false;  // on_h2_send_ready ran during the last submit_data
   size_t h2_resp_unacked_ = 0;  // response bytes queued downstream, not yet consume()d upstream
   net::Timer deadline_timer_;   // grpc-timeout
 };

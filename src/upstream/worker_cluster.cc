@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "net/socket.h"
+#include "upstream/http2_upstream.h"
 
 namespace proxenos::upstream {
 
@@ -25,6 +26,7 @@ WorkerCluster::WorkerCluster(net::EventLoop& loop, ClusterSpec spec)
       stats_(std::make_shared<observe::ClusterStats>(stats_label(spec_))) {}
 
 WorkerCluster::~WorkerCluster() {
+  http2_.clear();
   close_idle();
 }
 
@@ -113,6 +115,10 @@ void WorkerCluster::drop_idle(UpstreamConnection* connection) {
 }
 
 void WorkerCluster::close_idle() {
+  // HTTP/2 connections close once their streams are done (draining removes them from http2_).
+  std::vector<Http2Upstream*> http2;
+  for (auto& c : http2_) http2.push_back(c.get());
+  for (Http2Upstream* c : http2) c->drain();
   for (auto& c : idle_) UpstreamConnection::destroy(std::move(c));
   idle_.clear();
 }

@@ -16,6 +16,8 @@
 
 namespace proxenos::upstream {
 
+class Http2Upstream;
+
 class WorkerCluster {
  public:
   WorkerCluster(net::EventLoop& loop, ClusterSpec spec);
@@ -40,6 +42,8 @@ class WorkerCluster {
   void drop_idle(UpstreamConnection* connection);
   void close_idle();  // drain: close every pooled connection
   size_t idle_count() const { return idle_.size(); }
+  // HTTP/2 connections (spec says http2), each shared by many requests (upstream/http2_upstream.h).
+  std::vector<std::unique_ptr<Http2Upstream>>& http2_connections() { return http2_; }
 
   // This worker's stats shard for the cluster, named by the spec's stats_name (written only by
   // this worker); shared so the worker's stats registry keeps it readable after the cluster is
@@ -58,6 +62,7 @@ class WorkerCluster {
   net::Timer idle_timer_;  // one sweep timer per cluster instead of one per pooled connection
   std::shared_ptr<observe::ClusterStats> stats_;
   std::shared_ptr<const net::TlsClientContext> tls_;
+  std::vector<std::unique_ptr<Http2Upstream>> http2_;
 };
 
 }  // namespace proxenos::upstream
