@@ -495,3 +495,32 @@ def test_forwarded_client_cert(start_gateway, echo, pki, T, mode):
         assert xfcc == f"{sent},{ours}"
     else:
         assert xfcc == sent
+
+
+def test_http2_over_tls_with_nghttp(start_gateway, echo, pki, T):
+    gw = tls_gateway(start_gateway, pki, echo, [
+        tls_secret("star-cert", *pki.star),
+        host("any", "*", tlsSecret={"name": "star-cert"}),
+    ])
+    r = subprocess.run(["nghttp", "-nv", f"https://127.0.0.1:{gw.tls_port}/t/x"],
+                       capture_output=True, text=True, timeout=20)
+    out = r.stdout + r.stderr
+    assert "The negotiated protocol: h2" in out, out
+    assert ":status: 200" in out, out
+
+
+def test_configured_cipher_suites_are_enforced(start_gateway, echo, pki, T):
+    gw = tls_gateway(start_gateway, pki, echo, [
+        host("a", "a.example.com", tlsContext={"name": "pinned"}),
+        resource("TLSContext", "pinned", {"secret": "a-cert", "hosts": ["a.example.com"],
+                                          "max_tls_version": "v1.2",
+                                          "cipher_suites": ["ECDHE-ECDSA-AES128-GCM-SHA256"]}),
+    ])
+    ok, out = s_client(gw.tls_port, ["-servername", "a.example.com", "-tls1_2", "-cipher",
+                                     "ECDHE-ECDSA-AES128-GCM-SHA256"])
+    assert ok == 0 and "ECDHE-ECDSA-AES128-GCM-SHA256" in out, out
+    refused, _ = s_client(gw.tls_port, ["-servername", "a.example.com", "-tls1_2", "-cipher",
+                                        "ECDHE-ECDSA-AES256-GCM-SHA384"])
+    assert refused != 0
+    # TLS 1.3 is above the context's maximum.
+    assert s_client(gw.tls_port, ["-servername", "a.example.com", "-tls1_3"])[0] != 0
