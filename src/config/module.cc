@@ -93,6 +93,7 @@ std::optional<AmbassadorModule> decode_ambassador_module(const Resource& resourc
   if (auto v = c.millis("listener_idle_timeout_ms")) s.listener_idle_timeout_ms = *v;
   if (auto v = c.boolean("strip_matching_host_port")) s.strip_matching_host_port = *v;
   if (auto v = c.boolean("preserve_external_request_id")) s.preserve_external_request_id = *v;
+  if (auto v = c.boolean("enable_grpc_web")) s.enable_grpc_web = *v;
   if (auto v = c.one_of("envoy_log_type", {"text", "json", "typed_json"})) s.log_type = *v;
   if (c.has("envoy_log_format")) {
     YAML::Node at = c.where("envoy_log_format");
@@ -161,7 +162,6 @@ std::optional<AmbassadorModule> decode_ambassador_module(const Resource& resourc
                           "resolver",
                           "use_ambassador_namespace_for_service_resolution",
                           "enable_grpc_http11_bridge",
-                          "enable_grpc_web",
                           "grpc_stats",
                           "gzip",
                           "buffer",

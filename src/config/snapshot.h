@@ -51,6 +51,7 @@ struct ModuleSettings {
   bool xfcc_subject = false, xfcc_cert = false, xfcc_chain = false, xfcc_dns = false,
        xfcc_uri = false;
   bool enable_ipv4 = true;
+  bool enable_grpc_web = false;  // gRPC-Web requests translated to gRPC on HTTP/2 clusters
   bool enable_ipv6 = false;
   uint32_t regex_max_size = 200;  // RE2 program size limit for every regex in the config
   std::string source;             // "Module/ns/ambassador", "" when no Module applies

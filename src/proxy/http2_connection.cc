@@ -125,6 +125,9 @@ void Http2Stream::route() {
   }
   if (h2_mode_) {
     build_h2_request();
+    if (grpc_web_.start(e.config->snapshot->module.enable_grpc_web, e.request.headers)) {
+      grpc_web_.rewrite_request_fields(h2_fields_);
+    }
     h2_connect(nullptr);
     return;
   }
@@ -234,10 +237,22 @@ void Http2Stream::on_request_data(std::string_view bytes, bool end_stream) {
       append_chunk_header(*e.up_out, bytes.size());
       e.up_out->append(bytes);
       e.up_out->append("\r\n");
+    } else if (grpc_web_.active()) {
+      web_out_.clear();
+      if (!grpc_web_.decode(bytes, web_out_)) {
+        conn_.session().consume(id_, bytes.size());
+        local_reply(400, "invalid gRPC-Web request body", "DPE");
+        return;
+      }
+      e.up_out->append(web_out_);
     } else {
       e.up_out->append(bytes);
     }
     unacked_ += bytes.size();
+  }
+  if (end_stream && !grpc_web_.finish()) {
+    local_reply(400, "invalid gRPC-Web request body", "DPE");
+    return;
   }
   if (end_stream) end_request_body();
   if (h2_mode_) {
@@ -632,16 +647,16 @@ constexpr size_t kMaxRetryBody = 64 * 1024;
 // The upstream head route_exchange built (path rewrite, forwarding headers, the route's header
 // edits) as HTTP/2 fields: Host becomes :authority, HTTP/1.1 framing and connection fields go,
 // and `te: trailers` (hop-by-hop in HTTP/1.1, required by gRPC) is kept from the client.
-void Http2Stream::build_h2_request() {
-  Exchange& e = *e_;
+void h2_request_fields(const Exchange& e, http::HeaderList& fields, std::string_view& authority,
+                       std::string_view& path) {
   std::string_view head = e.up_head;
-  h2_fields_.clear();
-  h2_authority_ = e.request.authority;
+  fields.clear();
+  authority = e.request.authority;
   size_t eol = head.find("\r\n");
   std::string_view line = head.substr(0, eol);
   size_t sp1 = line.find(' ');
   size_t sp2 = line.rfind(' ');
-  h2_path_ = sp1 < sp2 ? line.substr(sp1 + 1, sp2 - sp1 - 1) : std::string_view("/");
+  path = sp1 < sp2 ? line.substr(sp1 + 1, sp2 - sp1 - 1) : std::string_view("/");
   size_t pos = eol == std::string_view::npos ? head.size() : eol + 2;
   while (pos < head.size()) {
     eol = head.find("\r\n", pos);
@@ -655,7 +670,7 @@ void Http2Stream::build_h2_request() {
     while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
       value.remove_prefix(1);
     if (http::iequals(name, "host")) {
-      h2_authority_ = value;
+      authority = value;
       continue;
     }
     if (http::iequals(name, "transfer-encoding") || http::iequals(name, "connection") ||
@@ -663,11 +678,14 @@ void Http2Stream::build_h2_request() {
         http::iequals(name, "proxy-connection")) {
       continue;
     }
-    h2_fields_.push_back({name, value});
+    fields.push_back({name, value});
   }
   std::string_view te = http::find_header(e.request.headers, "te");
-  if (!te.empty() && http::header_has_token(te, "trailers"))
-    h2_fields_.push_back({"te", "trailers"});
+  if (!te.empty() && http::header_has_token(te, "trailers")) fields.push_back({"te", "trailers"});
+}
+
+void Http2Stream::build_h2_request() {
+  h2_request_fields(*e_, h2_fields_, h2_authority_, h2_path_);
 }
 
 void Http2Stream::h2_connect(const upstream::Http2Upstream* avoid) {
@@ -778,6 +796,7 @@ void Http2Stream::on_h2_response_head(http::ResponseHead&& head, bool end_stream
   Exchange& e = *e_;
   if (closed_ || head.status < 200) return;  // interim heads are not forwarded
   e.response = std::move(head);
+  if (grpc_web_.active()) grpc_web_.rewrite_response(e.response);
   route_timer_.cancel();
   e.upstream_service_ms = static_cast<int64_t>(worker_.loop().now_ms() - e.upstream_start_ms);
   e.status = e.response.status;
@@ -806,7 +825,13 @@ void Http2Stream::on_h2_data(std::string_view bytes, bool end_stream) {
   if (closed_ || h2_ == nullptr) return;
   e.bytes_sent += bytes.size();
   e.last_activity_ms = worker_.loop().now_ms();
-  http::SubmitResult r = conn_.session().submit_data(id_, bytes, end_stream);
+  std::string_view out = bytes;
+  if (grpc_web_.translating()) {
+    web_out_.clear();
+    grpc_web_.encode_data(bytes, web_out_);
+    out = web_out_;
+  }
+  http::SubmitResult r = conn_.session().submit_data(id_, out, end_stream);
   if (r == http::SubmitResult::kClosed) {
     release_h2();
     return;
@@ -827,6 +852,18 @@ void Http2Stream::on_h2_data(std::string_view bytes, bool end_stream) {
 
 void Http2Stream::on_h2_trailers(const http::HeaderList& trailers) {
   if (closed_ || h2_ == nullptr) return;
+  if (grpc_web_.translating()) {
+    // gRPC-Web: the trailers are the body's last frame.
+    web_out_.clear();
+    grpc_web_.encode_trailers(trailers, web_out_);
+    if (conn_.session().submit_data(id_, web_out_, true) == http::SubmitResult::kClosed) {
+      release_h2();
+      return;
+    }
+    h2_response_finished();
+    conn_.flush();
+    return;
+  }
   if (!conn_.session().submit_trailers(id_, trailers)) {
     release_h2();
     return;

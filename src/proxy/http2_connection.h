@@ -24,6 +24,7 @@
 #include "net/tls_stream.h"
 #include "proxy/connection.h"
 #include "proxy/exchange.h"
+#include "proxy/grpc_web_bridge.h"
 #include "proxy/request_router.h"
 #include "proxy/worker.h"
 #include "upstream/http2_upstream.h"
@@ -32,6 +33,12 @@
 namespace proxenos::proxy {
 
 class Http2Connection;
+
+// The upstream head route_exchange built for `e` (e.up_head) as HTTP/2 request fields: Host
+// becomes :authority, HTTP/1.1 framing and connection fields go, `te: trailers` is kept from the
+// client. The views point into e.up_head and e.request.
+void h2_request_fields(const Exchange& e, http::HeaderList& fields, std::string_view& authority,
+                       std::string_view& path);
 
 // One HTTP/2 stream proxied to an HTTP/1.1 upstream, or over a shared HTTP/2 upstream connection
 // when the cluster speaks HTTP/2 (Mapping grpc: true).
@@ -119,6 +126,8 @@ class Http2Stream final : public upstream::UpstreamConnection::Handler,
   bool h2_send_ready_seen_ = false;  // on_h2_send_ready ran during the last submit_data
   size_t h2_resp_unacked_ = 0;  // response bytes queued downstream, not yet consume()d upstream
   net::Timer deadline_timer_;   // grpc-timeout
+  GrpcWebBridge grpc_web_;      // the stream is gRPC-Web (Module enable_grpc_web)
+  std::string web_out_;         // translated request or response bytes
 };
 
 class Http2Connection final : public DownstreamConnection,

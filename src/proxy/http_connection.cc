@@ -147,6 +147,7 @@ uint64_t HttpConnection::idle_timeout_ms() const {
 }
 
 HttpConnection::~HttpConnection() {
+  release_h2();
   if (exchange_) {
     upstream::UpstreamConnection::destroy(std::move(exchange_->upstream));
     recycle_exchange();
@@ -436,6 +437,18 @@ void HttpConnection::route_request() {
     // We answer 100-continue ourselves (and never forward Expect), as Envoy does.
     write_downstream("HTTP/1.1 100 Continue\r\n\r\n");
   }
+  h2_mode_ = e.cluster->spec().http2 && !e.upgrade;
+  grpc_web_.reset();
+  if (h2_mode_) {
+    h2_request_fields(e, h2_fields_, h2_authority_, h2_path_);
+    if (grpc_web_.start(e.config->snapshot->module.enable_grpc_web, req.headers)) {
+      grpc_web_.rewrite_request_fields(h2_fields_);
+    }
+    std::string_view te = http::find_header(req.headers, "te");
+    h2_trailers_wanted_ = !te.empty() && http::header_has_token(te, "trailers");
+    h2_connect(nullptr);
+    return;
+  }
   connect_upstream();
 }
 
@@ -456,6 +469,7 @@ void HttpConnection::send_local_reply(int status, std::string_view body, std::st
     close_after_response_ = true;
   }
   if (e.upstream) upstream::UpstreamConnection::destroy(std::move(e.upstream));
+  release_h2();
   e.route_timer.cancel();
   e.connect_timer.cancel();
   e.idle_timer.cancel();
@@ -595,6 +609,10 @@ void HttpConnection::send_request_head() {
 
 void HttpConnection::forward_request_body() {
   if (phase_ == Phase::kClosed) return;
+  if (h2_mode_) {
+    h2_forward_request_body();
+    return;
+  }
   Exchange& e = *exchange_;
   if (!e.upstream || !e.upstream->connected) return;
   if (!e.up_out) e.up_out = worker_.buffers().take();
@@ -955,6 +973,357 @@ void HttpConnection::on_route_timeout() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// HTTP/2 upstream (cluster spec http2): the exchange rides on a connection this worker shares
+// among its downstream connections and streams. The request body streams into submit_data with
+// the same back-pressure as the HTTP/1.1 path (in_ stays full while the stream's queue is), and
+// response bytes are acknowledged upstream only once out_ is below the watermark.
+
+namespace {
+
+constexpr std::string_view kH2ResetBeforeHeaders =
+    "upstream connect error or disconnect/reset before headers. reset reason: ";
+
+}  // namespace
+
+void HttpConnection::h2_connect(const upstream::Http2Upstream* avoid) {
+  Exchange& e = *exchange_;
+  e.upstream_start_ms = worker_.loop().now_ms();
+  e.upstream_start_us = worker_.loop().now_us();
+  std::string error;
+  h2_ = upstream::Http2Upstream::acquire(*e.cluster, error, avoid);
+  if (h2_ == nullptr) {
+    if (error == "no healthy upstream") {
+      send_local_reply(503, "no healthy upstream", "UH");
+    } else {
+      std::string body(kH2ResetBeforeHeaders);
+      body.append(error);
+      send_local_reply(503, body, "UF");
+    }
+    return;
+  }
+  e.upstream_host = h2_->endpoint_text();
+  h2_->wait(this);
+}
+
+void HttpConnection::on_h2_ready() {
+  if (phase_ == Phase::kClosed || !exchange_ || h2_ == nullptr || h2_stream_ >= 0) return;
+  Exchange& e = *exchange_;
+  e.upstream_local.assign(h2_->local_address());
+  http::Http2Request request;
+  request.method = e.request.method;
+  request.scheme = e.cluster->spec().tls ? "https" : "http";
+  request.authority = h2_authority_;
+  request.path = h2_path_;
+  request.headers = &h2_fields_;
+  bool end = e.request_complete;
+  upstream::Http2Upstream* on = h2_;
+  h2_stream_ = on->submit_request(request, end, this);
+  if (h2_stream_ < 0) {
+    // Full after all, or going away: nothing was sent, take another connection.
+    h2_ = nullptr;
+    h2_connect(on);
+    return;
+  }
+  h2_end_sent_ = end;
+  if (end) {
+    e.request_sent = true;
+    uint32_t timeout = e.match.target ? e.match.target->timeout_ms : 0;
+    if (timeout > 0 && !e.route_timer.armed()) e.route_timer.arm(timeout);
+    return;
+  }
+  h2_forward_request_body();
+  // Reading stopped once in_ filled up while we waited for the connection.
+  if (phase_ == Phase::kExchange && exchange_ && !exchange_->request_complete && read_blocked_) {
+    read_downstream();
+  }
+}
+
+void HttpConnection::on_h2_connect_failed(std::string_view reason) {
+  h2_ = nullptr;
+  if (phase_ == Phase::kClosed || !exchange_) return;
+  std::string body(kH2ResetBeforeHeaders);
+  if (reason.rfind("TLS", 0) == 0) {
+    exchange_->transport_failure.assign(reason);
+    body.append("connection failure, transport failure reason: ");
+  }
+  body.append(reason);
+  send_local_reply(503, body, "UF");
+}
+
+void HttpConnection::h2_forward_request_body() {
+  if (phase_ == Phase::kClosed || !exchange_) return;
+  Exchange& e = *exchange_;
+  if (h2_ == nullptr || h2_stream_ < 0 || h2_end_sent_ || h2_req_paused_) return;
+  h2_body_.clear();
+  while (!e.request_complete && in_ && !in_->empty() && h2_body_.size() < kWatermark) {
+    http::DecodeResult r = e.request_body.decode(in_->readable());
+    if (r.error) {
+      release_h2();
+      close_after_response_ = true;
+      if (e.response_head_sent) {
+        close_now();
+      } else {
+        e.request_complete = true;
+        send_local_reply(400, r.reason, "DPE");
+      }
+      return;
+    }
+    bool web_error = false;
+    if (!r.data.empty()) {
+      e.last_activity_ms = worker_.loop().now_ms();
+      e.bytes_received += r.data.size();
+      if (e.shadow != nullptr) e.shadow->feed(r.data);
+      if (grpc_web_.active()) {
+        web_error = !grpc_web_.decode(r.data, h2_body_);
+      } else {
+        h2_body_.append(r.data);
+      }
+    }
+    in_->consume(r.consumed);
+    if (r.done) {
+      e.request_complete = true;
+      if (e.shadow != nullptr) e.shadow->end_body();
+      web_error = web_error || !grpc_web_.finish();
+    }
+    if (web_error) {
+      // Not valid base64 (gRPC-Web text): the upstream must not see a mangled call.
+      release_h2();
+      close_after_response_ = true;
+      if (e.response_head_sent) {
+        close_now();
+      } else {
+        e.request_complete = true;
+        send_local_reply(400, "invalid gRPC-Web request body", "DPE");
+      }
+      return;
+    }
+    if (r.consumed == 0 && r.data.empty() && !r.done) break;
+  }
+  bool end = e.request_complete;
+  if (h2_body_.empty() && !end) return;
+  if (!h2_body_.empty()) h2_body_submitted_ = true;
+  // on_h2_send_ready may run inside submit_data (its flush drained the queue): a kFull it
+  // already answered must not pause us.
+  h2_send_ready_seen_ = false;
+  http::SubmitResult r = h2_->submit_data(h2_stream_, h2_body_, end);
+  h2_body_.clear();
+  if (end) {
+    h2_end_sent_ = true;
+    e.request_sent = true;
+    uint32_t timeout = e.match.target ? e.match.target->timeout_ms : 0;
+    if (timeout > 0 && !e.route_timer.armed() && !e.response_complete) e.route_timer.arm(timeout);
+  }
+  h2_req_paused_ = r == http::SubmitResult::kFull && !h2_send_ready_seen_;
+}
+
+void HttpConnection::on_h2_send_ready() {
+  h2_send_ready_seen_ = true;
+  if (phase_ == Phase::kClosed || !exchange_ || !h2_req_paused_) return;
+  h2_req_paused_ = false;
+  h2_forward_request_body();
+  // Reading stopped while in_ was full: bytes may wait in the kernel that epoll will not
+  // report again.
+  if (phase_ == Phase::kExchange && exchange_ && !exchange_->request_complete && read_blocked_) {
+    read_downstream();
+  }
+}
+
+void HttpConnection::on_h2_response_head(http::ResponseHead&& head, bool end_stream) {
+  if (phase_ == Phase::kClosed || !exchange_ || h2_ == nullptr || head.status < 200) return;
+  Exchange& e = *exchange_;
+  e.response = std::move(head);
+  if (grpc_web_.active()) grpc_web_.rewrite_response(e.response);
+  e.upstream_service_ms = static_cast<int64_t>(worker_.loop().now_ms() - e.upstream_start_ms);
+  e.status = e.response.status;
+  e.last_activity_ms = worker_.loop().now_ms();
+  if (!e.request_complete) close_after_response_ = true;  // as for an HTTP/1.1 upstream
+  bool http10 = e.request.version_minor == 0;
+  bool body_allowed = !e.head_request && e.response.status != 204 && e.response.status != 304;
+  e.response_chunked = false;
+  e.response_until_close = false;
+  // HTTP/2 needs no content-length; HTTP/1.1 does, or chunks (a gRPC trailers-only answer ends
+  // with its head and has neither: it gets an empty chunked body).
+  bool length_known = e.response.framing == http::BodyFraming::kContentLength ||
+                      !http::find_header(e.response.headers, "content-length").empty();
+  if (body_allowed && !length_known) {
+    if (http10) {
+      e.response_until_close = true;
+      close_after_response_ = true;
+    } else {
+      e.response_chunked = true;
+    }
+  }
+  ResponseHeadContext ctx;
+  ctx.response = &e.response;
+  ctx.target = e.match.target;
+  ctx.server_name = e.config->snapshot->module.server_name;
+  ctx.upstream_service_ms = e.upstream_service_ms;
+  e.context.upstream_address = e.upstream_host;
+  ctx.request_context = &e.context;
+  ctx.chunked = e.response_chunked;
+  ctx.close = close_after_response_ || peer_eof_ || worker_.draining();
+  ctx.http10 = http10;
+  ctx.keep_alive_http10 = http10 && e.request.keep_alive;
+  std::string& out = e.scratch;
+  build_response_head(ctx, out);
+  corked_ = true;
+  write_downstream(out);
+  e.response_head_sent = true;
+  e.route_timer.cancel();
+  if (end_stream && phase_ != Phase::kClosed) h2_response_end(false);
+  corked_ = false;
+  send_pending();
+}
+
+void HttpConnection::on_h2_data(std::string_view bytes, bool end_stream) {
+  if (phase_ == Phase::kClosed || !exchange_ || h2_ == nullptr) return;
+  Exchange& e = *exchange_;
+  e.last_activity_ms = worker_.loop().now_ms();
+  corked_ = true;
+  if (!bytes.empty()) {
+    std::string_view out = bytes;
+    if (grpc_web_.translating()) {
+      h2_web_out_.clear();
+      grpc_web_.encode_data(bytes, h2_web_out_);
+      out = h2_web_out_;
+    }
+    h2_write_body(out);
+  }
+  if (end_stream && phase_ != Phase::kClosed) h2_response_end(false);
+  corked_ = false;
+  if (!send_pending() || bytes.empty() || h2_ == nullptr || h2_stream_ < 0) return;
+  // A client that stops reading stalls the upstream at its stream window.
+  if (out_ && out_->size() >= kWatermark) {
+    h2_resp_unacked_ += bytes.size();
+  } else {
+    h2_->consume(h2_stream_, bytes.size());
+  }
+}
+
+void HttpConnection::on_h2_trailers(const http::HeaderList& trailers) {
+  if (phase_ == Phase::kClosed || !exchange_ || h2_ == nullptr) return;
+  Exchange& e = *exchange_;
+  bool written = false;
+  corked_ = true;
+  if (grpc_web_.translating()) {
+    // gRPC-Web: the trailers are the body's last frame.
+    h2_web_out_.clear();
+    grpc_web_.encode_trailers(trailers, h2_web_out_);
+    h2_write_body(h2_web_out_);
+  } else if (e.response_chunked && !e.head_request) {
+    // Chunked trailers (RFC 9112 §7.1.2) only for a client that said it takes them.
+    std::string& out = e.scratch;
+    out.assign("0\r\n");
+    if (h2_trailers_wanted_) {
+      for (const auto& h : trailers) {
+        out.append(h.name);
+        out.append(": ");
+        out.append(h.value);
+        out.append("\r\n");
+      }
+    }
+    out.append("\r\n");
+    write_downstream(out);
+    written = true;
+  }
+  if (phase_ != Phase::kClosed) h2_response_end(written);
+  corked_ = false;
+  send_pending();
+}
+
+// Response body bytes to the client, in chunks when we chunk.
+void HttpConnection::h2_write_body(std::string_view bytes) {
+  Exchange& e = *exchange_;
+  if (bytes.empty() || e.head_request) return;
+  e.bytes_sent += bytes.size();
+  if (e.response_chunked) {
+    char size_line[24];
+    auto [p, ec] = std::to_chars(size_line, size_line + 16, bytes.size(), 16);
+    *p++ = '\r';
+    *p++ = '\n';
+    write_downstream(std::string_view(size_line, static_cast<size_t>(p - size_line)));
+    write_downstream(bytes);
+    write_downstream("\r\n");
+  } else {
+    write_downstream(bytes);
+  }
+}
+
+// The upstream response ended (END_STREAM on its head or data, or trailers).
+void HttpConnection::h2_response_end(bool trailers_written) {
+  Exchange& e = *exchange_;
+  e.response_complete = true;
+  if (e.response_chunked && !trailers_written && !e.head_request) write_downstream("0\r\n\r\n");
+  if (phase_ == Phase::kClosed) return;
+  if (h2_end_sent_ && h2_ != nullptr) {
+    // Both sides ended: the stream closes right after this callback, and on_h2_close finishes
+    // the exchange (it carries no stream id, so it must not find the next exchange waiting).
+    h2_finishing_ = true;
+    return;
+  }
+  // Answered before the client finished sending: the rest is not wanted upstream, and the
+  // downstream cannot be read in sync any more.
+  release_h2();
+  close_after_response_ = true;
+  finish_exchange();
+}
+
+void HttpConnection::on_h2_close(uint32_t error_code) {
+  upstream::Http2Upstream* was = h2_;
+  h2_ = nullptr;
+  h2_stream_ = -1;
+  h2_resp_unacked_ = 0;
+  if (phase_ == Phase::kClosed || !exchange_) return;
+  Exchange& e = *exchange_;
+  if (h2_finishing_) {
+    h2_finishing_ = false;
+    finish_exchange();
+    return;
+  }
+  if (!e.response_head_sent) {
+    if (error_code == http::kH2RefusedStream && !e.retried && !h2_body_submitted_) {
+      // Never processed upstream (RFC 9113 §8.7), and we still hold the whole request (no body
+      // bytes left in_): replay it once on another connection.
+      e.retried = true;
+      e.cluster->stats().upstream_rq_retry.inc();
+      h2_end_sent_ = false;
+      h2_req_paused_ = false;
+      h2_connect(was);
+      return;
+    }
+    std::string body(kH2ResetBeforeHeaders);
+    body.append(error_code == http::kH2Cancel ? "connection termination" : "remote reset");
+    close_after_response_ = close_after_response_ || !e.request_complete;
+    send_local_reply(503, body, error_code == http::kH2Cancel ? "UC" : "UR");
+    return;
+  }
+  if (!e.response_complete) {
+    // Mid-response: the client must not take a truncated response for a whole one.
+    e.flags = "UR";
+    close_now();
+  }
+}
+
+// Detaches from the HTTP/2 upstream: a stream still open there is reset (CANCEL).
+void HttpConnection::release_h2() {
+  upstream::Http2Upstream* h2 = h2_;
+  int32_t stream = h2_stream_;
+  h2_ = nullptr;
+  h2_stream_ = -1;
+  h2_finishing_ = false;
+  h2_end_sent_ = false;
+  h2_req_paused_ = false;
+  h2_body_submitted_ = false;
+  h2_resp_unacked_ = 0;
+  if (h2 == nullptr) return;
+  if (stream >= 0) {
+    h2->abandon(stream);
+  } else {
+    h2->cancel_wait(this);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Completion and lifecycle.
 
 void HttpConnection::finish_exchange() {
@@ -963,6 +1332,8 @@ void HttpConnection::finish_exchange() {
   e.route_timer.cancel();
   e.connect_timer.cancel();
   e.idle_timer.cancel();
+  release_h2();
+  h2_mode_ = false;
   if (e.upstream) {
     bool reusable = e.upstream_reusable && e.request_complete && e.response_complete &&
                     (!e.up_out || e.up_out->empty()) && !worker_.draining();
@@ -1089,6 +1460,11 @@ bool HttpConnection::flush_downstream() {
     return phase_ != Phase::kClosed;
   }
   // Room again downstream: resume the upstream body we held back.
+  if (h2_ != nullptr && h2_stream_ >= 0 && h2_resp_unacked_ > 0) {
+    size_t n = h2_resp_unacked_;
+    h2_resp_unacked_ = 0;
+    h2_->consume(h2_stream_, n);
+  }
   if (exchange_ && exchange_->upstream && exchange_->response_head_sent) {
     forward_response_body();
     if (exchange_ && exchange_->upstream) read_upstream(true);
@@ -1137,6 +1513,7 @@ void HttpConnection::close_now() {
     e.idle_timer.cancel();
     if (e.status != 0 && !e.response_complete) log_exchange();  // aborted exchanges are logged
     end_active(e);
+    release_h2();
     upstream::UpstreamConnection::destroy(std::move(e.upstream));
     e.drop_shadow();
   }

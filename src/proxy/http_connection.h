@@ -20,8 +20,10 @@
 #include "net/tls_stream.h"
 #include "proxy/connection.h"
 #include "proxy/exchange.h"
+#include "proxy/grpc_web_bridge.h"
 #include "proxy/worker.h"
 #include "router/route_table.h"
+#include "upstream/http2_upstream.h"
 #include "upstream/upstream_connection.h"
 
 namespace proxenos::proxy {
@@ -37,7 +39,8 @@ inline constexpr uint64_t kLingerMs = 2000;
 
 class HttpConnection final : public DownstreamConnection,
                              public net::IoHandler,
-                             public upstream::UpstreamConnection::Handler {
+                             public upstream::UpstreamConnection::Handler,
+                             public upstream::Http2UpstreamRequest {
  public:
   // `tls`: the connection's TLS stream, its handshake done (null for cleartext).
   HttpConnection(Worker& worker, int fd, std::string listener_key, const net::Address& peer,
@@ -50,6 +53,15 @@ class HttpConnection final : public DownstreamConnection,
   void on_upstream_connected() override;
   // Drain: close now if idle, else after the current response.
   void drain() override;
+
+  // Http2UpstreamRequest: the exchange rides on an HTTP/2 upstream stream (cluster spec http2).
+  void on_h2_ready() override;
+  void on_h2_connect_failed(std::string_view reason) override;
+  void on_h2_response_head(http::ResponseHead&& head, bool end_stream) override;
+  void on_h2_data(std::string_view bytes, bool end_stream) override;
+  void on_h2_trailers(const http::HeaderList& trailers) override;
+  void on_h2_send_ready() override;
+  void on_h2_close(uint32_t error_code) override;
 
  private:
   friend struct Exchange;
@@ -92,6 +104,13 @@ class HttpConnection final : public DownstreamConnection,
   void on_connect_timeout();
   void on_stream_idle_timeout();
 
+  // HTTP/2 upstream.
+  void h2_connect(const upstream::Http2Upstream* avoid);
+  void h2_forward_request_body();
+  void h2_write_body(std::string_view bytes);
+  void h2_response_end(bool trailers_written);
+  void release_h2();
+
   // Lifecycle.
   void arm_idle_timer();
   void on_connection_timer();
@@ -131,6 +150,24 @@ class HttpConnection final : public DownstreamConnection,
   uint64_t idle_since_ms_ = 0;    // when the connection last became idle
   uint64_t head_started_ms_ = 0;  // first byte of the head being received
   net::Timer idle_timer_;         // keep-alive idle, request-headers timeout, linger
+
+  // The current exchange over an HTTP/2 upstream (cluster spec http2, not an upgrade).
+  bool h2_mode_ = false;
+  upstream::Http2Upstream* h2_ = nullptr;  // waited on (h2_stream_ < 0) or carrying our stream
+  int32_t h2_stream_ = -1;
+  http::HeaderList h2_fields_;  // request fields, views into the exchange's up_head
+  std::string_view h2_authority_;
+  std::string_view h2_path_;
+  std::string h2_body_;              // decoded request body bytes on their way to submit_data
+  bool h2_body_submitted_ = false;   // body bytes went upstream: a REFUSED_STREAM is not retried
+  bool h2_end_sent_ = false;         // END_STREAM submitted upstream
+  bool h2_req_paused_ = false;       // submit_data said kFull: stop taking the client's body
+  bool h2_send_ready_seen_ = false;  // on_h2_send_ready ran during the last submit_data
+  bool h2_trailers_wanted_ = false;  // the client sent `te: trailers`
+  bool h2_finishing_ = false;   // the response ended: the exchange completes on the stream's close
+  size_t h2_resp_unacked_ = 0;  // response bytes held in out_, not yet consume()d upstream
+  GrpcWebBridge grpc_web_;      // the exchange is gRPC-Web (Module enable_grpc_web)
+  std::string h2_web_out_;      // translated response bytes
 };
 
 }  // namespace proxenos::proxy

@@ -175,16 +175,129 @@ def test_client_cancel_resets_upstream_and_gateway_stays_healthy(ch):
 
 
 def test_http1_client_on_grpc_mapping(gw):
-    # An HTTP/1.1 client on a grpc: true Mapping is still served (its upstream leg stays
-    # HTTP/1.1: H1 downstream to H2 upstream translation is not implemented yet).
+    # An HTTP/1.1 client on a grpc: true Mapping goes upstream over HTTP/2 too.
     req = urllib.request.Request(gw.url("/json/hello"), data=b'{"a": 1}', method="POST",
                                  headers={"content-type": "application/json"})
     with _OPENER.open(req, timeout=10) as r:
         assert r.status == 200
         info = json.loads(r.read())
+    assert info["protocol"] == "HTTP/2"
     assert info["method"] == "POST"
     assert info["path"] == "/hello"
     assert info["body_length"] == 8
+
+
+def test_curl_http1_to_http2_upstream(gw):
+    r = subprocess.run(["curl", "-sS", "--noproxy", "*", "--http1.1", "-m", "10", "-i",
+                        "-H", "content-type: application/json", "--data-binary", '{"b": 2}',
+                        gw.url("/json/x?q=1")], capture_output=True, timeout=15)
+    assert r.returncode == 0, r.stderr
+    head, _, body = r.stdout.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    info = json.loads(body)
+    assert info["protocol"] == "HTTP/2"
+    assert info["method"] == "POST"
+    assert info["body_length"] == 8
+    assert info["path"] == "/x?q=1"
+    assert info["headers"]["x-forwarded-proto"] == "http"
+    assert "transfer-encoding" not in info["headers"]
+
+
+def test_curl_http1_large_chunked_upload_to_http2_upstream(gw, tmp_path):
+    # 3 MiB, chunked by curl: far beyond the stream windows and our buffers, so the body must
+    # stream through submit_data's back-pressure.
+    data = tmp_path / "body.bin"
+    data.write_bytes(bytes(range(256)) * (3 * 4096))
+    r = subprocess.run(["curl", "-sS", "--noproxy", "*", "--http1.1", "-m", "20",
+                        "-H", "transfer-encoding: chunked", "-H", "content-type: application/x",
+                        "--data-binary", f"@{data}", gw.url("/json/up")],
+                       capture_output=True, timeout=25)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["protocol"] == "HTTP/2"
+    assert info["body_length"] == 3 * 1024 * 1024
+
+
+def _grpc_frame(payload, flags=0):
+    return bytes([flags]) + len(payload).to_bytes(4, "big") + payload
+
+
+def _parse_chunked_with_trailers(buf):
+    """(head lines, body, trailer lines, bytes used) of one chunked response, or None."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = buf[:end].decode("latin-1").split("\r\n")
+    pos = end + 4
+    body = b""
+    while True:
+        le = buf.find(b"\r\n", pos)
+        if le < 0:
+            return None
+        size = int(buf[pos:le], 16)
+        if size == 0:
+            # "0" CRLF, trailer lines each ending in CRLF, then an empty line.
+            tend = buf.find(b"\r\n\r\n", le)
+            if tend < 0:
+                return None
+            trailers = buf[le + 2:tend].decode("latin-1").split("\r\n") if tend > le else []
+            return head, body, trailers, tend + 4
+        if len(buf) < le + 2 + size + 2:
+            return None
+        body += buf[le + 2:le + 2 + size]
+        pos = le + 2 + size + 2
+
+
+def _read_chunked_with_trailers(conn):
+    deadline = time.monotonic() + 10
+    while True:
+        parsed = _parse_chunked_with_trailers(bytes(conn.buf))
+        if parsed is not None:
+            head, body, trailers, used = parsed
+            del conn.buf[:used]
+            return head, body, trailers
+        assert not conn.eof, bytes(conn.buf)
+        assert time.monotonic() < deadline, bytes(conn.buf)
+        conn._fill(deadline)
+
+
+def _h1_grpc_request(path, payload, te=True, extra=""):
+    body = _grpc_frame(payload)
+    return (f"POST {path} HTTP/1.1\r\nHost: h1.example\r\ncontent-type: application/grpc\r\n"
+            + ("te: trailers\r\n" if te else "") + extra
+            + f"content-length: {len(body)}\r\n\r\n").encode() + body
+
+
+def test_http1_grpc_call_gets_trailers_as_chunked_trailers(gw):
+    with harness.RawConn(gw.port) as c:
+        c.send(_h1_grpc_request("/echo.Echo/Unary", b"\x00hi\xff", extra="x-trace: t1\r\n"))
+        head, body, trailers = _read_chunked_with_trailers(c)
+        assert head[0] == "HTTP/1.1 200 OK", head
+        lower = [h.lower() for h in head]
+        assert "transfer-encoding: chunked" in lower
+        assert "content-type: application/grpc" in lower
+        assert "x-echo-x-trace: t1" in lower
+        assert body == _grpc_frame(b"\x00hi\xff")
+        assert "grpc-status: 0" in trailers, trailers
+        assert "x-message-count: 1" in trailers, trailers
+        # Keep-alive: the next exchange on the same connection, without te: trailers, gets the
+        # same body and no trailers.
+        c.send(_h1_grpc_request("/echo.Echo/Unary", b"second", te=False))
+        head, body, trailers = _read_chunked_with_trailers(c)
+        assert head[0] == "HTTP/1.1 200 OK", head
+        assert body == _grpc_frame(b"second")
+        assert trailers == []
+
+
+def test_http1_grpc_trailers_only_failure(gw):
+    with harness.RawConn(gw.port) as c:
+        c.send(_h1_grpc_request("/echo.Echo/Unary", b"x",
+                                extra="x-fail-status: 7\r\nx-fail-message: nope\r\n"))
+        head, body, trailers = _read_chunked_with_trailers(c)
+        assert head[0] == "HTTP/1.1 200 OK", head
+        lower = [h.lower() for h in head]
+        assert "grpc-status: 7" in lower, head  # trailers-only: the status is in the head
+        assert body == b""
 
 
 def test_h2c_json_request_on_grpc_mapping_goes_upstream_over_http2(gw):
@@ -341,3 +454,22 @@ def test_upstream_dies_mid_stream_then_unavailable(start_gateway, tmp_path):
     assert r.code == grpc.StatusCode.UNAVAILABLE, r
     assert gw.alive()
     ch.close()
+
+
+def test_http1_grpc_large_server_stream_with_slow_reader(gw):
+    # 2.4 MB of messages to a client that reads late: held back by flow control, then whole.
+    with harness.RawConn(gw.port, timeout=20) as c:
+        c.send(_h1_grpc_request("/echo.Echo/ServerStream", b"x",
+                                extra="x-count: 8\r\nx-message-bytes: 300000\r\n"))
+        time.sleep(1.0)
+        head, body, trailers = _read_chunked_with_trailers(c)
+    assert head[0] == "HTTP/1.1 200 OK", head
+    assert body == _grpc_frame(b"a" * 300000) * 8
+    assert "grpc-status: 0" in trailers, trailers
+
+
+def test_http1_to_unreachable_http2_upstream(gw):
+    with harness.RawConn(gw.port) as c:
+        r = c.request("GET /dead.Echo/Unary HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert r.status == 503, r
+    assert b"upstream connect error" in r.body

@@ -589,7 +589,7 @@ TEST(CompilerTest, ModuleSettings) {
           "strip_matching_host_port: true, preserve_external_request_id: true, "
           "envoy_log_type: json, envoy_log_format: {method: '%REQ(:METHOD)%'}, envoy_log_path: "
           "/tmp/x, cluster_request_timeout_ms: 5000, cluster_idle_timeout_ms: 7000, "
-          "add_linkerd_headers: true, enable_ipv6: true}}"));
+          "add_linkerd_headers: true, enable_ipv6: true, enable_grpc_web: true}}"));
   ASSERT_TRUE(errors(c).empty()) << testing::dump(c.result.diagnostics);
   const ModuleSettings& m = c.snap().module;
   EXPECT_EQ(m.server_name, "proxenos-test");
@@ -602,6 +602,7 @@ TEST(CompilerTest, ModuleSettings) {
   EXPECT_EQ(m.listener_idle_timeout_ms, 1000u);
   EXPECT_TRUE(m.strip_matching_host_port);
   EXPECT_TRUE(m.preserve_external_request_id);
+  EXPECT_TRUE(m.enable_grpc_web);
   EXPECT_EQ(m.log_type, "json");
   EXPECT_EQ(m.log_format, R"({"method":"%REQ(:METHOD)%"})");
   EXPECT_EQ(m.log_path, "/tmp/x");

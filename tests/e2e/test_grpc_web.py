@@ -1,0 +1,152 @@
+"""gRPC-Web through the gateway (Module enable_grpc_web: true): requests built by hand, over
+HTTP/1.1 and h2c, to a `grpc: true` Mapping whose upstream is the echo backend's gRPC service
+(which serves only content-type application/grpc over HTTP/2, so an answer proves the
+translation). Response framing is checked byte for byte: messages, then the trailers frame
+(flag 0x80, "name: value\\r\\n" lines), base64 for the -text variant."""
+
+import base64
+import subprocess
+
+import pytest
+
+import harness
+from harness import mapping, module
+from test_grpc import _parse_chunked_with_trailers, _read_chunked_with_trailers
+
+
+def frame(payload, flags=0):
+    return bytes([flags]) + len(payload).to_bytes(4, "big") + payload
+
+
+def trailer_frame(lines):
+    return frame(b"".join(b"%s: %s\r\n" % (k, v) for k, v in lines), flags=0x80)
+
+
+OK_TRAILERS = [(b"grpc-status", b"0"), (b"grpc-message", b""), (b"x-message-count", b"1")]
+
+
+@pytest.fixture
+def gw(start_gateway, echo):
+    return start_gateway([
+        module({"enable_grpc_web": True}),
+        mapping("grpc-echo", "/echo.Echo/", echo.addr, rewrite="/echo.Echo/", grpc=True),
+    ])
+
+
+def web_request(path, body, content_type="application/grpc-web+proto", extra="", chunks=None):
+    head = (f"POST {path} HTTP/1.1\r\nHost: web.example\r\ncontent-type: {content_type}\r\n"
+            f"x-grpc-web: 1\r\naccept: {content_type}\r\n{extra}")
+    if chunks is None:
+        return (head + f"content-length: {len(body)}\r\n\r\n").encode() + body
+    out = (head + "transfer-encoding: chunked\r\n\r\n").encode()
+    for c in chunks:
+        out += b"%x\r\n%s\r\n" % (len(c), c)
+    return out + b"0\r\n\r\n"
+
+
+def header(head, name):
+    for line in head[1:]:
+        k, _, v = line.partition(":")
+        if k.strip().lower() == name:
+            return v.strip()
+    return None
+
+
+def test_binary_unary_over_http1(gw):
+    with harness.RawConn(gw.port) as c:
+        c.send(web_request("/echo.Echo/Unary", frame(b"\x00hello\xff")))
+        head, body, trailers = _read_chunked_with_trailers(c)
+    assert head[0] == "HTTP/1.1 200 OK", head
+    assert header(head, "content-type") == "application/grpc-web+proto"
+    assert header(head, "content-length") is None
+    assert header(head, "x-echo-x-grpc-web") == "1"
+    assert body == frame(b"\x00hello\xff") + trailer_frame(OK_TRAILERS)
+    assert trailers == []  # the status travels in the body, not as HTTP trailers
+
+
+def test_text_unary_over_http1_streaming_base64(gw):
+    encoded = base64.b64encode(frame(b"text message \x01\x02"))
+    # The body arrives in pieces that split base64 groups: the decoder must stream.
+    chunks = [encoded[:3], encoded[3:10], encoded[10:]]
+    with harness.RawConn(gw.port) as c:
+        c.send(web_request("/echo.Echo/Unary", b"", "application/grpc-web-text", chunks=chunks))
+        head, body, _ = _read_chunked_with_trailers(c)
+    assert head[0] == "HTTP/1.1 200 OK", head
+    assert header(head, "content-type") == "application/grpc-web-text+proto"
+    # Each upstream chunk is encoded (and padded) on its own: the message, then the trailers.
+    assert body == (base64.b64encode(frame(b"text message \x01\x02"))
+                    + base64.b64encode(trailer_frame(OK_TRAILERS)))
+
+
+def test_error_status_trailers_only(gw):
+    with harness.RawConn(gw.port) as c:
+        c.send(web_request("/echo.Echo/Unary", frame(b"x"),
+                           extra="x-fail-status: 5\r\nx-fail-message: not here\r\n"))
+        head, body, _ = _read_chunked_with_trailers(c)
+    assert head[0] == "HTTP/1.1 200 OK", head
+    assert header(head, "content-type") == "application/grpc-web+proto"
+    # Trailers-only: the status stays in the head (PROTOCOL-WEB allows it), the body is empty.
+    assert header(head, "grpc-status") == "5"
+    assert header(head, "grpc-message") == "not here"
+    assert body == b""
+
+
+def test_error_status_after_a_message_in_body(gw):
+    with harness.RawConn(gw.port) as c:
+        c.send(web_request("/echo.Echo/ServerStream", frame(b"p"),
+                           extra="x-count: 3\r\nx-fail-after: 1\r\nx-fail-status: 9\r\n"
+                                 "x-fail-message: bad state\r\n"))
+        head, body, _ = _read_chunked_with_trailers(c)
+    assert head[0] == "HTTP/1.1 200 OK", head
+    assert body == frame(b"p-0") + trailer_frame(
+        [(b"grpc-status", b"9"), (b"grpc-message", b"bad state"), (b"x-message-count", b"1")])
+
+
+def test_keep_alive_mixes_web_and_plain_requests(gw):
+    with harness.RawConn(gw.port) as c:
+        for i in range(3):
+            c.send(web_request("/echo.Echo/Unary", frame(b"m%d" % i)))
+            head, body, _ = _read_chunked_with_trailers(c)
+            assert body == frame(b"m%d" % i) + trailer_frame(OK_TRAILERS), (i, body)
+
+
+def test_invalid_base64_is_refused(gw):
+    with harness.RawConn(gw.port) as c:
+        c.send(web_request("/echo.Echo/Unary", b"!!!!", "application/grpc-web-text"))
+        r = c.read_response()
+    assert r.status == 400, r
+
+
+def test_binary_unary_over_h2c(gw):
+    r = subprocess.run(["curl", "-sS", "--noproxy", "*", "--http2-prior-knowledge", "-m", "10",
+                        "-D", "-", "-H", "content-type: application/grpc-web+proto",
+                        "-H", "x-grpc-web: 1", "--data-binary", "@-",
+                        gw.url("/echo.Echo/Unary")],
+                       input=frame(b"over h2"), capture_output=True, timeout=15)
+    assert r.returncode == 0, r.stderr
+    head, _, body = r.stdout.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/2 200"), head
+    assert b"content-type: application/grpc-web+proto" in head.lower()
+    assert body == frame(b"over h2") + trailer_frame(OK_TRAILERS)
+
+
+def test_text_unary_over_h2c(gw):
+    r = subprocess.run(["curl", "-sS", "--noproxy", "*", "--http2-prior-knowledge", "-m", "10",
+                        "-H", "content-type: application/grpc-web-text",
+                        "--data-binary", "@-", gw.url("/echo.Echo/Unary")],
+                       input=base64.b64encode(frame(b"t2")), capture_output=True, timeout=15)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == base64.b64encode(frame(b"t2")) + base64.b64encode(
+        trailer_frame(OK_TRAILERS))
+
+
+def test_grpc_web_disabled_passes_through(start_gateway, echo):
+    gw = start_gateway([
+        mapping("grpc-echo", "/echo.Echo/", echo.addr, rewrite="/echo.Echo/", grpc=True),
+    ])
+    with harness.RawConn(gw.port) as c:
+        c.send(web_request("/echo.Echo/Unary", frame(b"x")))
+        r = c.read_response()
+    # Untranslated, the backend's gRPC service does not take it.
+    assert r.header("content-type", "") != "application/grpc-web+proto", r
+    assert not r.body.endswith(trailer_frame(OK_TRAILERS)), r
