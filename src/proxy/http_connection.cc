@@ -808,13 +808,7 @@ void HttpConnection::on_response_head() {
     }
   }
   if (e.response_until_close) close_after_response_ = true;
-  ResponseHeadContext ctx;
-  ctx.response = &e.response;
-  ctx.target = e.match.target;
-  ctx.server_name = e.config->snapshot->module.server_name;
-  ctx.upstream_service_ms = e.upstream_service_ms;
-  e.context.upstream_address = e.upstream_host;
-  ctx.request_context = &e.context;
+  ResponseHeadContext ctx = proxied_head_context(e);
   ctx.chunked = e.response_chunked;
   ctx.close = close_after_response_ || peer_eof_ || worker_.draining();
   ctx.http10 = http10;
@@ -828,6 +822,19 @@ void HttpConnection::on_response_head() {
   if (e.response.framing == http::BodyFraming::kNone) {
     e.response_complete = true;
   }
+}
+
+// What every proxied response head is built from: the upstream's head, the route's header
+// edits and the request's facts for their %COMMAND%s.
+ResponseHeadContext HttpConnection::proxied_head_context(Exchange& e) {
+  ResponseHeadContext ctx;
+  ctx.response = &e.response;
+  ctx.target = e.match.target;
+  ctx.server_name = e.config->snapshot->module.server_name;
+  ctx.upstream_service_ms = e.upstream_service_ms;
+  e.context.upstream_address = e.upstream_host;
+  ctx.request_context = &e.context;
+  return ctx;
 }
 
 // The upstream accepted the upgrade: answer 101 and relay bytes both ways, with the same
@@ -845,13 +852,7 @@ void HttpConnection::start_tunnel() {
   e.request_sent = false;  // now means: the client's FIN has been passed on
   e.request_body.reset(http::BodyFraming::kUntilClose, 0);
   e.response_body.reset(http::BodyFraming::kUntilClose, 0);
-  ResponseHeadContext ctx;
-  ctx.response = &e.response;
-  ctx.target = e.match.target;
-  ctx.server_name = e.config->snapshot->module.server_name;
-  ctx.upstream_service_ms = e.upstream_service_ms;
-  e.context.upstream_address = e.upstream_host;
-  ctx.request_context = &e.context;
+  ResponseHeadContext ctx = proxied_head_context(e);
   ctx.upgrade = http::find_header(e.response.headers, "upgrade");
   if (ctx.upgrade.empty()) ctx.upgrade = e.context.upgrade;
   std::string& out = e.scratch;
@@ -1153,13 +1154,7 @@ void HttpConnection::on_h2_response_head(http::ResponseHead&& head, bool end_str
       e.response_chunked = true;
     }
   }
-  ResponseHeadContext ctx;
-  ctx.response = &e.response;
-  ctx.target = e.match.target;
-  ctx.server_name = e.config->snapshot->module.server_name;
-  ctx.upstream_service_ms = e.upstream_service_ms;
-  e.context.upstream_address = e.upstream_host;
-  ctx.request_context = &e.context;
+  ResponseHeadContext ctx = proxied_head_context(e);
   ctx.chunked = e.response_chunked;
   ctx.close = close_after_response_ || peer_eof_ || worker_.draining();
   ctx.http10 = http10;

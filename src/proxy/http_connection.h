@@ -21,6 +21,7 @@
 #include "proxy/connection.h"
 #include "proxy/exchange.h"
 #include "proxy/grpc_web_bridge.h"
+#include "proxy/response_builder.h"
 #include "proxy/worker.h"
 #include "router/route_table.h"
 #include "upstream/http2_upstream.h"
@@ -95,6 +96,7 @@ class HttpConnection final : public DownstreamConnection,
   void process_upstream_input();
   void process_upstream_bytes();
   void on_response_head();
+  static ResponseHeadContext proxied_head_context(Exchange& e);
   void start_tunnel();
   void half_close_upstream();
   void forward_response_body();
