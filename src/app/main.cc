@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 
 #include "app/commands.h"
 #include "app/server.h"
@@ -16,8 +17,18 @@ int main(int argc, char** argv) {
   proxenos::app::ServerOptions options;
   std::string log_level = "info";
   auto* run = cli.add_subcommand("run", "serve the configuration at --config");
-  run->add_option("--config", options.config_path, "YAML/JSON file or folder (read recursively)")
-      ->required();
+  run->add_option("--config", options.config_path, "YAML/JSON file or folder (read recursively)");
+  run->add_flag("--kubernetes", options.kubernetes,
+                "also read configuration from the Kubernetes API (in-cluster or --kubeconfig)");
+  run->add_option("--kubeconfig", options.kubeconfig,
+                  "kubeconfig file (default: in-cluster, else $KUBECONFIG or ~/.kube/config)");
+  run->add_option("--context", options.kube_context, "kubeconfig context (default: current)");
+  run->add_option("--namespace", options.namespace_,
+                  "watch only this namespace (default: all; AMBASSADOR_SINGLE_NAMESPACE)");
+  run->add_option("--publish-service", options.publish_service,
+                  "NS/NAME of the gateway's own Service, whose load balancer Ingress status shows");
+  run->add_flag("--update-mapping-status", options.update_mapping_status,
+                "write Mapping status (AMBASSADOR_UPDATE_MAPPING_STATUS=true)");
   run->add_option("--workers", options.workers, "worker threads (default: number of cores)");
   run->add_option("--admin-address", options.admin_address, "admin listener IP:PORT");
   run->add_option("--log-level", log_level, "trace, debug, info, warn, error");
@@ -47,6 +58,25 @@ int main(int argc, char** argv) {
   if (*routes) return proxenos::app::routes_command(path, ambassador_id);
 
   options.watch = !no_watch;
+  // Emissary's environment variables, for manifests written for it.
+  auto env = [](const char* name) -> std::string {
+    const char* v = std::getenv(name);
+    return v != nullptr ? v : "";
+  };
+  if (options.namespace_.empty() && !env("AMBASSADOR_SINGLE_NAMESPACE").empty()) {
+    options.namespace_ = env("AMBASSADOR_NAMESPACE");
+    if (options.namespace_.empty()) options.namespace_ = env("POD_NAMESPACE");
+  }
+  if (env("AMBASSADOR_UPDATE_MAPPING_STATUS") == "true") options.update_mapping_status = true;
+  options.label_selector = env("AMBASSADOR_LABEL_SELECTOR");
+  options.field_selector = env("AMBASSADOR_FIELD_SELECTOR");
+  if (options.ambassador_id == "default" && !env("AMBASSADOR_ID").empty()) {
+    options.ambassador_id = env("AMBASSADOR_ID");
+  }
+  if (*run && options.config_path.empty() && !options.kubernetes) {
+    std::fprintf(stderr, "run: --config PATH or --kubernetes is required\n");
+    return 2;
+  }
 
   // Process log on stderr; stdout carries the access log.
   auto logger = spdlog::stderr_color_mt("proxenos");

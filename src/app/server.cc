@@ -45,6 +45,13 @@ Server::~Server() {
 void Server::resolve_endpoints(const config::Snapshot& snapshot, proxy::EndpointMap& out) {
   for (const auto& c : snapshot.clusters) {
     if (out.count(c.name)) continue;
+    if (!c.endpoint_service.empty()) {
+      // KubernetesEndpointResolver: pod addresses from EndpointSlices; none ready → 503s.
+      std::vector<net::Address> addresses;
+      if (kube_) addresses = kube_->endpoints(c.endpoint_namespace, c.endpoint_service, c.port);
+      out.emplace(c.name, std::move(addresses));
+      continue;
+    }
     std::string error;
     auto addresses = net::resolve(c.host, c.port, c.enable_ipv4, c.enable_ipv6, &error);
     if (addresses.empty()) {
@@ -56,11 +63,16 @@ void Server::resolve_endpoints(const config::Snapshot& snapshot, proxy::Endpoint
 
 bool Server::load_and_apply(bool initial) {
   auto t0 = std::chrono::steady_clock::now();
-  config::LoadResult loaded = config::load_path(options_.config_path);
+  config::LoadResult loaded;
+  if (!options_.config_path.empty()) loaded = config::load_path(options_.config_path);
+  std::vector<k8s::StatusUpdate> statuses;
+  if (kube_) kube_->collect(loaded, statuses);
   auto t1 = std::chrono::steady_clock::now();
   config::CompileOptions copts;
   copts.ambassador_id = options_.ambassador_id;
   copts.generation = ++generation_;
+  copts.kubernetes = kube_ != nullptr;
+  copts.gateway_namespace = gateway_namespace_;
   config::StoreResult stored = store_.compile(std::move(loaded), copts);
   const config::CompileResult& compiled = stored.compiled;
   auto t2 = std::chrono::steady_clock::now();
@@ -168,7 +180,7 @@ bool Server::load_and_apply(bool initial) {
   return true;
 }
 
-void Server::refresh_dns() {
+void Server::refresh_endpoints() {
   if (!snapshot_ || draining_) return;
   auto fresh = std::make_shared<proxy::EndpointMap>();
   resolve_endpoints(*snapshot_, *fresh);
@@ -190,14 +202,60 @@ void Server::refresh_dns() {
     endpoints_ = fresh;
     for (auto& w : workers_) w->update_endpoints(endpoints_);
   }
-  dns_timer_->arm(kDnsRefreshMs);
+}
+
+bool Server::start_kubernetes(std::string* error) {
+  std::optional<k8s::KubeConfig> config;
+  if (options_.kubeconfig.empty()) {
+    config = k8s::in_cluster_config(k8s::InClusterPaths{}, error);
+    if (!config && !error->empty()) return false;
+  }
+  if (!config) {
+    std::string path =
+        options_.kubeconfig.empty() ? k8s::default_kubeconfig_path() : options_.kubeconfig;
+    if (path.empty()) {
+      *error =
+          "not in a cluster (KUBERNETES_SERVICE_HOST is unset) and no kubeconfig found "
+          "(--kubeconfig, $KUBECONFIG, ~/.kube/config)";
+      return false;
+    }
+    config = k8s::load_kubeconfig(path, options_.kube_context, error);
+    if (!config) return false;
+  }
+  if (const char* pod_namespace = std::getenv("POD_NAMESPACE"); pod_namespace && *pod_namespace) {
+    gateway_namespace_ = pod_namespace;
+  } else if (!config->namespace_.empty()) {
+    gateway_namespace_ = config->namespace_;
+  }
+  kube_client_ = k8s::ApiClient::create(control_loop_, *config, error);
+  if (!kube_client_) return false;
+  k8s::KubernetesSourceOptions so;
+  so.namespace_ = options_.namespace_;
+  so.ambassador_id = options_.ambassador_id;
+  so.label_selector = options_.label_selector;
+  so.field_selector = options_.field_selector;
+  so.publish_service = options_.publish_service;
+  k8s::KubernetesSourceCallbacks callbacks;
+  callbacks.on_synced = [this] {
+    if (!draining_) load_and_apply(true);
+  };
+  callbacks.on_config_changed = [this] {
+    if (draining_) return;
+    spdlog::info("kubernetes: configuration changed: recompiling");
+    load_and_apply(false);
+  };
+  callbacks.on_endpoints_changed = [this] { refresh_endpoints(); };
+  kube_ = std::make_unique<k8s::KubernetesSource>(*kube_client_, so, std::move(callbacks));
+  kube_->start();
+  return true;
 }
 
 void Server::on_signal() {
   signalfd_siginfo info{};
   while (read(signal_fd_, &info, sizeof info) == sizeof info) {
     if (info.ssi_signo == SIGHUP) {
-      spdlog::info("SIGHUP: reloading {}", options_.config_path);
+      spdlog::info("SIGHUP: reloading {}",
+                   options_.config_path.empty() ? "from the Kubernetes API" : options_.config_path);
       load_and_apply(false);
     } else {
       spdlog::info("{}: draining (up to {} s)", info.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT",
@@ -330,8 +388,18 @@ int Server::run() {
     workers_.back()->start();
   }
   spdlog::info("started {} workers", n);
-  load_and_apply(true);
-  if (options_.watch) {
+  if (options_.kubernetes) {
+    // The first compile waits for every kind's first list: serving a partial view of the
+    // cluster would drop routes that are only not listed yet.
+    if (!start_kubernetes(&error)) {
+      spdlog::error("kubernetes: {}", error);
+      for (auto& w : workers_) w->stop_and_join();
+      return 2;
+    }
+  } else {
+    load_and_apply(true);
+  }
+  if (options_.watch && !options_.config_path.empty()) {
     watcher_ = std::make_unique<PathWatcher>(control_loop_, options_.config_path, [this] {
       if (draining_) return;
       spdlog::info("config change detected: reloading {}", options_.config_path);
@@ -349,11 +417,16 @@ int Server::run() {
     ticket_timer_->arm(kTicketKeyRotationMs);
   });
   ticket_timer_->arm(kTicketKeyRotationMs);
-  dns_timer_ = std::make_unique<net::Timer>(control_loop_, [this] { refresh_dns(); });
+  dns_timer_ = std::make_unique<net::Timer>(control_loop_, [this] {
+    refresh_endpoints();
+    dns_timer_->arm(kDnsRefreshMs);
+  });
   dns_timer_->arm(kDnsRefreshMs);
   drain_timer_ = std::make_unique<net::Timer>(control_loop_, [this] { check_drained(); });
   control_loop_.run();
   watcher_.reset();
+  kube_.reset();
+  kube_client_.reset();
 
   for (auto& w : workers_) w->stop_and_join();
   workers_.clear();

@@ -12,6 +12,8 @@
 #include "app/path_watcher.h"
 #include "config/compiler.h"
 #include "config/resource_store.h"
+#include "k8s/api_client.h"
+#include "k8s/kubernetes_source.h"
 #include "net/event_loop.h"
 #include "proxy/worker.h"
 
@@ -24,6 +26,16 @@ struct ServerOptions {
   std::string ambassador_id = "default";
   int drain_seconds = 10;
   bool watch = true;  // reload when files under config_path change (inotify), besides SIGHUP
+  // Configuration from the Kubernetes API (besides config_path, when that is set too).
+  bool kubernetes = false;
+  std::string kubeconfig;       // "" = in-cluster when KUBERNETES_SERVICE_HOST is set, else
+                                // $KUBECONFIG or ~/.kube/config
+  std::string kube_context;     // kubeconfig context ("" = current-context)
+  std::string namespace_;       // single-namespace mode; "" = all namespaces
+  std::string publish_service;  // "ns/name": Ingress status copies this Service's load balancer
+  std::string label_selector;   // for getambassador.io kinds
+  std::string field_selector;
+  bool update_mapping_status = false;  // AMBASSADOR_UPDATE_MAPPING_STATUS
 };
 
 class Server {
@@ -35,7 +47,8 @@ class Server {
  private:
   bool load_and_apply(bool initial);
   void resolve_endpoints(const config::Snapshot& snapshot, proxy::EndpointMap& out);
-  void refresh_dns();
+  void refresh_endpoints();
+  bool start_kubernetes(std::string* error);
   void on_signal();
   void begin_drain();
   void check_drained();
@@ -68,6 +81,9 @@ class Server {
   std::unique_ptr<net::Timer> dns_timer_;
   std::unique_ptr<net::Timer> drain_timer_;
   std::unique_ptr<PathWatcher> watcher_;
+  std::unique_ptr<k8s::ApiClient> kube_client_;
+  std::unique_ptr<k8s::KubernetesSource> kube_;
+  std::string gateway_namespace_ = "default";  // the pod's namespace (POD_NAMESPACE)
   // Per-cluster request/5xx history for the diagnostics page's recent error rate, sampled by
   // stats_timer_ and by every /metrics scrape and diagnostics request.
   StatsSampler stats_sampler_;

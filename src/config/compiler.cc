@@ -77,6 +77,8 @@ router::StringMatcher exact(const std::string& v) {
   return m;
 }
 
+enum class ResolverKind : uint8_t { kService, kEndpoint, kUnsupported };
+
 // A canary group under construction (irhttpmappinggroup.py).
 struct Group {
   std::string id;
@@ -139,8 +141,11 @@ class Compiler {
              "] does not include " + options_.ambassador_id);
         continue;
       }
+      const bool resolver = r.kind == "KubernetesServiceResolver" ||
+                            r.kind == "KubernetesEndpointResolver" || r.kind == "ConsulResolver";
       bool ours = r.kind == "Mapping" || r.kind == "Host" || r.kind == "Listener" ||
-                  r.kind == "Module" || r.kind == "TLSContext" || r.kind == "TCPMapping" || secret;
+                  r.kind == "Module" || r.kind == "TLSContext" || r.kind == "TCPMapping" ||
+                  secret || resolver;
       if (!ours) {
         // Kinds handled elsewhere may name a TLSContext in spec.tls: that context is in use.
         const YAML::Node tls = child(r.spec, "tls");
@@ -170,7 +175,81 @@ class Compiler {
       if (r.kind == "TLSContext") tls_contexts_in_.push_back(&r);
       if (r.kind == "TCPMapping") tcp_mappings_in_.push_back(&r);
       if (secret) secrets_in_.push_back(&r);
+      if (resolver) add_resolver(r);
     }
+  }
+
+  // --- resolvers -------------------------------------------------------------------------------
+  // Emissary's built-in resolvers exist without a resource; a resource of the same name
+  // replaces one.
+  void add_resolver(const Resource& r) {
+    if (r.kind == "ConsulResolver") {
+      warning(r.origin, r.key(), "",
+              "ConsulResolver is not supported by Proxenos (no Consul catalog here); Mappings "
+              "that name it are not served");
+      resolvers_[r.name] = ResolverKind::kUnsupported;
+      return;
+    }
+    resolvers_[r.name] =
+        r.kind == "KubernetesEndpointResolver" ? ResolverKind::kEndpoint : ResolverKind::kService;
+    snap_.resource_origins[r.key()] = r.origin;
+  }
+
+  // The resolver a Mapping or TCPMapping uses; nullopt (reported) when it names none known.
+  std::optional<ResolverKind> resolver_for(const std::optional<std::string>& name,
+                                           const std::string& source, const Origin& origin) {
+    const std::string& chosen =
+        name ? *name : (default_resolver_ ? *default_resolver_ : kDefaultResolver);
+    auto it = resolvers_.find(chosen);
+    if (it == resolvers_.end()) {
+      error(origin, source, name ? "spec.resolver" : "",
+            "resolver \"" + chosen + "\" does not exist (known: kubernetes-service, " +
+                "kubernetes-endpoint and the resolver resources)");
+      return std::nullopt;
+    }
+    if (it->second == ResolverKind::kUnsupported) {
+      error(origin, source, "spec.resolver",
+            "resolver \"" + chosen + "\" is a ConsulResolver, which Proxenos does not support");
+      return std::nullopt;
+    }
+    return it->second;
+  }
+
+  // Points `spec` at its Service: a qualified DNS name (service resolver, Kubernetes mode) or the
+  // Service's EndpointSlices (endpoint resolver). IP literals are used as written.
+  void apply_resolver(upstream::ClusterSpec& spec, ResolverKind kind,
+                      const std::string& namespace_) const {
+    if (is_ip_literal(spec.host)) return;
+    if (kind == ResolverKind::kEndpoint) {
+      // "svc", "svc.ns", "svc.ns.svc", "svc.ns.svc.cluster.local"
+      std::string host = spec.host;
+      size_t dot = host.find('.');
+      spec.endpoint_service = host.substr(0, dot);
+      if (dot == std::string::npos) {
+        spec.endpoint_namespace = namespace_;
+      } else {
+        size_t next = host.find('.', dot + 1);
+        spec.endpoint_namespace =
+            host.substr(dot + 1, next == std::string::npos ? std::string::npos : next - dot - 1);
+      }
+      return;
+    }
+    if (options_.kubernetes) {
+      spec.host = qualify_kubernetes_service(spec.host, namespace_, options_.gateway_namespace);
+    }
+  }
+
+  // Drops the Mappings and TCPMappings whose resolver does not exist, so no route points at
+  // an upstream nobody can resolve.
+  void check_resolvers() {
+    resolvers_.emplace(kDefaultResolver, ResolverKind::kService);
+    resolvers_.emplace("kubernetes-endpoint", ResolverKind::kEndpoint);
+    std::erase_if(mappings_, [&](const MappingSpec& m) {
+      return !m.host_redirect && !resolver_for(m.resolver, m.source, m.origin);
+    });
+    std::erase_if(tcp_mappings_, [&](const TcpMappingSpec& t) {
+      return !resolver_for(t.resolver, t.source, t.origin);
+    });
   }
 
   // --- Module ----------------------------------------------------------------------------------
@@ -196,6 +275,7 @@ class Compiler {
     if (!module) return;  // reported; defaults apply
     snap_.module = module->settings;
     defaults_ = module->defaults;
+    default_resolver_ = module->resolver;
     snap_.resource_origins[chosen->key()] = chosen->origin;
   }
 
@@ -243,6 +323,7 @@ class Compiler {
         tcp_mappings_.push_back(std::move(*t));
       }
     }
+    check_resolvers();
     resolve_tls();
     for (const ListenerSpec& l : listeners_) snap_.resource_origins[l.source] = l.origin;
     for (const HostSpec& h : hosts_) snap_.resource_origins[h.source] = h.origin;
@@ -452,6 +533,9 @@ class Compiler {
     const std::optional<std::string>& stats = m.stats_name ? m.stats_name : defaults_.stats_name;
     spec.stats_name =
         stats ? *stats : sanitize(m.address.host + "_" + std::to_string(m.address.port));
+    if (auto kind = resolver_for(m.resolver, m.source, m.origin)) {
+      apply_resolver(spec, *kind, m.namespace_);
+    }
     originate(spec, TlsPurpose::kHttp, m.tls_context, m.namespace_, m.source, m.origin);
     std::string base =
         cluster_base(shadow, m.service, m.address, m.tls_context, m.host_rewrite, m.namespace_);
@@ -471,6 +555,9 @@ class Compiler {
     spec.stats_name = t.stats_name
                           ? *t.stats_name
                           : sanitize(t.upstream.host + "_" + std::to_string(t.upstream.port));
+    if (auto kind = resolver_for(t.resolver, t.source, t.origin)) {
+      apply_resolver(spec, *kind, t.namespace_);
+    }
     originate(spec, TlsPurpose::kTcp, t.tls_context, t.namespace_, t.source, t.tls_at);
     std::string base =
         cluster_base(false, t.service, t.upstream, t.tls_context, std::nullopt, t.namespace_);
@@ -536,6 +623,9 @@ class Compiler {
     if (spec.enable_ipv6) settings += '6';
     settings += '|';
     settings += spec.stats_name;
+    if (!spec.endpoint_service.empty()) {
+      settings += "|ep:" + spec.endpoint_namespace + "/" + spec.endpoint_service;
+    }
     // Same name and same settings: share it. Same name, other settings: a hashed sibling (named
     // only when needed: most Mappings share their cluster).
     auto use = [&](const std::string& name) -> std::optional<uint32_t> {
@@ -1141,6 +1231,9 @@ class Compiler {
 
   std::vector<const Resource*> mappings_in_, hosts_in_, listeners_in_, modules_in_;
   std::vector<const Resource*> tls_contexts_in_, tcp_mappings_in_, secrets_in_;
+  static constexpr const char* kDefaultResolver = "kubernetes-service";
+  std::map<std::string, ResolverKind> resolvers_;
+  std::optional<std::string> default_resolver_;  // Module `resolver`
   std::set<std::string> external_tls_refs_;   // TLSContext names used by kinds compiled elsewhere
   std::vector<TlsContextSpec> tls_contexts_;  // stable once decoded: the resolver points into it
   std::vector<TcpMappingSpec> tcp_mappings_;

@@ -17,6 +17,10 @@ namespace proxenos::config {
 struct CompileOptions {
   std::string ambassador_id = "default";  // --ambassador-id
   uint64_t generation = 1;
+  // Running against the Kubernetes API: the KubernetesServiceResolver qualifies a bare service
+  // name with its Mapping's namespace unless that is the gateway's own.
+  bool kubernetes = false;
+  std::string gateway_namespace = "default";
 };
 
 struct CompileResult {

@@ -448,7 +448,6 @@ std::optional<MappingSpec> decode_mapping(const Resource& resource,
     }
   }
   mp.resolver = spec.string("resolver");
-  spec.not_yet_effective("resolver");
   // `tls` names a TLSContext (v3) or is a boolean (v2 "originate TLS").
   if (spec.has("tls")) {
     YAML::Node at = spec.where("tls");

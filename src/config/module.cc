@@ -117,6 +117,7 @@ std::optional<AmbassadorModule> decode_ambassador_module(const Resource& resourc
     s.regex_max_size = static_cast<uint32_t>(*v);
   }
   decode_defaults(c, out.defaults);
+  out.resolver = c.string("resolver");
   for (auto [key, field] : {std::pair<const char*, bool*>{"liveness_probe", &s.liveness_probe},
                             std::pair<const char*, bool*>{"readiness_probe", &s.readiness_probe}}) {
     if (auto probe = c.map(key)) {
@@ -159,7 +160,6 @@ std::optional<AmbassadorModule> decode_ambassador_module(const Resource& resourc
                           "cors",
                           "default_label_domain",
                           "default_labels",
-                          "resolver",
                           "use_ambassador_namespace_for_service_resolution",
                           "enable_grpc_http11_bridge",
                           "grpc_stats",

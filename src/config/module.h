@@ -26,6 +26,8 @@ struct MappingDefaults {
 struct AmbassadorModule {
   ModuleSettings settings;
   MappingDefaults defaults;
+  // The resolver Mappings and TCPMappings use when they name none (default kubernetes-service).
+  std::optional<std::string> resolver;
 };
 
 // True for a Module that configures the whole gateway (named `ambassador`).

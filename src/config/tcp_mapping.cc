@@ -134,7 +134,6 @@ std::optional<TcpMappingSpec> decode_tcp_mapping(const Resource& resource,
     spec.ignore("circuit_breakers");
   }
   t.resolver = spec.string("resolver");
-  spec.not_yet_effective("resolver");
   t.cluster_tag = spec.string("cluster_tag");
   t.stats_name = spec.string("stats_name");
   spec.ignore("v2ExplicitTLS");  // v2<->v3 round-trip bookkeeping

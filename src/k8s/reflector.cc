@@ -422,6 +422,7 @@ void Reflector::replace_all(std::map<std::string, std::shared_ptr<const config::
 }
 
 void Reflector::mark_changed() {
+  ++version_;
   if (!changed_timer_.armed()) changed_timer_.arm(0);
 }
 

@@ -106,6 +106,8 @@ class Reflector {
   const ResourceKind& kind() const { return kind_; }
   const ReflectorStats& stats() const { return stats_; }
   uint32_t last_watch_timeout_s() const { return last_watch_timeout_s_; }
+  // Bumped at every change to the set (before the coalesced on_changed call).
+  uint64_t version() const { return version_; }
 
   // Current objects keyed "namespace/name" ("name" for cluster-scoped kinds).
   const std::map<std::string, std::shared_ptr<const config::Resource>>& objects() const {
@@ -153,6 +155,7 @@ class Reflector {
   bool watch_ended_ = false;   // an in-band ERROR already decided what comes next
   uint32_t last_watch_timeout_s_ = 0;
   ReflectorStats stats_;
+  uint64_t version_ = 0;
 };
 
 }  // namespace proxenos::k8s

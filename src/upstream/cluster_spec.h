@@ -22,13 +22,18 @@ struct ClusterSpec {
   bool enable_ipv4 = true;
   bool enable_ipv6 = false;
   std::string stats_name;
+  // Non-empty with a KubernetesEndpointResolver: the endpoints are the ready addresses of this
+  // Service's EndpointSlices (at the port `port` names), not a DNS lookup of `host`.
+  std::string endpoint_namespace;
+  std::string endpoint_service;
 
   // Two specs with equal keys describe the same upstream; reloads keep its pooled connections.
   bool same_upstream(const ClusterSpec& o) const {
     return name == o.name && host == o.host && port == o.port && tls == o.tls &&
            tls_settings == o.tls_settings && http2 == o.http2 &&
            connect_timeout_ms == o.connect_timeout_ms && idle_timeout_ms == o.idle_timeout_ms &&
-           max_connection_lifetime_ms == o.max_connection_lifetime_ms;
+           max_connection_lifetime_ms == o.max_connection_lifetime_ms &&
+           endpoint_namespace == o.endpoint_namespace && endpoint_service == o.endpoint_service;
   }
 };
 

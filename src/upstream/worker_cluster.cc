@@ -42,6 +42,25 @@ void WorkerCluster::update_spec(const ClusterSpec& spec) {
 void WorkerCluster::set_endpoints(std::vector<net::Address> endpoints) {
   endpoints_ = std::move(endpoints);
   if (next_endpoint_ >= endpoints_.size()) next_endpoint_ = 0;
+  // Pooled connections to endpoints that left the set (a pod went away, DNS moved) must not
+  // keep taking requests.
+  auto listed = [this](const std::string& text) {
+    for (const net::Address& a : endpoints_) {
+      if (a.to_string() == text) return true;
+    }
+    return false;
+  };
+  std::vector<Http2Upstream*> gone;
+  for (auto& c : http2_) {
+    if (!listed(c->endpoint_text())) gone.push_back(c.get());
+  }
+  for (Http2Upstream* c : gone) c->drain();
+  std::erase_if(idle_, [&](std::unique_ptr<UpstreamConnection>& c) {
+    if (listed(c->endpoint().to_string())) return false;
+    c->in_pool_ = false;
+    UpstreamConnection::destroy(std::move(c));
+    return true;
+  });
 }
 
 const net::Address* WorkerCluster::pick_endpoint() {
