@@ -1,16 +1,16 @@
 """The fake Kubernetes API server (fake_kube_api.py) as a test process, plus kubeconfig files and
 gateways that read their configuration from it."""
 
+import base64
 import json
 import os
-import sys
+import ssl
 import time
 import urllib.request
 
 import harness
 
 FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_kube_api.py")
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 AMBASSADOR = ("getambassador.io", "v3alpha1")
 PLURALS = {
@@ -46,11 +46,14 @@ class FakeKube(harness.Proc):
     """fake_kube_api.py on a free port. Every getambassador.io kind the gateway watches is
     registered (as if its CRD were installed) unless `crds` is False."""
 
-    def __init__(self, workdir, label="kube", token="", port=0, crds=True):
-        argv = [sys.executable if sys.executable.startswith("/usr/bin/") else "/usr/bin/python3",
-                FAKE, "--port", str(port)]
+    def __init__(self, workdir, label="kube", token="", port=0, crds=True, tls=None):
+        argv = ["/usr/bin/python3", FAKE, "--port", str(port)]
         if token:
             argv += ["--token", token]
+        self.token = token
+        self.tls = tls  # (cert, key, ca): serve https
+        if tls:
+            argv += ["--tls-cert", tls[0], "--tls-key", tls[1]]
         super().__init__(argv, workdir, label)
         self.port = None
         deadline = time.monotonic() + harness.scaled(10)
@@ -72,18 +75,28 @@ class FakeKube(harness.Proc):
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
-    def control(self, what, body=None):
-        req = urllib.request.Request(self.url + "/fake/" + what, method="POST",
-                                     data=json.dumps(body or {}).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with _OPENER.open(req, timeout=harness.scaled(10)) as r:
+    def _open(self, req):
+        context = None
+        if self.tls:
+            context = ssl.create_default_context(cafile=self.tls[2])
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                             urllib.request.HTTPSHandler(context=context))
+        if isinstance(req, str):
+            req = urllib.request.Request(req)
+        if self.token:
+            req.add_header("Authorization", "Bearer " + self.token)
+        with opener.open(req, timeout=harness.scaled(10)) as r:
             return json.loads(r.read() or b"{}")
 
+    def control(self, what, body=None):
+        return self._open(urllib.request.Request(self.url + "/fake/" + what, method="POST",
+                                                 data=json.dumps(body or {}).encode(),
+                                                 headers={"Content-Type": "application/json"}))
+
     def get(self, path):
-        with _OPENER.open(self.url + path, timeout=harness.scaled(10)) as r:
-            return json.loads(r.read())
+        return self._open(self.url + path)
 
     def register(self, kind):
         group, version, resource, namespaced = coordinates(kind)
@@ -104,11 +117,18 @@ class FakeKube(harness.Proc):
             body["namespace"] = namespace
         return self.control("delete", body)
 
-    def kubeconfig(self, path, namespace="default", token=""):
+    def kubeconfig(self, path, namespace="default", token=None, token_file=None, ca=None):
+        token = self.token if token is None else token
         user = {"token": token} if token else {}
+        if token_file:
+            user = {"tokenFile": token_file}
+        cluster = {"server": self.url}
+        if self.tls:
+            with open(ca or self.tls[2], "rb") as f:
+                cluster["certificate-authority-data"] = base64.b64encode(f.read()).decode()
         config = {
             "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+            "clusters": [{"name": "fake", "cluster": cluster}],
             "users": [{"name": "u", "user": user}],
             "contexts": [{"name": "fake",
                           "context": {"cluster": "fake", "user": "u", "namespace": namespace}}],
@@ -139,10 +159,10 @@ class KubeGateway(harness.Gateway):
     When `listen` is true a Listener on a free port comes from the folder."""
 
     def __init__(self, workdir, kube, files=None, listen=True, extra_args=(), wait_ready=True,
-                 label="proxenos", env=None, namespace="default", **kw):
+                 label="proxenos", env=None, namespace="default", token_file=None, ca=None, **kw):
         os.makedirs(workdir, exist_ok=True)
         self.kubeconfig_path = kube.kubeconfig(os.path.join(workdir, "kubeconfig"),
-                                               namespace=namespace)
+                                               namespace=namespace, token_file=token_file, ca=ca)
         args = ["--kubernetes", "--kubeconfig", self.kubeconfig_path] + list(extra_args)
         super().__init__(workdir, files or {}, listen=listen, extra_args=args,
                          wait_ready=wait_ready, label=label, env=env, **kw)

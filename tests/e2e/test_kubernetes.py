@@ -9,6 +9,7 @@ import pytest
 import harness
 from harness import listener, mapping, wait_until
 from kube import FakeKube, KubeGateway, obj
+from pki import Pki
 
 
 @pytest.fixture
@@ -203,3 +204,36 @@ def test_two_replicas_converge(kube, start_kube_gateway, start_echo, http):
     eventually(lambda: backend_of(http, g1, "/c/") == "b" and backend_of(http, g2, "/c/") == "b",
                timeout=5)
     assert time.monotonic() - start < 1.0 * (harness.scaled(1) / 1.0)
+
+
+def test_https_api_with_ca_data_and_rotated_bearer_token(tmp_path, start_kube_gateway, start_echo,
+                                                         http):
+    pki = Pki(tmp_path / "pki")
+    crt, key = pki.issue("apiserver", "kubernetes", dns=("kubernetes",), ips=("127.0.0.1",))
+    fake = FakeKube(str(tmp_path / "tls-kube"), token="first", tls=(crt, key, pki.ca_crt))
+    echo = start_echo()
+    fake.apply(mapping("m", "/m/", echo.addr))
+    token_file = tmp_path / "token"
+    token_file.write_text("first\n")
+    gw = start_kube_gateway(fake=fake, token_file=str(token_file))
+    assert backend_of(http, gw, "/m/") == "echo"
+    assert all(r["auth"] == "Bearer first" for r in fake.get("/fake/requests"))
+
+    # The token rotates: the old one is refused (401) and the file holds the new one. The
+    # gateway re-reads it and carries on; a change made after the rotation arrives.
+    token_file.write_text("second\n")
+    fake.control("token", {"token": "second"})
+    fake.control("close_watches")
+    fake.apply(mapping("m", "/rotated/", echo.addr))
+    eventually(lambda: backend_of(http, gw, "/rotated/") == "echo", timeout=30)
+    assert any(r["auth"] == "Bearer second" for r in fake.get("/fake/requests"))
+
+
+def test_wrong_ca_never_syncs(tmp_path, start_kube_gateway):
+    pki, other = Pki(tmp_path / "pki"), Pki(tmp_path / "other", name="Other CA")
+    crt, key = pki.issue("apiserver", "kubernetes", ips=("127.0.0.1",))
+    fake = FakeKube(str(tmp_path / "tls-kube"), tls=(crt, key, pki.ca_crt))
+    gw = start_kube_gateway(fake=fake, wait_ready=False, ca=other.ca_crt)
+    assert gw.wait_for_log(r"certificate verify failed|verify", timeout=harness.scaled(10),
+                           stream="stderr")
+    assert gw.ready_status() == 503
