@@ -615,6 +615,20 @@ void Http2Stream::process_upstream_input() {
   forward_response_body();
 }
 
+// What every proxied response head is built from: the upstream's head, the route's header
+// edits and the request's facts for their %COMMAND%s.
+ResponseHeadContext Http2Stream::proxied_head_context() {
+  Exchange& e = *e_;
+  ResponseHeadContext ctx;
+  ctx.response = &e.response;
+  ctx.target = e.match.target;
+  ctx.server_name = e.config->snapshot->module.server_name;
+  ctx.upstream_service_ms = e.upstream_service_ms;
+  e.context.upstream_address = e.upstream_host;
+  ctx.request_context = &e.context;
+  return ctx;
+}
+
 void Http2Stream::on_response_head() {
   Exchange& e = *e_;
   route_timer_.cancel();
@@ -626,14 +640,7 @@ void Http2Stream::on_response_head() {
   }
   e.response_body.reset(e.response.framing, e.response.content_length);
   e.upstream_reusable = e.response.keep_alive;
-  ResponseHeadContext ctx;
-  ctx.response = &e.response;
-  ctx.target = e.match.target;
-  ctx.server_name = e.config->snapshot->module.server_name;
-  ctx.upstream_service_ms = e.upstream_service_ms;
-  e.context.upstream_address = e.upstream_host;
-  ctx.request_context = &e.context;
-  build_response_fields(ctx, e.scratch, fields_);
+  build_response_fields(proxied_head_context(), e.scratch, fields_);
   bool end = e.response.framing == http::BodyFraming::kNone;
   e.response_head_sent = true;
   if (!conn_.session().submit_response(id_, e.response.status, fields_, end)) {
@@ -662,14 +669,7 @@ void Http2Stream::start_tunnel() {
   e.tunnel = true;
   e.upstream_reusable = false;
   e.response_body.reset(http::BodyFraming::kUntilClose, 0);
-  ResponseHeadContext ctx;
-  ctx.response = &e.response;
-  ctx.target = e.match.target;
-  ctx.server_name = e.config->snapshot->module.server_name;
-  ctx.upstream_service_ms = e.upstream_service_ms;
-  e.context.upstream_address = e.upstream_host;
-  ctx.request_context = &e.context;
-  build_response_fields(ctx, e.scratch, fields_);
+  build_response_fields(proxied_head_context(), e.scratch, fields_);
   if (key_generated_) {
     // The accept answers our key, not anything the client sent.
     std::erase_if(fields_, [](const http::HeaderField& f) {
@@ -965,14 +965,7 @@ void Http2Stream::on_h2_response_head(http::ResponseHead&& head, bool end_stream
   e.last_activity_ms = worker_.loop().now_ms();
   h2_sent_.clear();
   h2_can_retry_ = false;
-  ResponseHeadContext ctx;
-  ctx.response = &e.response;
-  ctx.target = e.match.target;
-  ctx.server_name = e.config->snapshot->module.server_name;
-  ctx.upstream_service_ms = e.upstream_service_ms;
-  e.context.upstream_address = e.upstream_host;
-  ctx.request_context = &e.context;
-  build_response_fields(ctx, e.scratch, fields_);
+  build_response_fields(proxied_head_context(), e.scratch, fields_);
   e.response_head_sent = true;
   if (!conn_.session().submit_response(id_, e.response.status, fields_, end_stream)) {
     release_h2();  // the client reset the stream meanwhile; on_stream_close cleans up

@@ -26,6 +26,7 @@
 #include "proxy/exchange.h"
 #include "proxy/grpc_web_bridge.h"
 #include "proxy/request_router.h"
+#include "proxy/response_builder.h"
 #include "proxy/worker.h"
 #include "upstream/http2_upstream.h"
 #include "upstream/upstream_connection.h"
@@ -87,6 +88,7 @@ class Http2Stream final : public upstream::UpstreamConnection::Handler,
   bool flush_upstream();
   void read_upstream(bool to_eagain);
   void process_upstream_input();
+  ResponseHeadContext proxied_head_context();
   void on_response_head();
   void forward_response_body();
   void on_upstream_eof();

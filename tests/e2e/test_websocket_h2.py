@@ -185,6 +185,7 @@ def ws_gw(start_gateway, echo):
         mapping("ws", "/ws/", echo.addr, rewrite="/echo/", allow_upgrade=["websocket"]),
         mapping("legacy", "/legacy/", echo.addr, use_websocket=True, timeout_ms=300),
         mapping("plain", "/plain/", echo.addr),
+        mapping("idle", "/idle/", echo.addr, allow_upgrade=["websocket"], idle_timeout_ms=400),
         mapping("noup", "/no-upgrade/", echo.addr, rewrite="/no-upgrade/",
                 allow_upgrade=["websocket"]),
     ])
@@ -278,6 +279,35 @@ def test_half_close_from_the_client_keeps_the_other_direction(ws_gw, T):
         c.close()
 
 
+def test_bytes_and_end_stream_sent_before_the_200_follow_the_101(ws_gw, T):
+    c = H2Client(ws_gw.port, T(10))
+    try:
+        sid = c.connect("/ws/early")
+        # No waiting for the 200: the frame and the END_STREAM wait in the gateway for the 101.
+        c.send(sid, ws_frame(0x1, b"early") + ws_frame(0x2, b"\x00early2"), end=True)
+        assert c.pump_until(lambda: len(parse_frames(c.data.get(sid, b""))) >= 2, T(10))
+        assert c.headers[sid][":status"] == "200"
+        assert parse_frames(c.data[sid])[:2] == [(True, 0x1, b"early"), (True, 0x2, b"\x00early2")]
+        assert sid not in c.resets
+    finally:
+        c.close()
+
+
+def test_idle_timeout_resets_a_silent_tunnel(ws_gw, T):
+    c = H2Client(ws_gw.port, T(10))
+    try:
+        sid = c.connect("/idle/")
+        assert c.pump_until(lambda: sid in c.headers)
+        c.send(sid, ws_frame(0x1, b"hi"))
+        assert c.pump_until(lambda: parse_frames(c.data.get(sid, b"")))
+        started = time.monotonic()
+        assert c.pump_until(lambda: sid in c.resets, T(5))
+        assert time.monotonic() - started >= 0.3
+        assert c.resets[sid] == h2.errors.ErrorCodes.CANCEL
+    finally:
+        c.close()
+
+
 def test_route_without_allow_upgrade_refuses_with_403(ws_gw, echo, T):
     c = H2Client(ws_gw.port, T(10))
     try:
@@ -350,6 +380,8 @@ def test_client_reset_closes_the_upstream_and_counters_show_it(ws_gw, T):
         c.flush()
         sid = c.connect("/ws/after")
         assert c.pump_until(lambda: sid in c.headers)
+        refused = c.connect("/plain/")  # 403, then RST_STREAM(NO_ERROR) from the gateway
+        assert c.pump_until(lambda: refused in c.resets)
     finally:
         c.close()
 
@@ -367,7 +399,7 @@ def test_client_reset_closes_the_upstream_and_counters_show_it(ws_gw, T):
 
     assert wait_until(lambda: value(metrics(), "envoy_http2_rx_reset") >= 3, T(5))
     text = metrics()
-    assert "# TYPE envoy_http2_tx_reset counter" in text
+    assert value(text, "envoy_http2_tx_reset") >= 1
     assert "# TYPE envoy_http2_streams_active gauge" in text
     assert "# TYPE envoy_http2_header_overflow counter" in text
     assert "# TYPE envoy_http_downstream_rq_too_many_premature_resets counter" in text
