@@ -1111,6 +1111,9 @@ class Compiler {
       ls.security_model = l.security_model;
       ls.l7_depth = l.l7_depth;
       ls.stats_prefix = l.stats_prefix;
+      if (l.http2_max_concurrent_streams) {
+        ls.http2_max_concurrent_streams = *l.http2_max_concurrent_streams;
+      }
       if (auto it = tcp.find(l.bind_address + ":" + std::to_string(l.port)); it != tcp.end()) {
         ls.tcp = std::move(it->second.routes);
         tcp.erase(it);

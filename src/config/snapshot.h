@@ -97,6 +97,9 @@ struct ListenerSnapshot {
   std::vector<SniCertificate> sni;
   std::optional<uint32_t> default_tls;
   std::vector<TcpRoute> tcp;  // TCPMappings on this port, in match order
+  // SETTINGS_MAX_CONCURRENT_STREAMS of downstream HTTP/2 sessions (Listener
+  // http2MaxConcurrentStreams; 100 as edge-hardening.md recommends).
+  uint32_t http2_max_concurrent_streams = 100;
 };
 
 struct Snapshot {

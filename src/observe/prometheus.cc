@@ -166,6 +166,43 @@ std::string render_prometheus(const MergedStats& stats, const PrometheusOptions&
            &L::downstream_rq_xx);
   histograms(out, "envoy_http_downstream_rq_time", "Downstream request time in milliseconds.", hcms,
              hcm, &L::downstream_rq_time);
+  family(out, "envoy_http_downstream_rq_too_many_premature_resets", "counter",
+         "HTTP/2 connections closed for resetting too many streams early (rapid reset).", hcms, hcm,
+         [](const L& l) { return l.downstream_rq_too_many_premature_resets; });
+
+  // Downstream HTTP/2 codec stats (Envoy's http2.*), by the listener's stats prefix.
+  family(out, "envoy_http2_rx_reset", "counter", "RST_STREAM frames received from clients.", hcms,
+         hcm, [](const L& l) { return l.http2_rx_reset; });
+  family(out, "envoy_http2_tx_reset", "counter", "RST_STREAM frames sent to clients.", hcms, hcm,
+         [](const L& l) { return l.http2_tx_reset; });
+  family(out, "envoy_http2_header_overflow", "counter",
+         "HTTP/2 streams reset for a header list over the limits.", hcms, hcm,
+         [](const L& l) { return l.http2_header_overflow; });
+  family(out, "envoy_http2_rx_messaging_error", "counter",
+         "HTTP/2 streams reset for a malformed request head.", hcms, hcm,
+         [](const L& l) { return l.http2_rx_messaging_error; });
+  family(out, "envoy_http2_goaway_sent", "counter", "GOAWAY frames sent to clients.", hcms, hcm,
+         [](const L& l) { return l.http2_goaway_sent; });
+  family(out, "envoy_http2_outbound_flood", "counter",
+         "HTTP/2 connections closed for queueing too many outbound frames.", hcms, hcm,
+         [](const L& l) { return l.http2_outbound_flood; });
+  family(out, "envoy_http2_outbound_control_flood", "counter",
+         "HTTP/2 connections closed for queueing too many outbound control frames.", hcms, hcm,
+         [](const L& l) { return l.http2_outbound_control_flood; });
+  family(out, "envoy_http2_inbound_empty_frames_flood", "counter",
+         "HTTP/2 connections closed for consecutive empty frames.", hcms, hcm,
+         [](const L& l) { return l.http2_inbound_empty_frames_flood; });
+  family(out, "envoy_http2_inbound_priority_frames_flood", "counter",
+         "HTTP/2 connections closed for too many PRIORITY frames.", hcms, hcm,
+         [](const L& l) { return l.http2_inbound_priority_frames_flood; });
+  family(out, "envoy_http2_inbound_window_update_frames_flood", "counter",
+         "HTTP/2 connections closed for too many WINDOW_UPDATE frames.", hcms, hcm,
+         [](const L& l) { return l.http2_inbound_window_update_frames_flood; });
+  family(out, "envoy_http2_streams_active", "gauge", "Open downstream HTTP/2 streams.", hcms, hcm,
+         [](const L& l) { return l.http2_streams_active; });
+  family(out, "proxenos_http2_streams_refused", "counter",
+         "HTTP/2 streams refused (REFUSED_STREAM) over http2MaxConcurrentStreams.", hcms, hcm,
+         [](const L& l) { return l.http2_streams_refused; });
 
   auto listener = label_list<ListenerValues>(stats.listeners, "envoy_listener_address",
                                              [](const ListenerValues& l) { return l.name; });

@@ -101,7 +101,8 @@ inline constexpr int kMaxStatusCode = 599;
 inline constexpr size_t kStatusCodes = kMaxStatusCode - kMinStatusCode + 1;
 
 // The stats of each shard, declared once (Envoy style): COUNTER(name), GAUGE(name),
-// HISTOGRAM(name). Names are Envoy's, without the envoy_http_ / envoy_cluster_ prefix.
+// HISTOGRAM(name). Names are Envoy's, without the envoy_http_ / envoy_cluster_ prefix; the
+// listener's http2_* are Envoy's downstream HTTP/2 codec stats (http2.*), kept per listener.
 #define PROXENOS_LISTENER_STATS(COUNTER, GAUGE, HISTOGRAM) \
   COUNTER(downstream_cx_total)                             \
   COUNTER(downstream_cx_protocol_error)                    \
@@ -113,6 +114,19 @@ inline constexpr size_t kStatusCodes = kMaxStatusCode - kMinStatusCode + 1;
   COUNTER(ssl_handshake)                                   \
   COUNTER(ssl_connection_error)                            \
   COUNTER(ssl_session_reused)                              \
+  COUNTER(downstream_rq_too_many_premature_resets)         \
+  COUNTER(http2_rx_reset)                                  \
+  COUNTER(http2_tx_reset)                                  \
+  COUNTER(http2_header_overflow)                           \
+  COUNTER(http2_rx_messaging_error)                        \
+  COUNTER(http2_goaway_sent)                               \
+  COUNTER(http2_streams_refused)                           \
+  COUNTER(http2_outbound_flood)                            \
+  COUNTER(http2_outbound_control_flood)                    \
+  COUNTER(http2_inbound_empty_frames_flood)                \
+  COUNTER(http2_inbound_priority_frames_flood)             \
+  COUNTER(http2_inbound_window_update_frames_flood)        \
+  GAUGE(http2_streams_active)                              \
   HISTOGRAM(downstream_rq_time)
 
 #define PROXENOS_CLUSTER_STATS(COUNTER, GAUGE, HISTOGRAM) \

@@ -7,6 +7,8 @@
 #include <charconv>
 #include <chrono>
 
+#include <openssl/sha.h>
+
 #include "http/grpc.h"
 #include "proxy/response_builder.h"
 
@@ -40,6 +42,17 @@ void append_uint(std::string& out, uint64_t v) {
   char buf[24];
   auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
   out.append(buf, p);
+}
+
+// RFC 6455 §4.2.2: base64(SHA-1(key + GUID)), what a 101 must carry for our key.
+std::string websocket_accept(std::string_view key) {
+  std::string text(key);
+  text.append("258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
+  std::string out;
+  http::base64_encode(std::string_view(reinterpret_cast<const char*>(digest), sizeof digest), out);
+  return out;
 }
 
 void append_chunk_header(net::Buffer& out, size_t size) {
@@ -88,8 +101,55 @@ void Http2Stream::start(http::RequestHead&& head, bool end_stream) {
   e.head_request = e.request.method == "HEAD";
   e.request_complete = end_stream || e.request.framing == http::BodyFraming::kNone;
   chunked_request_ = e.request.framing == http::BodyFraming::kChunked;
-  grpc_ = http::is_grpc_content_type(http::find_header(e.request.headers, "content-type"));
+  if (e.request.method == "CONNECT") {
+    client_fin_ = end_stream;
+    if (!e.request.upgrade) {
+      // Plain CONNECT (a TCP tunnel to :authority) is not offered; Envoy without CONNECT
+      // support answers it as a rejected upgrade.
+      connect_ = true;
+      local_reply(403, "CONNECT not allowed", "UPE");
+      return;
+    }
+    prepare_extended_connect();
+  }
+  grpc_ =
+      !connect_ && http::is_grpc_content_type(http::find_header(e.request.headers, "content-type"));
   route();
+}
+
+// The extended CONNECT becomes the HTTP/1.1 upgrade request it stands for (as Envoy's codec
+// does): GET with Upgrade: <:protocol>; route_exchange then applies allow_upgrade (403 without
+// it) and writes Connection: upgrade. RFC 8441 clients send no Sec-WebSocket-Key (the
+// :protocol pseudo-header replaces it), but an RFC 6455 server requires one: we make one up
+// and check the upstream's Sec-WebSocket-Accept against it.
+void Http2Stream::prepare_extended_connect() {
+  Exchange& e = *e_;
+  http::RequestHead& req = e.request;
+  connect_ = true;
+  req.method = "GET";
+  // DATA frames are tunnel bytes, not a request body: the upgrade request itself has none.
+  req.framing = http::BodyFraming::kNone;
+  req.content_length = 0;
+  chunked_request_ = false;
+  e.request_complete = true;
+  req.headers.push_back({"upgrade", req.upgrade_protocol});
+  if (!http::iequals(req.upgrade_protocol, "websocket")) return;
+  bool has_key = false;
+  http::find_header(req.headers, "sec-websocket-key", &has_key);
+  if (!has_key) {
+    std::string nonce(16, '\0');
+    for (size_t i = 0; i < nonce.size(); i += 8) {
+      uint64_t r = worker_.random64();
+      for (size_t j = 0; j < 8; ++j) nonce[i + j] = static_cast<char>(r >> (8 * j));
+    }
+    ws_key_.clear();
+    http::base64_encode(nonce, ws_key_);
+    key_generated_ = true;
+    req.headers.push_back({"sec-websocket-key", ws_key_});
+  }
+  bool has_version = false;
+  http::find_header(req.headers, "sec-websocket-version", &has_version);
+  if (!has_version) req.headers.push_back({"sec-websocket-version", "13"});
 }
 
 void Http2Stream::route() {
@@ -99,7 +159,9 @@ void Http2Stream::route() {
     return;
   }
   e.up_out = worker_.buffers().take();
-  h2_mode_ = e.cluster->spec().http2;
+  // An upgrade goes to the upstream over HTTP/1.1 even when the cluster speaks HTTP/2, as for
+  // HTTP/1.1 clients.
+  h2_mode_ = e.cluster->spec().http2 && !connect_;
   if (h2_mode_) {
     // HTTP/2 frames the body itself: up_out holds raw body bytes until the stream exists.
     chunked_request_ = false;
@@ -196,6 +258,13 @@ void Http2Stream::local_reply(int status, std::string_view body, std::string_vie
     e.bytes_sent = text.size();
     conn_.session().submit_data(id_, text, true);
   }
+  end_client_side();
+}
+
+// A CONNECT stream answered without a tunnel: its client side has no natural end (it waits to
+// send tunnel bytes), so once our answer is out, RST_STREAM(NO_ERROR) closes it (RFC 9113 §8.1).
+void Http2Stream::end_client_side() {
+  if (connect_ && !client_fin_ && !closed_) conn_.session().reset_stream(id_, http::kH2NoError);
 }
 
 void Http2Stream::reset_downstream(uint32_t error_code, std::string_view flags) {
@@ -215,6 +284,7 @@ void Http2Stream::reset_downstream(uint32_t error_code, std::string_view flags) 
 // client its window back for what we held and for whatever still comes.
 void Http2Stream::discard_request() {
   discard_ = true;
+  early_.clear();
   if (e_->up_out) e_->up_out->clear();
   if (unacked_ > 0 && !closed_) conn_.session().consume(id_, unacked_);
   unacked_ = 0;
@@ -225,9 +295,26 @@ void Http2Stream::discard_request() {
 
 void Http2Stream::on_request_data(std::string_view bytes, bool end_stream) {
   Exchange& e = *e_;
+  if (end_stream) client_fin_ = true;
   if (discard_) {
     if (!bytes.empty()) conn_.session().consume(id_, bytes.size());
     if (end_stream) e.request_complete = true;
+    return;
+  }
+  if (connect_) {
+    // Tunnel bytes. They wait (unacknowledged, so the client's window bounds them) until the
+    // upstream's 101 and its socket took them; END_STREAM becomes a half-close upstream.
+    if (!bytes.empty()) {
+      e.bytes_received += bytes.size();
+      e.last_activity_ms = worker_.loop().now_ms();
+      unacked_ += bytes.size();
+      if (e.tunnel) {
+        e.up_out->append(bytes);
+      } else {
+        early_.append(bytes);
+      }
+    }
+    if (e.tunnel && e.upstream && e.upstream->connected) flush_upstream();
     return;
   }
   if (!bytes.empty()) {
@@ -263,6 +350,11 @@ void Http2Stream::on_request_data(std::string_view bytes, bool end_stream) {
 }
 
 void Http2Stream::on_request_trailers() {
+  client_fin_ = true;
+  if (connect_) {
+    if (!discard_ && e_->tunnel && e_->upstream && e_->upstream->connected) flush_upstream();
+    return;
+  }
   // An HTTP/1.1 upstream gets no request trailers (RFC 9110 §6.5.1: they may be dropped).
   if (discard_) {
     e_->request_complete = true;
@@ -400,8 +492,9 @@ void Http2Stream::upstream_failed(std::string_view reason, std::string_view flag
   bool reused = e.upstream && e.upstream->requests > 1;
   upstream::UpstreamConnection::destroy(std::move(e.upstream));
   if (e.response_head_sent) {
-    // Mid-response: the client must not take a truncated body for a whole one.
-    reset_downstream(http::kH2InternalError, "UC");
+    // Mid-response: the client must not take a truncated body for a whole one. A tunnel's
+    // connection failed: CONNECT_ERROR (RFC 9113 §8.5).
+    reset_downstream(e.tunnel ? http::kH2ConnectError : http::kH2InternalError, "UC");
     return;
   }
   // A reused keep-alive connection the upstream closed before our request reached it is retried
@@ -441,12 +534,17 @@ bool Http2Stream::flush_upstream() {
     upstream_failed("connection termination", "UC");
     return false;
   }
-  // Everything taken so far reached the upstream socket: reopen the client's window for it.
-  if (unacked_ > 0 && !closed_) {
+  // Everything taken so far reached the upstream socket: reopen the client's window for it
+  // (a CONNECT's early tunnel bytes are not among them until the 101).
+  if (unacked_ > 0 && !closed_ && (!connect_ || e.tunnel)) {
     conn_.session().consume(id_, unacked_);
     unacked_ = 0;
   }
   if (e.request_complete) e.request_sent = true;
+  if (e.tunnel && client_fin_ && !upstream_fin_sent_) {
+    upstream_fin_sent_ = true;
+    e.upstream->io().shutdown_write();
+  }
   return true;
 }
 
@@ -454,6 +552,7 @@ bool Http2Stream::flush_upstream() {
 // Upstream response.
 
 void Http2Stream::read_upstream(bool to_eagain) {
+  if (upstream_eof_) return;  // a tunnel whose upstream half-closed: only writes remain
   while (!closed_ && e_->upstream && !paused_) {
     Exchange& e = *e_;
     if (!e.up_in) e.up_in = worker_.buffers().take();
@@ -501,7 +600,8 @@ void Http2Stream::process_upstream_input() {
       }
       e.up_in->consume(r.consumed);
       e.response_parser.reset();
-      if (e.response.status >= 100 && e.response.status < 200) {
+      if (e.response.status >= 100 && e.response.status < 200 &&
+          !(connect_ && e.response.status == 101)) {
         // Interim responses (we never forward Expect) are dropped.
         e.response.status = 0;
         if (e.up_in->empty()) return;
@@ -515,13 +615,10 @@ void Http2Stream::process_upstream_input() {
   forward_response_body();
 }
 
-void Http2Stream::on_response_head() {
+// What every proxied response head is built from: the upstream's head, the route's header
+// edits and the request's facts for their %COMMAND%s.
+ResponseHeadContext Http2Stream::proxied_head_context() {
   Exchange& e = *e_;
-  route_timer_.cancel();
-  e.upstream_service_ms = static_cast<int64_t>(worker_.loop().now_ms() - e.upstream_start_ms);
-  e.status = e.response.status;
-  e.response_body.reset(e.response.framing, e.response.content_length);
-  e.upstream_reusable = e.response.keep_alive;
   ResponseHeadContext ctx;
   ctx.response = &e.response;
   ctx.target = e.match.target;
@@ -529,7 +626,21 @@ void Http2Stream::on_response_head() {
   ctx.upstream_service_ms = e.upstream_service_ms;
   e.context.upstream_address = e.upstream_host;
   ctx.request_context = &e.context;
-  build_response_fields(ctx, e.scratch, fields_);
+  return ctx;
+}
+
+void Http2Stream::on_response_head() {
+  Exchange& e = *e_;
+  route_timer_.cancel();
+  e.upstream_service_ms = static_cast<int64_t>(worker_.loop().now_ms() - e.upstream_start_ms);
+  e.status = e.response.status;
+  if (connect_ && e.response.status == 101) {
+    start_tunnel();
+    return;
+  }
+  e.response_body.reset(e.response.framing, e.response.content_length);
+  e.upstream_reusable = e.response.keep_alive;
+  build_response_fields(proxied_head_context(), e.scratch, fields_);
   bool end = e.response.framing == http::BodyFraming::kNone;
   e.response_head_sent = true;
   if (!conn_.session().submit_response(id_, e.response.status, fields_, end)) {
@@ -541,6 +652,43 @@ void Http2Stream::on_response_head() {
     e.response_complete = true;
     response_done();
   }
+}
+
+// The upstream accepted the upgrade: 200 on the stream (RFC 8441 §5), then bytes both ways
+// with the flow control of bodies until both sides ended or one reset. The route timeout no
+// longer applies; the route's idle_timeout_ms (else the listener idle timeout) ends a silent
+// tunnel.
+void Http2Stream::start_tunnel() {
+  Exchange& e = *e_;
+  if (key_generated_ &&
+      http::find_header(e.response.headers, "sec-websocket-accept") != websocket_accept(ws_key_)) {
+    upstream::UpstreamConnection::destroy(std::move(e.upstream));
+    local_reply(502, "upstream sent an invalid WebSocket handshake", "UPE");
+    return;
+  }
+  e.tunnel = true;
+  e.upstream_reusable = false;
+  e.response_body.reset(http::BodyFraming::kUntilClose, 0);
+  build_response_fields(proxied_head_context(), e.scratch, fields_);
+  if (key_generated_) {
+    // The accept answers our key, not anything the client sent.
+    std::erase_if(fields_, [](const http::HeaderField& f) {
+      return http::iequals(f.name, "sec-websocket-accept");
+    });
+  }
+  e.response_head_sent = true;
+  if (!conn_.session().submit_response(id_, 200, fields_, false)) {
+    upstream::UpstreamConnection::destroy(std::move(e.upstream));
+    return;
+  }
+  if (e.stream_idle_ms == 0) e.stream_idle_ms = static_cast<uint32_t>(conn_.idle_timeout_ms());
+  e.last_activity_ms = worker_.loop().now_ms();
+  if (e.stream_idle_ms > 0) idle_timer_.arm(e.stream_idle_ms);
+  if (!early_.empty()) {
+    e.up_out->append(early_);
+    early_.clear();
+  }
+  flush_upstream();
 }
 
 void Http2Stream::forward_response_body() {
@@ -577,6 +725,15 @@ void Http2Stream::forward_response_body() {
 void Http2Stream::on_upstream_eof() {
   Exchange& e = *e_;
   e.upstream_reusable = false;
+  if (e.tunnel) {
+    // The upstream's FIN: END_STREAM after the bytes queued for the client. The other way stays
+    // open until the client ends too (the session then closes the stream) or resets it.
+    upstream_eof_ = true;
+    if (conn_.session().submit_data(id_, {}, true) == http::SubmitResult::kClosed) {
+      upstream::UpstreamConnection::destroy(std::move(e.upstream));
+    }
+    return;
+  }
   if (!e.response_head_sent) {
     upstream_failed("connection termination", "UC");
     return;
@@ -603,6 +760,11 @@ void Http2Stream::response_done() {
     // connection cannot carry another request.
     e.upstream_reusable = false;
     discard_request();
+  }
+  if (connect_) {
+    // The upstream declined the upgrade (its answer passes as is): no tunnel bytes are wanted.
+    discard_request();
+    end_client_side();
   }
   if (!e.upstream) return;
   bool reusable = e.upstream_reusable && e.request_complete && e.up_out && e.up_out->empty() &&
@@ -803,14 +965,7 @@ void Http2Stream::on_h2_response_head(http::ResponseHead&& head, bool end_stream
   e.last_activity_ms = worker_.loop().now_ms();
   h2_sent_.clear();
   h2_can_retry_ = false;
-  ResponseHeadContext ctx;
-  ctx.response = &e.response;
-  ctx.target = e.match.target;
-  ctx.server_name = e.config->snapshot->module.server_name;
-  ctx.upstream_service_ms = e.upstream_service_ms;
-  e.context.upstream_address = e.upstream_host;
-  ctx.request_context = &e.context;
-  build_response_fields(ctx, e.scratch, fields_);
+  build_response_fields(proxied_head_context(), e.scratch, fields_);
   e.response_head_sent = true;
   if (!conn_.session().submit_response(id_, e.response.status, fields_, end_stream)) {
     release_h2();  // the client reset the stream meanwhile; on_stream_close cleans up
@@ -1068,7 +1223,12 @@ Http2Connection::Http2Connection(Worker& worker, int fd, std::string listener_ke
     options.max_header_list_bytes = cfg->limits.max_header_bytes;
     options.max_header_count = cfg->limits.max_header_count;
     options.underscores = cfg->limits.underscores;
+    if (const config::ListenerSnapshot* ls = cfg->listener(listener_key_)) {
+      options.max_concurrent_streams = ls->http2_max_concurrent_streams;
+    }
   }
+  // RFC 8441: WebSockets (and other allowed upgrades) ride on extended CONNECT streams.
+  options.enable_connect_protocol = true;
   session_ =
       std::make_unique<http::Http2Session>(http::Http2Session::Role::kServer, *this, options);
 }
@@ -1077,6 +1237,7 @@ Http2Connection::~Http2Connection() {
   // Worker teardown deletes live connections directly.
   if (!closed_) {
     closed_ = true;
+    stats_->http2_streams_active.add(-static_cast<int64_t>(streams_.size()));
     streams_.clear();
     session_.reset();
     stats_->downstream_cx_active.add(-1);
@@ -1163,6 +1324,7 @@ bool Http2Connection::feed(std::string_view bytes) {
   in_feed_ = true;
   bool ok = session_->feed(bytes);
   in_feed_ = false;
+  sync_stats();
   if (ok) return true;
   // Protocol error, flood or rapid reset (or both sides said GOAWAY): send what the session has
   // (a GOAWAY) once and close.
@@ -1215,6 +1377,7 @@ void Http2Connection::flush() {
     (void)blocked;
   }
   in_flush_ = false;
+  sync_stats();
   if (!session_->want_read() && !session_->want_write()) {
     close_now();
     return;
@@ -1253,8 +1416,10 @@ void Http2Connection::close_now() {
   if (closed_) return;
   closed_ = true;
   timer_.cancel();
+  sync_stats();
   // Every stream still open ends now (logged as cut short).
   session_->connection_closed(http::kH2Cancel);
+  stats_->http2_streams_active.add(-static_cast<int64_t>(streams_.size()));
   for (auto& [id, stream] : streams_) {
     Http2Stream* s = stream.release();
     worker_.loop().defer([s] { delete s; });
@@ -1280,6 +1445,7 @@ void Http2Connection::on_request_head(int32_t stream, http::RequestHead&& head, 
   idle_since_ms_ = 0;
   auto [it, inserted] = streams_.emplace(stream, nullptr);
   if (!inserted) return;
+  stats_->http2_streams_active.add(1);
   it->second = std::make_unique<Http2Stream>(*this, stream);
   it->second->start(std::move(head), end_stream);
 }
@@ -1303,10 +1469,44 @@ void Http2Connection::on_stream_close(int32_t stream, uint32_t error_code) {
   if (it == streams_.end()) return;
   Http2Stream* s = it->second.release();
   streams_.erase(it);
+  stats_->http2_streams_active.add(-1);
   s->on_closed(error_code);
   // The stream may be the caller up the stack (its flush closed it): free it later.
   worker_.loop().defer([s] { delete s; });
   if (streams_.empty()) idle_since_ms_ = worker_.loop().now_ms();
+}
+
+void Http2Connection::sync_stats() {
+  const http::Http2Stats& now = session_->stats();
+  auto add = [](observe::Counter& counter, uint64_t value, uint64_t& synced) {
+    if (value == synced) return;
+    counter.add(value - synced);
+    synced = value;
+  };
+  observe::ListenerStats& s = *stats_;
+  add(s.http2_rx_reset, now.resets_received, synced_.resets_received);
+  add(s.http2_tx_reset, now.resets_sent, synced_.resets_sent);
+  add(s.http2_header_overflow, now.header_overflows, synced_.header_overflows);
+  add(s.http2_rx_messaging_error, now.messaging_errors, synced_.messaging_errors);
+  add(s.http2_goaway_sent, now.goaways_sent, synced_.goaways_sent);
+  add(s.http2_streams_refused, now.streams_refused, synced_.streams_refused);
+  add(s.downstream_rq_too_many_premature_resets, now.too_many_premature_resets,
+      synced_.too_many_premature_resets);
+  if (now.floods != synced_.floods) {
+    // A flood closes the session, so its close reason names the one that tripped.
+    std::string_view why = session_->close_reason();
+    observe::Counter* c = &s.http2_outbound_flood;
+    if (why == "flood: empty frames") {
+      c = &s.http2_inbound_empty_frames_flood;
+    } else if (why == "flood: PRIORITY frames") {
+      c = &s.http2_inbound_priority_frames_flood;
+    } else if (why == "flood: WINDOW_UPDATE frames") {
+      c = &s.http2_inbound_window_update_frames_flood;
+    } else if (why == "flood: control frames" || why == "flood: outbound control frames") {
+      c = &s.http2_outbound_control_flood;
+    }
+    add(*c, now.floods, synced_.floods);
+  }
 }
 
 void Http2Connection::on_send_ready(int32_t stream) {

@@ -26,6 +26,7 @@
 #include "proxy/exchange.h"
 #include "proxy/grpc_web_bridge.h"
 #include "proxy/request_router.h"
+#include "proxy/response_builder.h"
 #include "proxy/worker.h"
 #include "upstream/http2_upstream.h"
 #include "upstream/upstream_connection.h"
@@ -87,6 +88,7 @@ class Http2Stream final : public upstream::UpstreamConnection::Handler,
   bool flush_upstream();
   void read_upstream(bool to_eagain);
   void process_upstream_input();
+  ResponseHeadContext proxied_head_context();
   void on_response_head();
   void forward_response_body();
   void on_upstream_eof();
@@ -96,6 +98,10 @@ class Http2Stream final : public upstream::UpstreamConnection::Handler,
   void on_idle_timeout();
   void arm_route_timer();
   void log();
+  // RFC 8441 extended CONNECT, proxied as an HTTP/1.1 Upgrade.
+  void prepare_extended_connect();
+  void start_tunnel();
+  void end_client_side();
 
   Http2Connection& conn_;
   Worker& worker_;
@@ -128,6 +134,16 @@ class Http2Stream final : public upstream::UpstreamConnection::Handler,
   net::Timer deadline_timer_;   // grpc-timeout
   GrpcWebBridge grpc_web_;      // the stream is gRPC-Web (Module enable_grpc_web)
   std::string web_out_;         // translated request or response bytes
+
+  // RFC 8441 extended CONNECT (:protocol websocket, or another upgrade the route allows): the
+  // upstream gets an HTTP/1.1 GET with Upgrade, and after its 101 the stream is a byte tunnel.
+  bool connect_ = false;
+  bool key_generated_ = false;      // ws_key_ is ours: check the 101's Sec-WebSocket-Accept
+  std::string ws_key_;              // Sec-WebSocket-Key for the upstream handshake
+  std::string early_;               // tunnel bytes the client sent before the 101 (window-bounded)
+  bool client_fin_ = false;         // the client ended its side (END_STREAM or trailers)
+  bool upstream_fin_sent_ = false;  // ... and that end went upstream as a half-close
+  bool upstream_eof_ = false;       // the upstream ended its side (passed on as END_STREAM)
 };
 
 class Http2Connection final : public DownstreamConnection,
@@ -160,6 +176,7 @@ class Http2Connection final : public DownstreamConnection,
   observe::ListenerStats& stats() { return *stats_; }
   const RoutingInput& routing_input() const { return routing_; }
   std::string_view sni() const;
+  uint64_t idle_timeout_ms() const;
   // Writes what the session has to send (deferred while the session is inside feed() or this
   // already runs), then closes if the session is done.
   void flush();
@@ -169,7 +186,8 @@ class Http2Connection final : public DownstreamConnection,
   bool feed(std::string_view bytes);
   void on_timer();
   void close_now();
-  uint64_t idle_timeout_ms() const;
+  // Adds what the session counted since the last call to the listener's shard.
+  void sync_stats();
   net::StreamIo io() const { return {fd_, tls_.get()}; }
 
   Worker& worker_;
@@ -184,6 +202,7 @@ class Http2Connection final : public DownstreamConnection,
   RoutingInput routing_;
   std::shared_ptr<observe::ListenerStats> stats_;
   std::unique_ptr<http::Http2Session> session_;
+  http::Http2Stats synced_;  // the session's counters already added to stats_
   std::unordered_map<int32_t, std::unique_ptr<Http2Stream>> streams_;
   std::vector<int32_t> ready_;  // streams owed on_send_ready, run after the write pass
   net::Timer timer_;            // idle timeout, and the close deadline after GOAWAY

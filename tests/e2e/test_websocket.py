@@ -12,7 +12,7 @@ import pytest
 import websockets
 
 import harness
-from harness import FakeUpstream, RawConn, mapping
+from harness import FakeUpstream, RawConn, mapping, wait_until
 
 
 class WsEchoServer:
@@ -22,6 +22,7 @@ class WsEchoServer:
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.handshakes = []
+        self.closes = []  # (code, reason) of each connection's close, as the server saw it
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
         assert self.ready.wait(10)
@@ -31,9 +32,13 @@ class WsEchoServer:
                                 "host": ws.request_headers.get("host")})
         try:
             async for message in ws:
+                if message == "close-me":
+                    await ws.close(4002, "server-bye")
+                    break
                 await ws.send(message)
         except websockets.ConnectionClosed:
             pass
+        self.closes.append((ws.close_code, ws.close_reason))
 
     def _run(self):
         asyncio.set_event_loop(self.loop)
@@ -224,3 +229,28 @@ def test_upgrade_headers_reach_the_upstream_and_tunnel_carries_raw_bytes(start_g
     assert rest == b"|got:\x00\x01raw bytes\xff"
     h = heads[0].lower()
     assert b"upgrade: my-proto" in h and b"connection: upgrade" in h
+
+
+def test_close_codes_and_reasons_pass_both_ways(start_gateway, ws_echo, T):
+    gw = start_gateway([mapping("ws", "/ws/", ws_echo.addr, allow_upgrade=["websocket"])])
+    url = f"ws://127.0.0.1:{gw.port}/ws/"
+
+    async def client_closes():
+        async with websockets.connect(url, ping_interval=None) as ws:
+            await ws.send("x")
+            assert await ws.recv() == "x"
+            await ws.close(4001, "client-bye")
+            return ws.close_code, ws.close_reason
+
+    async def server_closes():
+        async with websockets.connect(url, ping_interval=None) as ws:
+            await ws.send("close-me")
+            with pytest.raises(websockets.ConnectionClosed) as info:
+                await ws.recv()
+            return info.value.code, info.value.reason
+
+    # The client's code and reason reach the server, whose echo of them comes back.
+    assert run(client_closes(), T(10)) == (4001, "client-bye")
+    assert wait_until(lambda: (4001, "client-bye") in ws_echo.closes, T(5))
+    # The server's close frame reaches the client intact.
+    assert run(server_closes(), T(10)) == (4002, "server-bye")

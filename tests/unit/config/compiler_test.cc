@@ -50,6 +50,8 @@ TEST(CompilerTest, DefaultListenersAndSyntheticHost) {
   EXPECT_EQ(https.port, 8443);
   EXPECT_EQ(https.protocol, ListenerProtocol::kHttps);
   EXPECT_EQ(https.stats_prefix, "ingress_https");
+  EXPECT_EQ(http.http2_max_concurrent_streams, 100u);
+  EXPECT_EQ(https.http2_max_concurrent_streams, 100u);
   EXPECT_TRUE(has_note(c, "no Listener resources: opened the default Listeners"));
   EXPECT_TRUE(has_note(c, "no Host resources: serving every hostname"));
 
@@ -76,7 +78,7 @@ TEST(CompilerTest, ListenerFieldsAndStatsPrefixes) {
   Compiled c = compile_text(
       doc("Listener", "a",
           "{port: 8080, protocol: HTTPPROXY, securityModel: SECURE, l7Depth: 2, "
-          "hostBinding: {namespace: {from: ALL}}}") +
+          "http2MaxConcurrentStreams: 7, hostBinding: {namespace: {from: ALL}}}") +
       doc("Listener", "b",
           "{port: 9000, protocolStack: [TLS, TCP], securityModel: XFP, "
           "hostBinding: {namespace: {from: ALL}}}") +
@@ -92,6 +94,8 @@ TEST(CompilerTest, ListenerFieldsAndStatsPrefixes) {
   EXPECT_EQ(a.protocol, ListenerProtocol::kHttpProxy);
   EXPECT_EQ(a.security_model, SecurityModel::kSecure);
   EXPECT_EQ(a.l7_depth, 2u);
+  EXPECT_EQ(a.http2_max_concurrent_streams, 7u);
+  EXPECT_EQ(c.snap().listeners[2].http2_max_concurrent_streams, 100u);
   EXPECT_EQ(a.stats_prefix, "ingress_http");
   EXPECT_TRUE(a.routes);
   EXPECT_EQ(c.snap().listeners[1].protocol, ListenerProtocol::kTls);

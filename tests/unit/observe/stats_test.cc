@@ -126,6 +126,12 @@ TEST(PrometheusTest, ExpositionOfTwoWorkers) {
   w1.downstream_rq_time.record_us(1000);
   w2.downstream_rq_time.record_us(30000);
   w2.downstream_rq_time.record_us(700000000);
+  w1.http2_rx_reset.add(3);
+  other.http2_rx_reset.add(2);
+  w2.http2_tx_reset.inc();
+  w1.http2_streams_active.add(2);
+  w2.http2_streams_active.add(1);
+  w2.downstream_rq_too_many_premature_resets.inc();
   ClusterStats c1("echo"), c2("echo"), q("we\"ird");
   c1.upstream_rq_total.add(2);
   c2.upstream_rq_total.add(1);
@@ -178,6 +184,11 @@ TEST(PrometheusTest, ExpositionOfTwoWorkers) {
   EXPECT_EQ(s["envoy_http_downstream_rq_time_bucket{" + hcm + ",le=\"+Inf\"}"], "3");
   EXPECT_EQ(s["envoy_http_downstream_rq_time_count{" + hcm + "}"], "3");
   EXPECT_EQ(s["envoy_http_downstream_rq_time_sum{" + hcm + "}"], "700031.000");
+  EXPECT_EQ(s["envoy_http2_rx_reset{" + hcm + "}"], "5");
+  EXPECT_EQ(s["envoy_http2_tx_reset{" + hcm + "}"], "1");
+  EXPECT_EQ(s["envoy_http2_header_overflow{" + hcm + "}"], "0");
+  EXPECT_EQ(s["envoy_http2_streams_active{" + hcm + "}"], "3");
+  EXPECT_EQ(s["envoy_http_downstream_rq_too_many_premature_resets{" + hcm + "}"], "1");
 
   EXPECT_EQ(s["envoy_listener_downstream_cx_total{envoy_listener_address=\"0.0.0.0_8080\"}"], "3");
   EXPECT_EQ(s["envoy_listener_downstream_cx_total{envoy_listener_address=\"127.0.0.1_9090\"}"],
