@@ -15,6 +15,7 @@
 #include "admin/diag_page.h"
 #include "app/tls_runtime.h"
 #include "config/file_source.h"
+#include "k8s/ambassador_status.h"
 #include "net/address.h"
 #include "observe/prometheus.h"
 
@@ -66,7 +67,11 @@ bool Server::load_and_apply(bool initial) {
   config::LoadResult loaded;
   if (!options_.config_path.empty()) loaded = config::load_path(options_.config_path);
   std::vector<k8s::StatusUpdate> statuses;
-  if (kube_) kube_->collect(loaded, statuses);
+  std::vector<k8s::StatusTarget> status_targets;
+  if (kube_) {
+    kube_->collect(loaded, statuses);
+    status_targets = k8s::status_targets(loaded.resources, options_.update_mapping_status);
+  }
   auto t1 = std::chrono::steady_clock::now();
   config::CompileOptions copts;
   copts.ambassador_id = options_.ambassador_id;
@@ -124,6 +129,12 @@ bool Server::load_and_apply(bool initial) {
     }
   }
   config_errors_ = errors;
+  if (status_writer_) {
+    std::vector<k8s::StatusUpdate> own =
+        k8s::ambassador_statuses(status_targets, stored.diagnostics);
+    for (auto& u : own) statuses.push_back(std::move(u));
+    status_writer_->publish(std::move(statuses));
+  }
   stored.diagnostics.insert(stored.diagnostics.end(), tls_diagnostics.begin(),
                             tls_diagnostics.end());
   snapshot_ = compiled.snapshot;
@@ -246,7 +257,22 @@ bool Server::start_kubernetes(std::string* error) {
   };
   callbacks.on_endpoints_changed = [this] { refresh_endpoints(); };
   kube_ = std::make_unique<k8s::KubernetesSource>(*kube_client_, so, std::move(callbacks));
+  status_writer_ = std::make_unique<k8s::StatusWriter>(*kube_client_);
+  k8s::LeaderElectorOptions eo;
+  eo.namespace_ = gateway_namespace_;
+  k8s::LeaderElectorCallbacks ec;
+  ec.on_started_leading = [this] {
+    spdlog::info("kubernetes: this replica holds Lease {}/proxenos-status: writing status",
+                 gateway_namespace_);
+    status_writer_->set_enabled(true);
+  };
+  ec.on_stopped_leading = [this] {
+    spdlog::info("kubernetes: Lease lost or released: not writing status");
+    status_writer_->set_enabled(false);
+  };
+  elector_ = std::make_unique<k8s::LeaderElector>(*kube_client_, eo, std::move(ec));
   kube_->start();
+  elector_->start();
   return true;
 }
 
@@ -268,6 +294,8 @@ void Server::on_signal() {
 void Server::begin_drain() {
   if (draining_) return;
   draining_ = true;
+  // Hand the Lease over now so another replica writes status without waiting for expiry.
+  if (elector_) elector_->stop();
   ready_.store(false);
   drain_deadline_ms_ =
       control_loop_.refresh_now() + static_cast<uint64_t>(options_.drain_seconds) * 1000;
@@ -425,6 +453,8 @@ int Server::run() {
   drain_timer_ = std::make_unique<net::Timer>(control_loop_, [this] { check_drained(); });
   control_loop_.run();
   watcher_.reset();
+  elector_.reset();
+  status_writer_.reset();
   kube_.reset();
   kube_client_.reset();
 

@@ -14,6 +14,8 @@
 #include "config/resource_store.h"
 #include "k8s/api_client.h"
 #include "k8s/kubernetes_source.h"
+#include "k8s/leader_election.h"
+#include "k8s/status_writer.h"
 #include "net/event_loop.h"
 #include "proxy/worker.h"
 
@@ -83,6 +85,9 @@ class Server {
   std::unique_ptr<PathWatcher> watcher_;
   std::unique_ptr<k8s::ApiClient> kube_client_;
   std::unique_ptr<k8s::KubernetesSource> kube_;
+  // Status is written by the Lease holder only; every replica watches and serves.
+  std::unique_ptr<k8s::StatusWriter> status_writer_;
+  std::unique_ptr<k8s::LeaderElector> elector_;
   std::string gateway_namespace_ = "default";  // the pod's namespace (POD_NAMESPACE)
   // Per-cluster request/5xx history for the diagnostics page's recent error rate, sampled by
   // stats_timer_ and by every /metrics scrape and diagnostics request.

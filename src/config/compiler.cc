@@ -331,14 +331,30 @@ class Compiler {
     for (const TlsContextSpec& c : tls_contexts_) snap_.resource_origins[c.source] = c.origin;
     for (const TcpMappingSpec& t : tcp_mappings_) snap_.resource_origins[t.source] = t.origin;
 
-    if (hosts_.empty()) {
+    std::set<std::string> generated_hosts;
+    for (const Resource* r : hosts_in_) {
+      if (r->source_id == kGatewayApiSource) generated_hosts.insert(r->key());
+    }
+    const bool user_hosts = std::any_of(hosts_.begin(), hosts_.end(), [&](const HostSpec& h) {
+      return generated_hosts.count(h.source) == 0;
+    });
+    if (!user_hosts) {
       hosts_.push_back(synthetic_default_host());
       note(
           "no Host resources: serving every hostname with a synthesized Host * (cleartext, "
           "insecure action Route)");
     }
-    if (listeners_in_.empty()) {
-      listeners_ = default_listeners();
+    const bool user_listeners =
+        std::any_of(listeners_in_.begin(), listeners_in_.end(),
+                    [](const Resource* r) { return r->source_id != kGatewayApiSource; });
+    if (!user_listeners) {
+      // Gateway API listeners keep their ports; the defaults take the others.
+      std::vector<ListenerSpec> defaults = default_listeners();
+      std::erase_if(defaults, [&](const ListenerSpec& d) {
+        return std::any_of(listeners_.begin(), listeners_.end(),
+                           [&](const ListenerSpec& l) { return l.port == d.port; });
+      });
+      listeners_.insert(listeners_.begin(), defaults.begin(), defaults.end());
       note(
           "no Listener resources: opened the default Listeners 8080 (HTTP) and 8443 (HTTPS), "
           "securityModel XFP, Hosts from all namespaces");

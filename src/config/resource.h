@@ -12,6 +12,11 @@
 
 namespace proxenos::config {
 
+// source_id of resources generated from Gateway API objects: they live on their own Listeners
+// and Hosts (bound by labels), so they do not count as the user's own when the compiler decides
+// whether to open the default Listeners or synthesize the `*` Host.
+inline constexpr const char* kGatewayApiSource = "gateway-api";
+
 struct Resource {
   std::string api_version;  // getambassador.io/v3alpha1, getambassador.io/v2, v1, ...
   std::string kind;

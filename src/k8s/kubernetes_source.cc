@@ -2,6 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <ctime>
+
+#include "k8s/gateway_translator.h"
+#include "k8s/ingress_translator.h"
 #include "k8s/service_annotations.h"
 
 namespace proxenos::k8s {
@@ -9,7 +13,7 @@ namespace proxenos::k8s {
 namespace {
 
 constexpr const char* kAmbassadorGroup = "getambassador.io";
-constexpr const char* kGatewayGroup = "gateway.networking.k8s.io";
+constexpr const char* kGatewayApiGroupName = "gateway.networking.k8s.io";
 
 // The getambassador.io kinds the compiler reads (others of the group, such as DevPortal, are
 // not served and not watched).
@@ -38,6 +42,16 @@ bool condition(const YAML::Node& conditions, const char* name, bool fallback) {
   const YAML::Node c = conditions.IsMap() ? conditions[name] : YAML::Node();
   if (!c.IsDefined() || !c.IsScalar()) return fallback;
   return c.Scalar() == "true";
+}
+
+// metav1.Time: RFC 3339 in whole seconds, UTC.
+std::string now_rfc3339() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
 }
 
 nlohmann::json to_json(const YAML::Node& node) {
@@ -89,13 +103,13 @@ std::vector<ResourceKind> watched_kinds(const KubernetesSourceOptions& options) 
   }
   if (options.watch_gateway_api) {
     if (options.namespace_.empty()) {
-      kinds.push_back({kGatewayGroup, "v1", "gatewayclasses", "GatewayClass", false});
+      kinds.push_back({kGatewayApiGroupName, "v1", "gatewayclasses", "GatewayClass", false});
     }
     for (const auto& [resource, kind] :
          {std::pair{"gateways", "Gateway"}, std::pair{"httproutes", "HTTPRoute"},
           std::pair{"grpcroutes", "GRPCRoute"}, std::pair{"tlsroutes", "TLSRoute"},
           std::pair{"tcproutes", "TCPRoute"}, std::pair{"referencegrants", "ReferenceGrant"}}) {
-      kinds.push_back({kGatewayGroup, "v1", resource, kind, true});
+      kinds.push_back({kGatewayApiGroupName, "v1", resource, kind, true});
     }
   }
   return kinds;
@@ -118,6 +132,9 @@ KubernetesSource::KubernetesSource(ApiClient& client, KubernetesSourceOptions op
   for (const ResourceKind& kind : watched_kinds(options_)) {
     ReflectorOptions ro = options_.reflector;
     ro.namespace_ = options_.namespace_;
+    // Status we (or others) write does not change configuration, except a Service's: the
+    // publish Service's load balancer is copied into Ingress and Gateway status.
+    ro.status_changes = kind.resource == "services";
     if (kind.group == kAmbassadorGroup) {
       ro.label_selector = options_.label_selector;
       ro.field_selector = options_.field_selector;
@@ -184,8 +201,16 @@ uint64_t KubernetesSource::config_version() const {
   return sum;
 }
 
+ObjectList KubernetesSource::objects_of(const std::string& resource) const {
+  ObjectList out;
+  if (const Reflector* r = find(resource)) {
+    out.reserve(r->objects().size());
+    for (const auto& [key, object] : r->objects()) out.push_back(object);
+  }
+  return out;
+}
+
 void KubernetesSource::collect(config::LoadResult& out, std::vector<StatusUpdate>& statuses) const {
-  (void)statuses;
   collected_version_ = config_version();
   for (const auto& r : reflectors_) {
     const ResourceKind& kind = r->kind();
@@ -193,6 +218,43 @@ void KubernetesSource::collect(config::LoadResult& out, std::vector<StatusUpdate
       for (const auto& [key, object] : r->objects()) out.resources.push_back(*object);
     } else if (kind.resource == "services") {
       for (const auto& [key, object] : r->objects()) annotation_resources(*object, out);
+    }
+  }
+  auto add = [&](Translation t) {
+    for (config::Resource& res : t.resources) out.resources.push_back(std::move(res));
+    for (StatusUpdate& u : t.statuses) statuses.push_back(std::move(u));
+    out.diagnostics.insert(out.diagnostics.end(), t.diagnostics.begin(), t.diagnostics.end());
+  };
+  const nlohmann::json load_balancer = publish_load_balancer();
+  if (options_.watch_ingress) {
+    IngressInputs in;
+    in.ingresses = objects_of("ingresses");
+    in.ingress_classes = objects_of("ingressclasses");
+    in.services = objects_of("services");
+    in.ambassador_id = options_.ambassador_id;
+    in.single_namespace = !options_.namespace_.empty();
+    in.load_balancer = load_balancer;
+    if (!in.ingresses.empty()) add(translate_ingresses(in));
+  }
+  if (options_.watch_gateway_api) {
+    GatewayInputs in;
+    in.gateway_classes = objects_of("gatewayclasses");
+    in.gateways = objects_of("gateways");
+    in.http_routes = objects_of("httproutes");
+    in.grpc_routes = objects_of("grpcroutes");
+    in.tls_routes = objects_of("tlsroutes");
+    in.tcp_routes = objects_of("tcproutes");
+    in.reference_grants = objects_of("referencegrants");
+    in.services = objects_of("services");
+    in.secrets = objects_of("secrets");
+    in.controller_name = options_.gateway_controller;
+    in.ambassador_id = options_.ambassador_id;
+    in.load_balancer = load_balancer;
+    in.now = now_rfc3339();
+    // Routes are translated even with no Gateway left, so our stale status entries go away.
+    if (!in.gateway_classes.empty() || !in.gateways.empty() || !in.http_routes.empty() ||
+        !in.grpc_routes.empty() || !in.tls_routes.empty() || !in.tcp_routes.empty()) {
+      add(translate_gateway_api(in));
     }
   }
 }

@@ -79,6 +79,7 @@ class KubernetesSource {
 
  private:
   const Reflector* find(const std::string& resource) const;
+  ObjectList objects_of(const std::string& resource) const;
   void on_kind_synced();
   void on_kind_changed(const ResourceKind& kind);
 

@@ -1,5 +1,7 @@
 #include "k8s/reflector.h"
 
+#include "config/resource_store.h"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -316,13 +318,13 @@ void Reflector::on_watch_object(std::string_view text) {
     std::string key = key_of(*res);
     std::string rv = res->origin.resource_version;
     if (type == "DELETED") {
+      fingerprints_.erase(key);
       if (objects_.erase(key) > 0) mark_changed();
     } else {
       auto it = objects_.find(key);
       if (it == objects_.end() || it->second->origin.resource_version != rv) {
         // Replace the pointer, never assign into a Resource: YAML nodes share their data.
-        objects_.insert_or_assign(key, std::make_shared<const config::Resource>(std::move(*res)));
-        mark_changed();
+        if (store(key, std::make_shared<const config::Resource>(std::move(*res)))) mark_changed();
       }
     }
     if (!rv.empty()) resource_version_ = rv;
@@ -406,19 +408,61 @@ void Reflector::retry(bool relist, uint64_t min_delay_ms) {
 
 void Reflector::replace_all(std::map<std::string, std::shared_ptr<const config::Resource>> fresh) {
   bool changed = fresh.size() != objects_.size();
+  std::map<std::string, uint64_t> prints;
   for (auto& [key, res] : fresh) {
     auto it = objects_.find(key);
-    if (it == objects_.end()) {
-      changed = true;
-    } else if (it->second->origin.resource_version == res->origin.resource_version) {
+    if (it != objects_.end() &&
+        it->second->origin.resource_version == res->origin.resource_version) {
       res = it->second;  // unchanged: keep the object consumers may already hold
-    } else {
-      changed = true;
+      prints[key] = fingerprints_[key];
+      continue;
     }
+    uint64_t print = content_fingerprint(*res);
+    prints[key] = print;
+    auto old = fingerprints_.find(key);
+    if (it == objects_.end() || old == fingerprints_.end() || old->second != print) changed = true;
   }
   // Objects gone from the list are deletions (client-go's DeletedFinalStateUnknown).
   objects_ = std::move(fresh);
+  fingerprints_ = std::move(prints);
   if (changed) mark_changed();
+}
+
+bool Reflector::store(const std::string& key, std::shared_ptr<const config::Resource> res) {
+  uint64_t print = content_fingerprint(*res);
+  objects_.insert_or_assign(key, std::move(res));
+  auto [it, inserted] = fingerprints_.try_emplace(key, print);
+  if (inserted) return true;
+  bool changed = it->second != print;
+  it->second = print;
+  return changed;
+}
+
+uint64_t Reflector::content_fingerprint(const config::Resource& r) const {
+  const YAML::Node& object = r.object;
+  if (!object.IsMap()) return config::fingerprint(object);
+  uint64_t h = 0;
+  auto mix = [&h](const std::string& key, const YAML::Node& value) {
+    uint64_t k = std::hash<std::string>{}(key);
+    h += (k * 0x9e3779b97f4a7c15ull) ^ config::fingerprint(value);
+  };
+  for (const auto& entry : object) {
+    const std::string key = entry.first.Scalar();
+    if (key == "metadata") {
+      // The parts of metadata that mean something to the gateway.
+      for (const char* field :
+           {"name", "namespace", "labels", "annotations", "deletionTimestamp"}) {
+        const YAML::Node v = entry.second[field];
+        if (v.IsDefined()) mix(std::string("metadata.") + field, v);
+      }
+      if (options_.status_changes) {
+        mix("metadata.resourceVersion", entry.second["resourceVersion"]);
+      }
+    } else if (key != "status" || options_.status_changes) {
+      mix(key, entry.second);
+    }
+  }
+  return h;
 }
 
 void Reflector::mark_changed() {

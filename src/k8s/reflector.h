@@ -64,6 +64,10 @@ struct ReflectorOptions {
   // A watch that ends this quickly with no event is an error (client-go's "very short watch").
   uint64_t short_watch_ms = 1000;
   uint64_t seed = 0;  // 0 = random; fixed in tests
+  // False: an update that changes only `status` (and resourceVersion, managedFields,
+  // generation) is stored without a change notification, so status the gateway writes itself
+  // does not recompile the configuration.
+  bool status_changes = true;
 };
 
 struct ReflectorCallbacks {
@@ -148,6 +152,11 @@ class Reflector {
   bool relist_pending_ = false;  // the retry timer lists (else watches)
   std::string resource_version_;
   std::map<std::string, std::shared_ptr<const config::Resource>> objects_;
+  // Content fingerprint of each object (without what status_changes=false ignores).
+  std::map<std::string, uint64_t> fingerprints_;
+  uint64_t content_fingerprint(const config::Resource& r) const;
+  // Stores `res` under `key`; true when its content differs from what was stored.
+  bool store(const std::string& key, std::shared_ptr<const config::Resource> res);
   std::map<std::string, std::shared_ptr<const config::Resource>> listing_;  // pages so far
   std::string list_rv_;
   uint64_t watch_started_ms_ = 0;

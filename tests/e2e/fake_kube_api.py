@@ -1,7 +1,7 @@
 #!/usr/bin/python3
-"""A fake kube-apiserver that speaks the real list/watch wire protocol and misbehaves on command.
+"""A fake kube-apiserver: the real list/watch/write wire protocol, misbehaving on command.
 
-Standard library only. Wire behaviour follows ../shared/spec/kubernetes-api.md §1 and §7:
+Standard library only. Wire behaviour follows ../shared/spec/kubernetes-api.md §1, §3 and §7:
 collection URLs (/api/v1/..., /apis/G/V/..., with or without /namespaces/NS), LIST with
 limit/continue paging and a shared list resourceVersion (built-in kinds' items carry no
 kind/apiVersion), WATCH as a chunked stream of newline-terminated JSON events flushed one by one,
@@ -10,14 +10,41 @@ than the history window, BOOKMARKs when allowWatchBookmarks=true (one before the
 close), 422 for sendInitialEvents (WatchList gate off), 504 for a too-large resourceVersion, and
 Bearer-token auth (401).
 
+Writes (§3), each persisted one producing a watch event:
+  GET  .../R/NAME and .../R/NAME/status        the object (404 NotFound with the real message)
+  POST .../R (namespaced: .../namespaces/NS/R)  create: 201; 409 AlreadyExists; a set
+       resourceVersion → 500; `.status` dropped when the kind has a status subresource
+  PUT  .../R/NAME and .../R/NAME/status        update: metadata.resourceVersion stale → 409
+       Conflict ("the object has been modified; ..."); absent → 422 for custom resources (groups
+       not in BUILTIN_GROUPS), unconditional for built-ins; name mismatch → 400; missing → 404
+  PATCH (same paths) application/merge-patch+json (RFC 7386) and application/json-patch+json
+       (RFC 6902, failed `test` → 422); strategic-merge-patch only for built-ins (applied as a
+       merge patch: lists replaced whole); a patched resourceVersion must match (409); other
+       media types → 415
+  With a status subresource (default for every kind but leases, secrets, configmaps, endpoints,
+  endpointslices, events, ingressclasses, namespaces; see `register`), /status writes change
+  only `.status` and object writes keep the stored `.status`. metadata.generation starts at 1
+  and bumps when anything but metadata/status changes. uid, creationTimestamp, generation and
+  resourceVersion are the server's. A write that changes nothing is not persisted (the
+  resourceVersion stays, no watch event). coordination.k8s.io leases validate spec.acquireTime/
+  renewTime as MicroTime (exactly 6 fractional digits, 400 otherwise) and leaseDurationSeconds
+  > 0 (422). Built-in collections (KNOWN_KINDS: leases, services, ingresses, ...) spring into
+  existence on a write or an object GET, as they always exist in a real cluster.
+
 Run: fake_kube_api.py [--port 0] [--token T] [--tls-cert F --tls-key F]; prints "PORT <n>".
 
 The test drives it through /fake/* (JSON bodies, POST):
-  register {group, version, resource, kind, namespaced}   an (empty) collection: lists answer 200
-  apply    {group, version, resource, kind?, object}      create or modify (RV bumped)
+  register {group, version, resource, kind, namespaced, status_subresource?}
+           an (empty) collection: lists answer 200
+  apply    {group, version, resource, kind?, object}      create or modify (RV always bumped,
+           no RV rules, `.status` taken as given)
   delete   {group, version, resource, namespace?, name}
-  fault    {match, status, count=1, retry_after?, message?, mode="status"|"in_band_410"|"close"}
-           the next `count` (-1 = forever) requests whose "path?query" contains `match` get it
+  fault    {match, status, count=1, retry_after?, message?, method?, body?,
+            mode="status"|"in_band_410"|"close"|"delay", delay_ms=1000}
+           the next `count` (-1 = forever) requests whose "path?query" contains `match` (and,
+           when given, whose method is `method` and whose body contains `body`) get it; "close"
+           cuts a watch, or any object request/write without an answer; "delay" holds the
+           request delay_ms, then serves it normally
   clear_faults {}
   bookmark {}              every open watch sends a BOOKMARK at the current RV
   expire_watches {}        every open watch sends ERROR 410 and ends
@@ -26,12 +53,18 @@ The test drives it through /fake/* (JSON bodies, POST):
   token {token}            the token accepted from now on ("" = no auth)
   GET /fake/requests       the requests seen: [{method, path, auth}], POST reset_log clears it
   GET /fake/watchers       number of open watches
+  GET /fake/object?group=G&version=V&resource=R&namespace=NS&name=N
+                           the stored object (not logged, no faults), 404 when absent
 """
 
 import argparse
 import base64
+import copy
+import datetime
 import http.server
 import json
+import random
+import re
 import socket
 import socketserver
 import ssl
@@ -43,24 +76,59 @@ import urllib.parse
 BUILTIN_GROUPS = {"", "apps", "networking.k8s.io", "discovery.k8s.io", "coordination.k8s.io",
                   "apiextensions.k8s.io", "events.k8s.io"}
 REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
-           409: "Conflict", 410: "Expired", 422: "Invalid", 429: "TooManyRequests",
-           500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout"}
+           405: "MethodNotAllowed", 409: "Conflict", 410: "Expired", 415: "UnsupportedMediaType",
+           422: "Invalid", 429: "TooManyRequests", 500: "InternalError",
+           503: "ServiceUnavailable", 504: "Timeout"}
+# Kinds of built-in collections the fake may create on demand (a plural's kind is not derivable).
+KNOWN_KINDS = {"leases": ("Lease", True), "services": ("Service", True),
+               "endpoints": ("Endpoints", True), "endpointslices": ("EndpointSlice", True),
+               "secrets": ("Secret", True), "configmaps": ("ConfigMap", True),
+               "ingresses": ("Ingress", True), "ingressclasses": ("IngressClass", False),
+               "namespaces": ("Namespace", False), "events": ("Event", True),
+               "customresourcedefinitions": ("CustomResourceDefinition", False)}
+NO_STATUS_SUBRESOURCE = {"leases", "secrets", "configmaps", "endpoints", "endpointslices",
+                         "events", "ingressclasses", "namespaces"}
+MICRO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}(Z|[+-]\d{2}:\d{2})$")
+CONFLICT_MESSAGE = ("the object has been modified; please apply your changes to the latest "
+                    "version and try again")
 
 
-def status_object(code, message):
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": message, "reason": REASONS.get(code, "Unknown"), "code": code}
+def status_object(code, message, reason=None, details=None):
+    out = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": message, "reason": reason or REASONS.get(code, "Unknown"), "code": code}
+    if details:
+        out["details"] = details
+    return out
+
+
+class WriteError(Exception):
+    """A write rejected with a Status object."""
+
+    def __init__(self, code, message, reason=None, details=None):
+        super().__init__(message)
+        self.status = status_object(code, message, reason, details)
 
 
 class Collection:
-    def __init__(self, group, version, resource, kind, namespaced):
+    def __init__(self, group, version, resource, kind, namespaced, status_subresource=None):
         self.group, self.version, self.resource = group, version, resource
         self.kind, self.namespaced = kind, namespaced
+        self.status_subresource = resource not in NO_STATUS_SUBRESOURCE \
+            if status_subresource is None else bool(status_subresource)
         self.objects = {}  # "ns/name" -> object
         self.events = []   # (rv, type, object)
 
     def api_version(self):
         return self.version if not self.group else self.group + "/" + self.version
+
+    def qualified_resource(self):  # "mappings.getambassador.io", "services"
+        return self.resource + ("." + self.group if self.group else "")
+
+    def qualified_kind(self):  # "Mapping.getambassador.io", "Service"
+        return self.kind + ("." + self.group if self.group else "")
+
+    def details(self, name):
+        return {"name": name, "group": self.group, "kind": self.resource}
 
 
 class State:
@@ -77,16 +145,30 @@ class State:
         self.expire_gen = 0
         self.close_gen = 0
 
-    def collection(self, group, version, resource, kind=None, namespaced=True, create=False):
+    def collection(self, group, version, resource, kind=None, namespaced=True, create=False,
+                   status_subresource=None):
         key = (group, version, resource)
         c = self.collections.get(key)
         if c is None and create:
-            c = Collection(group, version, resource, kind or resource.capitalize(), namespaced)
+            c = Collection(group, version, resource, kind or resource.capitalize(), namespaced,
+                           status_subresource)
             self.collections[key] = c
         return c
 
-    def take_fault(self, target):
+    def builtin_collection(self, group, version, resource):
+        """A built-in kind always exists in a real cluster: create it on first use."""
+        c = self.collection(group, version, resource)
+        if c is None and group in BUILTIN_GROUPS and resource in KNOWN_KINDS:
+            kind, namespaced = KNOWN_KINDS[resource]
+            c = self.collection(group, version, resource, kind, namespaced, create=True)
+        return c
+
+    def take_fault(self, target, method="GET", body=""):
         for f in self.faults:
+            if f.get("method") and f["method"] != method:
+                continue
+            if f.get("body") and f["body"] not in body:
+                continue
             if f["match"] in target and f["count"] != 0:
                 if f["count"] > 0:
                     f["count"] -= 1
@@ -139,6 +221,112 @@ def field_match(obj, selector):
     return True
 
 
+def now_rfc3339():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def spec_of(coll, obj):
+    """What metadata.generation tracks: everything but metadata (and status with a subresource)."""
+    skip = ("metadata", "status") if coll.status_subresource else ("metadata",)
+    return {k: v for k, v in obj.items() if k not in skip}
+
+
+def merge_patch(target, patch):
+    """RFC 7386 JSON merge patch: null deletes, objects merge, everything else replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    if not isinstance(target, dict):
+        target = {}
+    for k, v in patch.items():
+        if v is None:
+            target.pop(k, None)
+        else:
+            target[k] = merge_patch(target.get(k), v)
+    return target
+
+
+def _pointer(path):
+    if not isinstance(path, str) or (path and not path.startswith("/")):
+        raise WriteError(422, "invalid JSON pointer %r" % (path,))
+    return [p.replace("~1", "/").replace("~0", "~") for p in path.split("/")[1:]]
+
+
+def _child(node, token):
+    if isinstance(node, dict) and token in node:
+        return node[token]
+    if isinstance(node, list) and token.isdigit() and int(token) < len(node):
+        return node[int(token)]
+    raise WriteError(422, "the server rejected our request due to an error in our request: "
+                     "path element %r not found" % token)
+
+
+def _get(doc, path):
+    for token in path:
+        doc = _child(doc, token)
+    return doc
+
+
+def _add(doc, path, value):
+    if not path:
+        return value
+    parent, last = _get(doc, path[:-1]), path[-1]
+    if isinstance(parent, dict):
+        parent[last] = value
+    elif isinstance(parent, list) and last == "-":
+        parent.append(value)
+    elif isinstance(parent, list) and last.isdigit() and int(last) <= len(parent):
+        parent.insert(int(last), value)
+    else:
+        raise WriteError(422, "the server rejected our request due to an error in our "
+                         "request: cannot add at %r" % last)
+    return doc
+
+
+def _remove(doc, path):
+    if not path:
+        raise WriteError(422, "cannot remove the whole document")
+    _child(_get(doc, path[:-1]), path[-1])  # must exist
+    parent, last = _get(doc, path[:-1]), path[-1]
+    if isinstance(parent, dict):
+        del parent[last]
+    else:
+        del parent[int(last)]
+    return doc
+
+
+def json_patch(doc, ops):
+    """RFC 6902 JSON patch; a failed `test` or a missing path is a 422."""
+    if not isinstance(ops, list):
+        raise WriteError(400, "json patch is not an array of operations")
+    for op in ops:
+        if not isinstance(op, dict):
+            raise WriteError(400, "json patch operation is not an object")
+        kind, path = op.get("op"), _pointer(op.get("path"))
+        if kind == "test":
+            if _get(doc, path) != op.get("value"):
+                raise WriteError(422, "the server rejected our request due to an error in our "
+                                 "request: test failed at %s" % op.get("path"))
+        elif kind == "remove":
+            doc = _remove(doc, path)
+        elif kind == "add":
+            doc = _add(doc, path, copy.deepcopy(op.get("value")))
+        elif kind == "replace":
+            _get(doc, path)
+            if path and isinstance(_get(doc, path[:-1]), list):
+                _get(doc, path[:-1])[int(path[-1])] = copy.deepcopy(op.get("value"))
+            else:
+                doc = _add(doc, path, copy.deepcopy(op.get("value")))
+        elif kind in ("move", "copy"):
+            source = _pointer(op.get("from"))
+            value = copy.deepcopy(_get(doc, source))
+            if kind == "move":
+                doc = _remove(doc, source)
+            doc = _add(doc, path, value)
+        else:
+            raise WriteError(400, "unknown json patch operation %r" % (kind,))
+    return doc
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -179,11 +367,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         self.dispatch("POST")
 
+    def do_PUT(self):
+        self.dispatch("PUT")
+
+    def do_PATCH(self):
+        self.dispatch("PATCH")
+
     def dispatch(self, method):
         url = urllib.parse.urlsplit(self.path)
         if url.path.startswith("/fake/"):
-            self.control(method, url.path[6:])
+            self.control(method, url.path[6:], url.query)
             return
+        n = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(n) if n else b""
         with STATE.cond:
             STATE.requests.append({"method": method, "path": self.path,
                                    "auth": self.headers.get("Authorization", "")})
@@ -191,17 +387,28 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if token and self.headers.get("Authorization") != "Bearer " + token:
             self.send_status(401, "Unauthorized")
             return
-        parsed = self.parse_collection(url.path)
+        parsed = self.parse_path(url.path)
         if parsed is None:
             self.send_status(404, "the server could not find the requested resource")
             return
-        group, version, ns, resource = parsed
+        group, version, ns, resource, name, sub = parsed
         query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
         with STATE.cond:
-            fault = STATE.take_fault(self.path)
-        if fault and fault.get("mode", "status") == "status":
+            fault = STATE.take_fault(self.path, method, raw.decode("utf-8", "replace"))
+        mode = fault.get("mode", "status") if fault else None
+        if mode == "status":
             self.send_status(fault["status"], fault.get("message", "injected"),
                              fault.get("retry_after"))
+            return
+        if mode == "delay":
+            time.sleep(fault.get("delay_ms", 1000) / 1000.0)
+            fault = None
+        is_collection_read = name is None and method == "GET"
+        if mode == "close" and not is_collection_read:
+            self.cut()
+            return
+        if not is_collection_read:
+            self.write(method, group, version, ns, resource, name, sub, raw)
             return
         with STATE.cond:
             coll = STATE.collection(group, version, resource)
@@ -213,8 +420,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             self.list(coll, ns, query)
 
-    def parse_collection(self, path):
-        parts = [p for p in path.split("/") if p]
+    def parse_path(self, path):
+        """(group, version, namespace, resource, name or None, subresource) or None."""
+        parts = [urllib.parse.unquote(p) for p in path.split("/") if p]
         if len(parts) >= 3 and parts[0] == "api":
             group, version, rest = "", parts[1], parts[2:]
         elif len(parts) >= 4 and parts[0] == "apis":
@@ -222,11 +430,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             return None
         ns = ""
-        if len(rest) == 3 and rest[0] == "namespaces":
+        # /api/v1/namespaces/NS/R... versus the Namespace object /api/v1/namespaces/NS[/status].
+        if len(rest) >= 3 and rest[0] == "namespaces" and rest[2] != "status":
             ns, rest = rest[1], rest[2:]
-        if len(rest) != 1:
+        if not 1 <= len(rest) <= 3 or (len(rest) == 3 and rest[2] != "status"):
             return None
-        return group, version, ns, rest[0]
+        name = rest[1] if len(rest) >= 2 else None
+        return group, version, ns, rest[0], name, rest[2] if len(rest) == 3 else ""
 
     def visible(self, coll, obj, ns, query):
         if ns and obj.get("metadata", {}).get("namespace") != ns:
@@ -367,8 +577,235 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                     "metadata": {"resourceVersion": str(pos)}})
         self.chunk(b"")
 
+    # ---- single objects and writes (spec §3)
+    def write(self, method, group, version, ns, resource, name, sub, raw):
+        with STATE.cond:
+            coll = STATE.builtin_collection(group, version, resource)
+        if coll is None or (coll.namespaced and not ns) or (not coll.namespaced and ns) or \
+                (sub == "status" and not coll.status_subresource):
+            self.send_status(404, "the server could not find the requested resource")
+            return
+        allowed = ("POST",) if name is None else ("GET", "PUT", "PATCH")
+        if method not in allowed:
+            self.send_status(405, "the server does not allow this method on the requested "
+                             "resource")
+            return
+        try:
+            if method == "GET":
+                code, obj = 200, self.get_object(coll, ns, name)
+            elif method == "PATCH":
+                ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+                code, obj = 200, self.patch_object(coll, ns, name, sub, raw, ctype)
+            else:
+                try:
+                    body = json.loads(raw or b"null")
+                except ValueError as e:
+                    raise WriteError(400, "couldn't get version/kind; json parse error: %s" % e)
+                if not isinstance(body, dict):
+                    raise WriteError(400, "the body of the request is not a JSON object")
+                if method == "POST":
+                    code, obj = 201, self.create_object(coll, ns, body)
+                else:
+                    code, obj = 200, self.update_object(coll, ns, name, sub, body)
+        except WriteError as e:
+            self.send_json(e.status["code"], e.status)
+            return
+        self.send_json(code, obj)
+
+    @staticmethod
+    def object_key(ns, name):
+        return (ns + "/" if ns else "") + name
+
+    @staticmethod
+    def not_found(coll, name):
+        return WriteError(404, '%s "%s" not found' % (coll.qualified_resource(), name),
+                          details=coll.details(name))
+
+    def get_object(self, coll, ns, name):
+        with STATE.cond:
+            obj = coll.objects.get(self.object_key(ns, name))
+            if obj is None:
+                raise self.not_found(coll, name)
+            return obj
+
+    def create_object(self, coll, ns, obj):
+        obj = copy.deepcopy(obj)
+        meta = obj.get("metadata")
+        if not isinstance(meta, dict):
+            meta = obj["metadata"] = {}
+        if coll.namespaced:
+            if meta.get("namespace") and meta["namespace"] != ns:
+                raise WriteError(400, "the namespace of the provided object does not match the "
+                                 "namespace sent on the request")
+            meta["namespace"] = ns
+        else:
+            meta.pop("namespace", None)
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + "".join(
+                random.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5))
+        name = meta.get("name")
+        if not name:
+            raise WriteError(422, '%s "" is invalid: metadata.name: Required value: name or '
+                             'generateName is required' % coll.qualified_kind())
+        if meta.get("resourceVersion"):
+            raise WriteError(500, "resourceVersion should not be set on objects to be created")
+        obj["kind"], obj["apiVersion"] = coll.kind, coll.api_version()
+        if coll.status_subresource:
+            obj.pop("status", None)
+        self.validate(coll, name, obj)
+        key = self.object_key(ns, name)
+        with STATE.cond:
+            if key in coll.objects:
+                raise WriteError(409, '%s "%s" already exists' % (coll.qualified_resource(), name),
+                                 reason="AlreadyExists", details=coll.details(name))
+            meta["uid"] = "uid-%d" % (STATE.rv + 1)
+            meta["creationTimestamp"] = now_rfc3339()
+            meta["generation"] = 1
+            return self.commit(coll, key, None, obj)
+
+    def update_object(self, coll, ns, name, sub, body):
+        meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+        if meta.get("name", "") != name:
+            raise WriteError(400, "the name of the object (%s) does not match the name on the "
+                             "URL (%s)" % (meta.get("name", ""), name))
+        if coll.namespaced and meta.get("namespace") and meta["namespace"] != ns:
+            raise WriteError(400, "the namespace of the provided object does not match the "
+                             "namespace sent on the request")
+        key = self.object_key(ns, name)
+        with STATE.cond:
+            old = coll.objects.get(key)
+            if old is None:
+                raise self.not_found(coll, name)
+            rv = str(meta.get("resourceVersion") or "")
+            if not rv and coll.group not in BUILTIN_GROUPS:
+                # Custom resources do not allow unconditional updates (registry store.go).
+                raise WriteError(422, '%s "%s" is invalid: metadata.resourceVersion: Invalid '
+                                 'value: 0x0: must be specified for an update'
+                                 % (coll.qualified_kind(), name), details=coll.details(name))
+            self.check_rv(coll, name, old, rv)
+            new = self.merged(coll, old, body, sub)
+            self.validate(coll, name, new)
+            return self.commit(coll, key, old, new)
+
+    def patch_object(self, coll, ns, name, sub, raw, ctype):
+        try:
+            patch = json.loads(raw or b"null")
+        except ValueError as e:
+            raise WriteError(400, "error decoding patch: %s" % e)
+        merge = ctype == "application/merge-patch+json" or (
+            ctype == "application/strategic-merge-patch+json" and coll.group in BUILTIN_GROUPS)
+        if not merge and ctype != "application/json-patch+json":
+            raise WriteError(415, "the body of the request was in an unknown format - accepted "
+                             "media types include: application/json-patch+json, "
+                             "application/merge-patch+json")
+        key = self.object_key(ns, name)
+        with STATE.cond:
+            old = coll.objects.get(key)
+            if old is None:
+                raise self.not_found(coll, name)
+            if merge:
+                if not isinstance(patch, dict):
+                    raise WriteError(400, "merge patch is not a JSON object")
+                patched = merge_patch(copy.deepcopy(old), patch)
+            else:
+                patched = json_patch(copy.deepcopy(old), patch)
+            if not isinstance(patched, dict):
+                raise WriteError(422, "the patched object is not a JSON object")
+            meta = patched.get("metadata") if isinstance(patched.get("metadata"), dict) else {}
+            if meta.get("name") != name:
+                raise WriteError(400, "the name of the object (%s) does not match the name on "
+                                 "the URL (%s)" % (meta.get("name", ""), name))
+            # A patch is unconditional unless it carries a resourceVersion.
+            self.check_rv(coll, name, old, str(meta.get("resourceVersion") or ""))
+            new = self.merged(coll, old, patched, sub)
+            self.validate(coll, name, new)
+            return self.commit(coll, key, old, new)
+
+    @staticmethod
+    def check_rv(coll, name, old, rv):
+        if rv and rv != old["metadata"].get("resourceVersion"):
+            raise WriteError(409, 'Operation cannot be fulfilled on %s "%s": %s'
+                             % (coll.qualified_resource(), name, CONFLICT_MESSAGE),
+                             details=coll.details(name))
+
+    @staticmethod
+    def merged(coll, old, incoming, sub):
+        """The object a write of `incoming` to `sub` ("" or "status") stores."""
+        if sub == "status":
+            new = copy.deepcopy(old)
+            if "status" in incoming:
+                new["status"] = copy.deepcopy(incoming["status"])
+            else:
+                new.pop("status", None)
+            return new
+        new = copy.deepcopy(incoming)
+        new["kind"], new["apiVersion"] = coll.kind, coll.api_version()
+        meta = new.get("metadata")
+        if not isinstance(meta, dict):
+            meta = new["metadata"] = {}
+        for k in ("name", "namespace", "uid", "creationTimestamp", "generation",
+                  "resourceVersion"):
+            if k in old["metadata"]:
+                meta[k] = old["metadata"][k]
+            else:
+                meta.pop(k, None)
+        if coll.status_subresource:
+            if "status" in old:
+                new["status"] = copy.deepcopy(old["status"])
+            else:
+                new.pop("status", None)
+        if spec_of(coll, new) != spec_of(coll, old):
+            meta["generation"] = int(old["metadata"].get("generation") or 1) + 1
+        return new
+
+    @staticmethod
+    def validate(coll, name, obj):
+        if coll.group != "coordination.k8s.io" or coll.resource != "leases":
+            return
+        spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+        for field in ("acquireTime", "renewTime"):
+            v = spec.get(field)
+            if v is not None and (not isinstance(v, str) or not MICRO_TIME.match(v)):
+                raise WriteError(400, 'Lease in version "v1" cannot be handled as a Lease: '
+                                 'parsing time "%s" as "2006-01-02T15:04:05.000000Z07:00": '
+                                 'cannot parse' % v)
+        for field, low in (("leaseDurationSeconds", 1), ("leaseTransitions", 0)):
+            v = spec.get(field)
+            if v is not None and (not isinstance(v, int) or v < low):
+                raise WriteError(422, '%s "%s" is invalid: spec.%s: Invalid value: %s: must be '
+                                 'greater than %s' % (coll.qualified_kind(), name, field,
+                                                      json.dumps(v),
+                                                      "0" if low else "or equal to 0"),
+                                 details=coll.details(name))
+
+    @staticmethod
+    def commit(coll, key, old, new):
+        """Stores `new` under STATE.cond unless it equals `old` (etcd skips identical bytes)."""
+        if old is not None:
+            new["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion")
+            if new == old:
+                return old
+        STATE.rv += 1
+        new["metadata"]["resourceVersion"] = str(STATE.rv)
+        coll.objects[key] = new
+        coll.events.append((STATE.rv, "MODIFIED" if old is not None else "ADDED", new))
+        STATE.cond.notify_all()
+        return new
+
     # ---- control
-    def control(self, method, what):
+    def control(self, method, what, query=""):
+        if method == "GET" and what == "object":
+            q = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+            with STATE.cond:
+                coll = STATE.collection(q.get("group", ""), q.get("version", ""),
+                                        q.get("resource", ""))
+                key = self.object_key(q.get("namespace", ""), q.get("name", ""))
+                obj = coll.objects.get(key) if coll else None
+                if obj is not None:
+                    self.send_json(200, obj)
+                    return
+            self.send_status(404, "no such object")
+            return
         if method == "GET" and what == "requests":
             with STATE.cond:
                 self.send_json(200, list(STATE.requests))
@@ -388,13 +825,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def control_locked(self, what, body):
         s = STATE
+        if what in ("register", "apply", "delete"):
+            kind = body.get("kind") or KNOWN_KINDS.get(body["resource"], (None,))[0]
+            coll = s.collection(body.get("group", ""), body["version"], body["resource"],
+                                kind, body.get("namespaced", True), create=True,
+                                status_subresource=body.get("status_subresource"))
+            if body.get("status_subresource") is not None:
+                coll.status_subresource = bool(body["status_subresource"])
         if what == "register":
-            s.collection(body.get("group", ""), body["version"], body["resource"],
-                         body.get("kind"), body.get("namespaced", True), create=True)
             return {}
         if what in ("apply", "delete"):
-            coll = s.collection(body.get("group", ""), body["version"], body["resource"],
-                                body.get("kind"), body.get("namespaced", True), create=True)
             s.rv += 1
             if what == "apply":
                 obj = json.loads(json.dumps(body["object"]))
@@ -407,6 +847,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 old = coll.objects.get(key)
                 meta["resourceVersion"] = str(s.rv)
                 meta["uid"] = old["metadata"]["uid"] if old else "uid-%d" % s.rv
+                meta.setdefault("creationTimestamp", old["metadata"].get("creationTimestamp")
+                                if old else now_rfc3339())
+                if "generation" not in meta:
+                    generation = int(old["metadata"].get("generation") or 1) if old else 1
+                    if old and spec_of(coll, obj) != spec_of(coll, old):
+                        generation += 1
+                    meta["generation"] = generation
                 coll.objects[key] = obj
                 coll.events.append((s.rv, "MODIFIED" if old else "ADDED", obj))
                 return obj

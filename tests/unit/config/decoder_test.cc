@@ -314,15 +314,14 @@ TEST(DecoderTest, BadResourceIsDroppedOthersApply) {
 TEST(DecoderTest, OtherKindsAreNoted) {
   Compiled c = compile_text(
       "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: s}\n---\n"
-      "apiVersion: getambassador.io/v3alpha1\nkind: KubernetesEndpointResolver\n"
+      "apiVersion: getambassador.io/v3alpha1\nkind: LogService\n"
       "metadata: {name: t}\n");
   EXPECT_TRUE(c.result.diagnostics.empty());
   EXPECT_NE(std::find(c.result.notes.begin(), c.result.notes.end(),
                       "ignoring ConfigMap/default/s: kind ConfigMap is not handled"),
             c.result.notes.end());
   EXPECT_NE(std::find(c.result.notes.begin(), c.result.notes.end(),
-                      "ignoring KubernetesEndpointResolver/default/t: kind "
-                      "KubernetesEndpointResolver is not handled"),
+                      "ignoring LogService/default/t: kind LogService is not handled"),
             c.result.notes.end());
 }
 

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <future>
@@ -56,7 +57,8 @@ std::string FakeKubeApi::url() const {
 
 namespace {
 
-std::string blocking_http(int port, const std::string& request) {
+FakeKubeApi::HttpResult blocking_exchange(int port, const std::string& request) {
+  FakeKubeApi::HttpResult result;
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
@@ -64,7 +66,7 @@ std::string blocking_http(int port, const std::string& request) {
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
     close(fd);
-    return "";
+    return result;
   }
   (void)!write(fd, request.data(), request.size());
   std::string response;
@@ -80,13 +82,19 @@ std::string blocking_http(int port, const std::string& request) {
     if (cl == std::string::npos || cl > head_end) continue;
     size_t length = std::stoul(response.substr(cl + 16));
     if (response.size() >= head_end + 4 + length) {
-      response = response.substr(head_end + 4, length);
-      close(fd);
-      return response;
+      if (response.compare(0, 9, "HTTP/1.1 ") == 0 || response.compare(0, 9, "HTTP/1.0 ") == 0) {
+        result.status = std::atoi(response.c_str() + 9);
+      }
+      result.body = response.substr(head_end + 4, length);
+      break;
     }
   }
   close(fd);
-  return "";
+  return result;
+}
+
+std::string blocking_http(int port, const std::string& request) {
+  return blocking_exchange(port, request).body;
 }
 
 }  // namespace
@@ -115,6 +123,25 @@ std::string FakeKubeApi::delete_mapping(const std::string& ns, const std::string
                  R"({"group":"getambassador.io","version":"v3alpha1","resource":"mappings",)"
                  R"("namespace":")" +
                      ns + R"(","name":")" + name + R"("})");
+}
+
+FakeKubeApi::HttpResult FakeKubeApi::request(const std::string& method, const std::string& path,
+                                             const std::string& body,
+                                             const std::string& content_type) {
+  std::string head = method + " " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
+  if (!body.empty() || method != "GET") {
+    head += "Content-Type: " + content_type + "\r\nContent-Length: " + std::to_string(body.size()) +
+            "\r\n";
+  }
+  return blocking_exchange(port_, head + "\r\n" + body);
+}
+
+std::string FakeKubeApi::object(const std::string& group, const std::string& version,
+                                const std::string& resource, const std::string& ns,
+                                const std::string& name) {
+  HttpResult r = request("GET", "/fake/object?group=" + group + "&version=" + version +
+                                    "&resource=" + resource + "&namespace=" + ns + "&name=" + name);
+  return r.status == 200 ? r.body : "";
 }
 
 LoopThread::LoopThread() {

@@ -24,6 +24,18 @@ class FakeKubeApi {
   std::string control(const std::string& what, const std::string& json = "{}");
   std::string get(const std::string& path);
 
+  // Any request to the fake (API paths included, so they show up in /fake/requests).
+  struct HttpResult {
+    int status = 0;  // 0 when the exchange failed
+    std::string body;
+  };
+  HttpResult request(const std::string& method, const std::string& path,
+                     const std::string& body = "",
+                     const std::string& content_type = "application/json");
+  // The stored object via GET /fake/object (not logged, no faults); "" when absent.
+  std::string object(const std::string& group, const std::string& version,
+                     const std::string& resource, const std::string& ns, const std::string& name);
+
   // Convenience: a Mapping in getambassador.io/v3alpha1.
   std::string apply_mapping(const std::string& ns, const std::string& name,
                             const std::string& prefix);
