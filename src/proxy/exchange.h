@@ -55,6 +55,10 @@ struct Exchange {
   bool upgrade = false;  // the route allows the client's Upgrade: the request asks for a tunnel
   bool tunnel = false;   // the upstream answered 101: bytes pass both ways until a side closes
   uint32_t stream_idle_ms = 0;  // no bytes either way for this long ends the exchange (0 = off)
+  bool cors_preflight = false;  // a CORS preflight answered here (no gRPC-style answer for it)
+  // CORS fields for whatever response this exchange gets (views into the route's policy and the
+  // request head), or the preflight answer's.
+  http::HeaderList cors_fields;
 
   uint64_t start_ms = 0;
   uint64_t start_us = 0;  // the same instants in microseconds, for the latency histograms

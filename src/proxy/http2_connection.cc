@@ -166,7 +166,7 @@ void Http2Stream::local_reply(int status, std::string_view body, std::string_vie
   std::string& storage = e.scratch;
   storage.clear();
   fields_.clear();
-  if (grpc_) {
+  if (grpc_ && !e.cors_preflight) {
     // Envoy answers a gRPC request it cannot route or proxy the gRPC way: HTTP 200 and a
     // trailers-only response carrying the mapped status.
     e.status = 200;
@@ -175,6 +175,7 @@ void Http2Stream::local_reply(int status, std::string_view body, std::string_vie
         flags == "UT" ? http::GrpcStatus::kDeadlineExceeded : http::grpc_status_from_http(status);
     http::make_grpc_local_reply(grpc_status, body, "application/grpc", e.response);
     fields_ = e.response.headers;
+    fields_.insert(fields_.end(), e.cors_fields.begin(), e.cors_fields.end());
     fields_.push_back({"date", http_date()});
     fields_.push_back({"server", server});
     conn_.session().submit_response(id_, 200, fields_, true);
@@ -186,6 +187,7 @@ void Http2Stream::local_reply(int status, std::string_view body, std::string_vie
   if (!location.empty()) fields_.push_back({"location", location});
   fields_.push_back({"content-length", storage});
   if (length > 0) fields_.push_back({"content-type", "text/plain"});
+  fields_.insert(fields_.end(), e.cors_fields.begin(), e.cors_fields.end());
   fields_.push_back({"date", http_date()});
   fields_.push_back({"server", server});
   bool end = length == 0 || e.head_request;
@@ -529,6 +531,7 @@ void Http2Stream::on_response_head() {
   ctx.upstream_service_ms = e.upstream_service_ms;
   e.context.upstream_address = e.upstream_host;
   ctx.request_context = &e.context;
+  ctx.set_fields = e.cors_fields;
   build_response_fields(ctx, e.scratch, fields_);
   bool end = e.response.framing == http::BodyFraming::kNone;
   e.response_head_sent = true;
@@ -810,6 +813,7 @@ void Http2Stream::on_h2_response_head(http::ResponseHead&& head, bool end_stream
   ctx.upstream_service_ms = e.upstream_service_ms;
   e.context.upstream_address = e.upstream_host;
   ctx.request_context = &e.context;
+  ctx.set_fields = e.cors_fields;
   build_response_fields(ctx, e.scratch, fields_);
   e.response_head_sent = true;
   if (!conn_.session().submit_response(id_, e.response.status, fields_, end_stream)) {

@@ -62,6 +62,8 @@ void Exchange::reset() {
   response_chunked = response_until_close = upstream_reusable = retried = secure = false;
   head_request = upgrade = tunnel = false;
   stream_idle_ms = 0;
+  cors_preflight = false;
+  cors_fields.clear();
   start_ms = upstream_start_ms = 0;
   start_us = upstream_start_us = 0;
   route_stats = nullptr;
@@ -478,8 +480,10 @@ void HttpConnection::send_local_reply(int status, std::string_view body, std::st
   std::string_view server = e.config && e.config->snapshot
                                 ? std::string_view(e.config->snapshot->module.server_name)
                                 : std::string_view("envoy");
-  append_local_reply_head(status, body.size() + (body.empty() ? 0 : 1), location, server,
-                          close_after_response_ || peer_eof_, e.request.version_minor == 0, out);
+  bool close = close_after_response_ || peer_eof_;
+  bool http10 = e.request.version_minor == 0;
+  append_local_reply_head(status, body.size() + (body.empty() ? 0 : 1), location, server, close,
+                          http10, out, e.cors_fields);
   if (!e.head_request && !body.empty()) {
     out.append(body);
     out.push_back('\n');
@@ -834,6 +838,7 @@ ResponseHeadContext HttpConnection::proxied_head_context(Exchange& e) {
   ctx.upstream_service_ms = e.upstream_service_ms;
   e.context.upstream_address = e.upstream_host;
   ctx.request_context = &e.context;
+  ctx.set_fields = e.cors_fields;
   return ctx;
 }
 

@@ -4,6 +4,7 @@
 
 #include "http/header.h"
 #include "proxy/client_cert_header.h"
+#include "proxy/cors.h"
 #include "proxy/request_context.h"
 
 namespace proxenos::proxy {
@@ -253,6 +254,14 @@ std::optional<LocalReply> route_exchange(Worker& worker, Exchange& e, const Rout
       return LocalReply{403, "upgrade not allowed on this route", "UPE"};
     }
     e.upgrade = true;
+  }
+  // CORS runs after the route is chosen (and before auth, Emissary's filter order); redirects and
+  // refused upgrades never reach it.
+  if (const router::CorsPolicy* cors = e.match.route->cors.get()) {
+    if (apply_cors(*cors, req, e.cors_fields) == CorsAction::kPreflight) {
+      e.cors_preflight = true;
+      return LocalReply{200, {}, "-"};
+    }
   }
   if (target.cluster >= e.config->clusters.size()) {
     return LocalReply{503, "no healthy upstream", "UH"};

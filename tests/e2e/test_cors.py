@@ -1,0 +1,249 @@
+"""CORS (Mapping and Module `cors`, as Envoy's cors filter), over HTTP/1.1 and h2c: preflights
+answered by the gateway, actual requests answered by the echo backend with the CORS fields added,
+disallowed origins left alone; and gRPC-Web with CORS."""
+
+import base64
+import http.client
+import json
+import subprocess
+
+import pytest
+
+import harness
+from harness import closed_port, mapping, module
+
+APP = "https://app.example"
+LOCAL = "http://localhost:3000"
+MODULE_ORIGIN = "https://module.example"
+
+API_CORS = {
+    "origins": f"{APP}, {LOCAL}",  # a comma string, as Emissary accepts
+    "methods": ["GET", "POST", "PUT"],
+    "headers": ["content-type", "x-custom"],
+    "exposed_headers": ["x-echo-info"],
+    "credentials": True,
+    "max_age": "600",
+}
+GRPC_WEB_CORS = {
+    # What Envoy's and grpc-web's docs ask for: the browser must be allowed to send the grpc-web
+    # headers and to read the status headers.
+    "origins": ["*"],
+    "methods": ["POST", "OPTIONS"],
+    "headers": ["x-grpc-web", "x-user-agent", "content-type", "grpc-timeout"],
+    "exposed_headers": ["grpc-status", "grpc-message"],
+    "max_age": "1728000",
+}
+
+
+@pytest.fixture
+def gw(start_gateway, echo):
+    dead = f"127.0.0.1:{closed_port()}"
+    return start_gateway([
+        module({"enable_grpc_web": True,
+                "cors": {"origins": [MODULE_ORIGIN], "methods": "GET", "max_age": "30"}}),
+        mapping("api", "/api/", echo.addr, cors=API_CORS),
+        mapping("inherit", "/inherit/", echo.addr),
+        mapping("off", "/off/", echo.addr, cors={}),
+        mapping("dead", "/dead/", dead, cors={"origins": [APP]}),
+        mapping("grpc-echo", "/echo.Echo/", echo.addr, rewrite="/echo.Echo/", grpc=True,
+                cors=GRPC_WEB_CORS),
+        ])
+
+
+def curl(gw, path, *args, h2=False, data=None):
+    """(status line, {lower-case name: [values]}, body) of one curl request."""
+    argv = ["curl", "-sS", "--noproxy", "*", "-m", "10", "-D", "-", "-o", "-"]
+    argv.append("--http2-prior-knowledge" if h2 else "--http1.1")
+    argv += list(args)
+    if data is not None:
+        argv += ["--data-binary", "@-"]
+    argv.append(gw.url(path))
+    r = subprocess.run(argv, input=data, capture_output=True, timeout=15)
+    assert r.returncode == 0, r.stderr
+    head, _, body = r.stdout.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers.setdefault(k.strip().lower(), []).append(v.strip())
+    return lines[0], headers, body
+
+
+def acao(headers):
+    return headers.get("access-control-allow-origin")
+
+
+def cors_fields(headers):
+    return {k: v for k, v in headers.items() if k.startswith("access-control-")}
+
+
+def preflight_args(origin, method="POST", request_headers=None):
+    args = ["-X", "OPTIONS", "-H", f"Origin: {origin}", "-H",
+            f"Access-Control-Request-Method: {method}"]
+    if request_headers:
+        args += ["-H", f"Access-Control-Request-Headers: {request_headers}"]
+    return args
+
+
+@pytest.mark.parametrize("h2", [False, True], ids=["http1", "h2c"])
+def test_preflight_is_answered_by_the_gateway(gw, h2):
+    status, headers, body = curl(gw, "/api/things",
+                                 *preflight_args(LOCAL, "PUT", "content-type, x-custom"), h2=h2)
+    assert " 200" in status, status
+    assert body == b""  # the echo backend would have answered with its JSON
+    assert cors_fields(headers) == {
+        "access-control-allow-origin": [LOCAL],
+        "access-control-allow-credentials": ["true"],
+        "access-control-allow-methods": ["GET, POST, PUT"],
+        "access-control-allow-headers": ["content-type, x-custom"],
+        "access-control-max-age": ["600"],
+        "access-control-expose-headers": ["x-echo-info"],
+    }
+    assert headers["server"] == ["envoy"]
+    if not h2:
+        assert headers["content-length"] == ["0"]
+
+
+@pytest.mark.parametrize("h2", [False, True], ids=["http1", "h2c"])
+def test_actual_request_gets_origin_credentials_and_exposed_headers(gw, h2):
+    status, headers, body = curl(gw, "/api/things", "-H", f"Origin: {APP}", h2=h2)
+    assert " 200" in status, status
+    info = json.loads(body)
+    assert info["headers"]["origin"] == APP  # the request itself goes upstream unchanged
+    assert cors_fields(headers) == {
+        "access-control-allow-origin": [APP],
+        "access-control-allow-credentials": ["true"],
+        "access-control-expose-headers": ["x-echo-info"],
+    }
+
+
+def test_browser_sequence_preflight_then_actual_on_one_connection(gw):
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+    try:
+        conn.request("OPTIONS", "/api/items", headers={
+            "Origin": APP, "Access-Control-Request-Method": "PUT",
+            "Access-Control-Request-Headers": "x-custom"})
+        r = conn.getresponse()
+        assert r.status == 200
+        assert r.read() == b""
+        assert r.getheader("access-control-allow-origin") == APP
+        assert "PUT" in r.getheader("access-control-allow-methods")
+        assert "x-custom" in r.getheader("access-control-allow-headers")
+        conn.request("PUT", "/api/items", body=b'{"n": 1}', headers={
+            "Origin": APP, "x-custom": "1", "content-type": "application/json"})
+        r = conn.getresponse()
+        assert r.status == 200
+        info = json.loads(r.read())
+        assert info["method"] == "PUT" and info["headers"]["x-custom"] == "1"
+        assert r.getheader("access-control-allow-origin") == APP
+        assert r.getheader("access-control-allow-credentials") == "true"
+        assert r.getheader("access-control-allow-methods") is None  # only on the preflight
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("h2", [False, True], ids=["http1", "h2c"])
+def test_disallowed_origin_gets_no_cors_and_its_preflight_goes_upstream(gw, h2):
+    status, headers, body = curl(gw, "/api/x", "-H", "Origin: https://evil.example", h2=h2)
+    assert " 200" in status and cors_fields(headers) == {}, headers
+    # Case matters: origins match exactly.
+    status, headers, _ = curl(gw, "/api/x", "-H", "Origin: https://APP.example", h2=h2)
+    assert cors_fields(headers) == {}, headers
+    status, headers, body = curl(gw, "/api/x", *preflight_args("https://evil.example"), h2=h2)
+    assert " 200" in status
+    assert json.loads(body)["method"] == "OPTIONS"  # answered by the echo backend
+    assert cors_fields(headers) == {}, headers
+
+
+def test_no_origin_no_cors(gw):
+    status, headers, body = curl(gw, "/api/x")
+    assert " 200" in status and cors_fields(headers) == {}
+    # An OPTIONS without Origin is an ordinary request.
+    status, headers, body = curl(gw, "/api/x", "-X", "OPTIONS",
+                                 "-H", "Access-Control-Request-Method: GET")
+    assert json.loads(body)["method"] == "OPTIONS"
+    assert cors_fields(headers) == {}
+
+
+def test_upstream_cors_fields_are_replaced(gw):
+    status, headers, _ = curl(gw, "/api/x", "-H", f"Origin: {APP}",
+                              "-H", "x-echo-header-Access-Control-Allow-Origin: *",
+                              "-H", "x-echo-header-Access-Control-Allow-Credentials: false")
+    assert acao(headers) == [APP], headers
+    assert headers["access-control-allow-credentials"] == ["true"]
+    # Without an allowed origin the upstream's own fields pass untouched.
+    status, headers, _ = curl(gw, "/api/x", "-H", "Origin: https://evil.example",
+                              "-H", "x-echo-header-Access-Control-Allow-Origin: *")
+    assert acao(headers) == ["*"], headers
+
+
+def test_module_cors_applies_to_mappings_without_their_own(gw):
+    status, headers, body = curl(gw, "/inherit/x", *preflight_args(MODULE_ORIGIN, "GET"))
+    assert " 200" in status and body == b""
+    assert cors_fields(headers) == {
+        "access-control-allow-origin": [MODULE_ORIGIN],
+        "access-control-allow-methods": ["GET"],
+        "access-control-max-age": ["30"],
+    }
+    status, headers, _ = curl(gw, "/inherit/x", "-H", f"Origin: {MODULE_ORIGIN}")
+    assert cors_fields(headers) == {"access-control-allow-origin": [MODULE_ORIGIN]}
+    # The Mapping's own policy replaces the Module's: its origins only.
+    status, headers, _ = curl(gw, "/inherit/x", "-H", f"Origin: {APP}")
+    assert cors_fields(headers) == {}
+    status, headers, _ = curl(gw, "/api/x", "-H", f"Origin: {MODULE_ORIGIN}")
+    assert cors_fields(headers) == {}
+    # An empty `cors: {}` switches the Module's policy off for that Mapping.
+    status, headers, body = curl(gw, "/off/x", *preflight_args(MODULE_ORIGIN, "GET"))
+    assert json.loads(body)["method"] == "OPTIONS" and cors_fields(headers) == {}
+
+
+def test_gateway_failures_carry_cors_but_unrouted_requests_do_not(gw):
+    status, headers, body = curl(gw, "/dead/x", "-H", f"Origin: {APP}")
+    assert " 503" in status and b"upstream connect error" in body
+    assert acao(headers) == [APP]  # so the browser can read the error
+    status, headers, _ = curl(gw, "/nowhere", "-H", f"Origin: {APP}")
+    assert " 404" in status and cors_fields(headers) == {}
+
+
+# ---------------------------------------------------------------------------------------------
+# gRPC-Web with CORS
+
+
+def frame(payload, flags=0):
+    return bytes([flags]) + len(payload).to_bytes(4, "big") + payload
+
+
+@pytest.mark.parametrize("h2", [False, True], ids=["http1", "h2c"])
+def test_grpc_web_preflight_and_call_expose_the_status(gw, h2):
+    status, headers, body = curl(
+        gw, "/echo.Echo/Unary",
+        *preflight_args(APP, "POST", "x-grpc-web,content-type,x-user-agent,grpc-timeout"), h2=h2)
+    assert " 200" in status and body == b""
+    assert acao(headers) == [APP]
+    assert headers["access-control-allow-headers"] == [
+        "x-grpc-web, x-user-agent, content-type, grpc-timeout"]
+    assert headers["access-control-allow-methods"] == ["POST, OPTIONS"]
+    assert headers["access-control-max-age"] == ["1728000"]
+
+    status, headers, body = curl(
+        gw, "/echo.Echo/Unary", "-H", f"Origin: {APP}", "-H", "x-grpc-web: 1",
+        "-H", "content-type: application/grpc-web-text", h2=h2,
+        data=base64.b64encode(frame(b"from the browser")))
+    assert " 200" in status, status
+    assert acao(headers) == [APP]
+    assert headers["access-control-expose-headers"] == ["grpc-status, grpc-message"]
+    assert headers["content-type"] == ["application/grpc-web-text+proto"]
+    decoded = b"".join(base64.b64decode(body[i:i + 4]) for i in range(0, len(body), 4))
+    assert decoded.startswith(frame(b"from the browser"))
+    assert b"grpc-status: 0" in decoded
+
+
+def test_grpc_web_failure_status_readable_cross_origin(gw):
+    status, headers, body = curl(
+        gw, "/echo.Echo/Unary", "-H", f"Origin: {APP}", "-H", "x-grpc-web: 1",
+        "-H", "content-type: application/grpc-web+proto", "-H", "x-fail-status: 5",
+        "-H", "x-fail-message: gone", data=frame(b"x"))
+    assert " 200" in status
+    assert headers["grpc-status"] == ["5"] and headers["grpc-message"] == ["gone"]
+    assert headers["access-control-expose-headers"] == ["grpc-status, grpc-message"]
+    assert acao(headers) == [APP]
