@@ -171,9 +171,8 @@ void Http2Stream::local_reply(int status, std::string_view body, std::string_vie
     // trailers-only response carrying the mapped status.
     e.status = 200;
     e.response.clear();
-    http::GrpcStatus grpc_status =
-        flags == "UT" ? http::GrpcStatus::kDeadlineExceeded : http::grpc_status_from_http(status);
-    http::make_grpc_local_reply(grpc_status, body, "application/grpc", e.response);
+    http::make_grpc_local_reply(local_reply_grpc_status(status, flags), body, "application/grpc",
+                                e.response);
     fields_ = e.response.headers;
     fields_.insert(fields_.end(), e.cors_fields.begin(), e.cors_fields.end());
     fields_.push_back({"date", http_date()});

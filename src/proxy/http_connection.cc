@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "http/grpc.h"
 #include "http/header.h"
 #include "http/http2_headers.h"
 #include "http/status.h"
@@ -39,7 +40,8 @@ int64_t unix_now_ms() {
 Exchange::Exchange(net::EventLoop& loop)
     : route_timer(loop, [this] { static_cast<HttpConnection*>(owner)->on_route_timeout(); }),
       connect_timer(loop, [this] { static_cast<HttpConnection*>(owner)->on_connect_timeout(); }),
-      idle_timer(loop, [this] { static_cast<HttpConnection*>(owner)->on_stream_idle_timeout(); }) {}
+      idle_timer(loop, [this] { static_cast<HttpConnection*>(owner)->on_stream_idle_timeout(); }),
+      deadline_timer(loop, [this] { static_cast<HttpConnection*>(owner)->on_grpc_deadline(); }) {}
 
 Exchange::~Exchange() {
   drop_shadow();
@@ -62,7 +64,7 @@ void Exchange::reset() {
   response_chunked = response_until_close = upstream_reusable = retried = secure = false;
   head_request = upgrade = tunnel = false;
   stream_idle_ms = 0;
-  cors_preflight = false;
+  grpc = cors_preflight = false;
   cors_fields.clear();
   start_ms = upstream_start_ms = 0;
   start_us = upstream_start_us = 0;
@@ -86,6 +88,7 @@ void Exchange::reset() {
   route_timer.cancel();
   connect_timer.cancel();
   idle_timer.cancel();
+  deadline_timer.cancel();
   last_activity_ms = 0;
   context = RequestContext{};
   owner = nullptr;
@@ -398,6 +401,7 @@ void HttpConnection::start_exchange(size_t head_length) {
   e.counted_active = true;
   e.start_unix_ms = unix_now_ms();
   e.head_request = e.request.method == "HEAD";
+  e.grpc = http::is_grpc_content_type(http::find_header(e.request.headers, "content-type"));
   stats_->downstream_rq_total.inc();
   if (!e.request.keep_alive || worker_.draining()) close_after_response_ = true;
   e.request_body.reset(e.request.framing, e.request.content_length);
@@ -434,6 +438,12 @@ void HttpConnection::route_request() {
   if (e.stream_idle_ms > 0) {
     e.last_activity_ms = worker_.loop().now_ms();
     e.idle_timer.arm(e.stream_idle_ms);
+  }
+  if (e.grpc && !e.upgrade) {
+    // grpc-timeout bounds the whole call from now on, alongside the route timeout (as on HTTP/2).
+    std::optional<uint64_t> ms =
+        http::parse_grpc_timeout_ms(http::find_header(req.headers, "grpc-timeout"));
+    if (ms && *ms > 0) e.deadline_timer.arm(*ms);
   }
   if (req.expect_continue && !e.request_complete) {
     // We answer 100-continue ourselves (and never forward Expect), as Envoy does.
@@ -475,6 +485,7 @@ void HttpConnection::send_local_reply(int status, std::string_view body, std::st
   e.route_timer.cancel();
   e.connect_timer.cancel();
   e.idle_timer.cancel();
+  e.deadline_timer.cancel();
   std::string& out = e.scratch;
   out.clear();
   std::string_view server = e.config && e.config->snapshot
@@ -482,8 +493,26 @@ void HttpConnection::send_local_reply(int status, std::string_view body, std::st
                                 : std::string_view("envoy");
   bool close = close_after_response_ || peer_eof_;
   bool http10 = e.request.version_minor == 0;
-  append_local_reply_head(status, body.size() + (body.empty() ? 0 : 1), location, server, close,
-                          http10, out, e.cors_fields);
+  if (e.grpc && !e.cors_preflight) {
+    // As on HTTP/2: a gRPC client gets HTTP 200 and the mapped status. Without a body, the
+    // status stays in the head (a trailers-only response), with content-length: 0.
+    e.status = 200;
+    e.response.clear();
+    http::make_grpc_local_reply(local_reply_grpc_status(status, flags), body, "application/grpc",
+                                e.response);
+    e.response.headers.push_back({"content-length", "0"});
+    ResponseHeadContext ctx;
+    ctx.response = &e.response;
+    ctx.server_name = server;
+    ctx.close = close;
+    ctx.http10 = http10;
+    ctx.set_fields = e.cors_fields;
+    build_response_head(ctx, out);
+    body = {};
+  } else {
+    append_local_reply_head(status, body.size() + (body.empty() ? 0 : 1), location, server, close,
+                            http10, out, e.cors_fields);
+  }
   if (!e.head_request && !body.empty()) {
     out.append(body);
     out.push_back('\n');
@@ -978,6 +1007,31 @@ void HttpConnection::on_route_timeout() {
   }
 }
 
+// grpc-timeout expired: DEADLINE_EXCEEDED, as a local answer before the response started, else
+// as chunked trailers for a client that takes them (anything else can only close).
+void HttpConnection::on_grpc_deadline() {
+  if (!exchange_ || phase_ == Phase::kClosed) return;
+  Exchange& e = *exchange_;
+  if (e.response_complete) return;
+  if (e.cluster) e.cluster->stats().upstream_rq_timeout.inc();
+  if (!e.response_head_sent) {
+    upstream::UpstreamConnection::destroy(std::move(e.upstream));
+    send_local_reply(504, "upstream request timeout", "UT");
+    return;
+  }
+  e.flags = "UT";
+  if (!h2_mode_ || !e.response_chunked || !h2_trailers_wanted_ || e.head_request) {
+    close_now();
+    return;
+  }
+  upstream::UpstreamConnection::destroy(std::move(e.upstream));
+  release_h2();
+  if (!e.request_complete) close_after_response_ = true;
+  e.response_complete = true;
+  write_downstream("0\r\ngrpc-status: 4\r\ngrpc-message: upstream request timeout\r\n\r\n");
+  finish_exchange();
+}
+
 // ---------------------------------------------------------------------------------------------
 // HTTP/2 upstream (cluster spec http2): the exchange rides on a connection this worker shares
 // among its downstream connections and streams. The request body streams into submit_data with
@@ -1332,6 +1386,7 @@ void HttpConnection::finish_exchange() {
   e.route_timer.cancel();
   e.connect_timer.cancel();
   e.idle_timer.cancel();
+  e.deadline_timer.cancel();
   release_h2();
   h2_mode_ = false;
   if (e.upstream) {
@@ -1511,6 +1566,7 @@ void HttpConnection::close_now() {
     e.route_timer.cancel();
     e.connect_timer.cancel();
     e.idle_timer.cancel();
+    e.deadline_timer.cancel();
     if (e.status != 0 && !e.response_complete) log_exchange();  // aborted exchanges are logged
     end_active(e);
     release_h2();

@@ -105,6 +105,7 @@ class HttpConnection final : public DownstreamConnection,
   void on_route_timeout();
   void on_connect_timeout();
   void on_stream_idle_timeout();
+  void on_grpc_deadline();
 
   // HTTP/2 upstream.
   void h2_connect(const upstream::Http2Upstream* avoid);

@@ -140,6 +140,11 @@ void forwarded_client_cert(const config::ModuleSettings& module, const http::Req
 
 }  // namespace
 
+http::GrpcStatus local_reply_grpc_status(int http_status, std::string_view flags) {
+  return flags == "UT" ? http::GrpcStatus::kDeadlineExceeded
+                       : http::grpc_status_from_http(http_status);
+}
+
 std::unique_ptr<const net::PeerCertificateInfo> client_certificate(const net::TlsStream* tls) {
   if (tls == nullptr) return nullptr;
   net::PeerCertificateInfo info = tls->peer_certificate_info();

@@ -1,16 +1,19 @@
 """CORS (Mapping and Module `cors`, as Envoy's cors filter), over HTTP/1.1 and h2c: preflights
 answered by the gateway, actual requests answered by the echo backend with the CORS fields added,
-disallowed origins left alone; and gRPC-Web with CORS."""
+disallowed origins left alone; gRPC-Web with CORS; and the gRPC answers an HTTP/1.1 gRPC client
+gets for the gateway's own failures, grpc-timeout, and the gRPC HTTP/1.1 bridge."""
 
 import base64
 import http.client
 import json
 import subprocess
+import time
 
 import pytest
 
 import harness
 from harness import closed_port, mapping, module
+from test_grpc import _read_chunked_with_trailers
 
 APP = "https://app.example"
 LOCAL = "http://localhost:3000"
@@ -47,7 +50,10 @@ def gw(start_gateway, echo):
         mapping("dead", "/dead/", dead, cors={"origins": [APP]}),
         mapping("grpc-echo", "/echo.Echo/", echo.addr, rewrite="/echo.Echo/", grpc=True,
                 cors=GRPC_WEB_CORS),
-        ])
+        mapping("grpc-dead", "/dead.Echo/", dead, rewrite="/echo.Echo/", grpc=True),
+        mapping("grpc-slow", "/slow.Echo/", echo.addr, rewrite="/echo.Echo/", grpc=True,
+                timeout_ms=300),
+    ])
 
 
 def curl(gw, path, *args, h2=False, data=None):
@@ -247,3 +253,70 @@ def test_grpc_web_failure_status_readable_cross_origin(gw):
     assert headers["grpc-status"] == ["5"] and headers["grpc-message"] == ["gone"]
     assert headers["access-control-expose-headers"] == ["grpc-status, grpc-message"]
     assert acao(headers) == [APP]
+
+
+# ---------------------------------------------------------------------------------------------
+# gRPC from HTTP/1.1 clients: the gateway's own failures, grpc-timeout
+
+
+def grpc_curl(gw, path, payload=b"x", *headers):
+    args = ["-H", "content-type: application/grpc", "-H", "te: trailers"]
+    for h in headers:
+        args += ["-H", h]
+    return curl(gw, path, *args, data=frame(payload))
+
+
+@pytest.mark.parametrize("path,code,message", [
+    ("/nothing.Here/Call", "12", "no matching route"),
+    ("/dead.Echo/Unary", "14", "upstream connect error"),
+])
+def test_http1_grpc_local_replies(gw, path, code, message):
+    status, headers, body = grpc_curl(gw, path)
+    assert status == "HTTP/1.1 200 OK", (status, body)
+    assert headers["content-type"] == ["application/grpc"]
+    assert headers["grpc-status"] == [code]
+    assert headers["grpc-message"][0].startswith(message)
+    assert headers["content-length"] == ["0"] and body == b""
+
+
+def test_http1_grpc_route_timeout_is_deadline_exceeded(gw):
+    start = time.monotonic()
+    status, headers, body = grpc_curl(gw, "/slow.Echo/Unary", b"x", "x-delay-ms: 3000")
+    assert time.monotonic() - start < 2.0
+    assert status == "HTTP/1.1 200 OK"
+    assert headers["grpc-status"] == ["4"]
+    assert headers["grpc-message"] == ["upstream request timeout"]
+
+
+def test_http1_grpc_timeout_header_bounds_the_call(gw):
+    start = time.monotonic()
+    status, headers, body = grpc_curl(gw, "/echo.Echo/Unary", b"x", "x-delay-ms: 3000",
+                                      "grpc-timeout: 300m")
+    assert time.monotonic() - start < 2.0
+    assert status == "HTTP/1.1 200 OK"
+    assert headers["grpc-status"] == ["4"]
+    # A generous grpc-timeout leaves the call alone.
+    status, headers, body = grpc_curl(gw, "/echo.Echo/Unary", b"ok", "grpc-timeout: 10S")
+    assert status == "HTTP/1.1 200 OK" and headers["transfer-encoding"] == ["chunked"]
+    assert body.startswith(frame(b"ok"))  # (curl prints the trailers after it)
+
+
+def test_http1_grpc_timeout_after_headers_ends_with_trailers(gw):
+    body = frame(b"s")
+    req = (b"POST /echo.Echo/ServerStream HTTP/1.1\r\nHost: h\r\ncontent-type: application/grpc\r\n"
+           b"te: trailers\r\ngrpc-timeout: 550m\r\nx-count: 20\r\nx-delay-ms: 100\r\n"
+           b"content-length: %d\r\n\r\n" % len(body)) + body
+    with harness.RawConn(gw.port) as c:
+        c.send(req)
+        head, data, trailers = _read_chunked_with_trailers(c)
+        assert head[0] == "HTTP/1.1 200 OK", head
+        assert "grpc-status: 4" in trailers, trailers
+        assert 1 <= data.count(b"s-") < 20
+        # The connection stays usable.
+        c.send(b"GET /api/x HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert c.read_response().status == 200
+
+
+def test_plain_http1_failure_stays_plain(gw):
+    status, headers, body = curl(gw, "/dead.Echo/Unary")
+    assert " 503" in status and "grpc-status" not in headers

@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "proxy/request_router.h"
 #include "proxy/response_builder.h"
 
 namespace proxenos::proxy {
@@ -188,6 +189,16 @@ TEST(Cors, LocalReplyHeadCarriesTheFields) {
   EXPECT_NE(head.find("access-control-allow-origin: https://app.example.com\r\n"),
             std::string::npos)
       << head;
+}
+
+TEST(GrpcLocalReply, StatusFollowsEnvoysMapping) {
+  EXPECT_EQ(local_reply_grpc_status(404, "NR"), http::GrpcStatus::kUnimplemented);
+  EXPECT_EQ(local_reply_grpc_status(503, "UF"), http::GrpcStatus::kUnavailable);
+  EXPECT_EQ(local_reply_grpc_status(503, "UH"), http::GrpcStatus::kUnavailable);
+  EXPECT_EQ(local_reply_grpc_status(504, "UT"), http::GrpcStatus::kDeadlineExceeded);
+  EXPECT_EQ(local_reply_grpc_status(408, "UT"), http::GrpcStatus::kDeadlineExceeded);
+  EXPECT_EQ(local_reply_grpc_status(400, "DPE"), http::GrpcStatus::kInternal);
+  EXPECT_EQ(local_reply_grpc_status(500, "-"), http::GrpcStatus::kUnknown);
 }
 
 }  // namespace
