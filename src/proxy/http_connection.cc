@@ -458,6 +458,7 @@ void HttpConnection::route_request() {
     }
     std::string_view te = http::find_header(req.headers, "te");
     h2_trailers_wanted_ = !te.empty() && http::header_has_token(te, "trailers");
+    bridge_ = e.grpc && e.config->snapshot->module.enable_grpc_http11_bridge;
     h2_connect(nullptr);
     return;
   }
@@ -482,6 +483,7 @@ void HttpConnection::send_local_reply(int status, std::string_view body, std::st
   }
   if (e.upstream) upstream::UpstreamConnection::destroy(std::move(e.upstream));
   release_h2();
+  end_bridge();
   e.route_timer.cancel();
   e.connect_timer.cancel();
   e.idle_timer.cancel();
@@ -1197,6 +1199,12 @@ void HttpConnection::on_h2_response_head(http::ResponseHead&& head, bool end_str
   e.status = e.response.status;
   e.last_activity_ms = worker_.loop().now_ms();
   if (!e.request_complete) close_after_response_ = true;  // as for an HTTP/1.1 upstream
+  if (bridge_ && !end_stream) {
+    // gRPC HTTP/1.1 bridge: the head waits for the trailers, which decide its status.
+    bridge_holding_ = true;
+    e.route_timer.cancel();
+    return;
+  }
   bool http10 = e.request.version_minor == 0;
   bool body_allowed = !e.head_request && e.response.status != 204 && e.response.status != 304;
   e.response_chunked = false;
@@ -1233,6 +1241,10 @@ void HttpConnection::on_h2_data(std::string_view bytes, bool end_stream) {
   if (phase_ == Phase::kClosed || !exchange_ || h2_ == nullptr) return;
   Exchange& e = *exchange_;
   e.last_activity_ms = worker_.loop().now_ms();
+  if (bridge_holding_) {
+    bridge_data(bytes, end_stream);
+    return;
+  }
   corked_ = true;
   if (!bytes.empty()) {
     std::string_view out = bytes;
@@ -1257,6 +1269,13 @@ void HttpConnection::on_h2_data(std::string_view bytes, bool end_stream) {
 void HttpConnection::on_h2_trailers(const http::HeaderList& trailers) {
   if (phase_ == Phase::kClosed || !exchange_ || h2_ == nullptr) return;
   Exchange& e = *exchange_;
+  if (bridge_holding_) {
+    corked_ = true;
+    bridge_release(&trailers);
+    corked_ = false;
+    send_pending();
+    return;
+  }
   bool written = false;
   corked_ = true;
   if (grpc_web_.translating()) {
@@ -1283,6 +1302,76 @@ void HttpConnection::on_h2_trailers(const http::HeaderList& trailers) {
   if (phase_ != Phase::kClosed) h2_response_end(written);
   corked_ = false;
   send_pending();
+}
+
+// gRPC HTTP/1.1 bridge (Module enable_grpc_http11_bridge, Envoy's grpc_http1_bridge): the body
+// of a gRPC response to an HTTP/1.1 client is held, up to kGrpcBridgeMaxResponseBytes, until
+// the upstream ends it; the head then goes out with content-length, the trailers' grpc-status
+// and grpc-message, and 503 instead of the upstream's status when grpc-status is not 0.
+void HttpConnection::bridge_data(std::string_view bytes, bool end_stream) {
+  Exchange& e = *exchange_;
+  if (bridge_body_.size() + bytes.size() > kGrpcBridgeMaxResponseBytes) {
+    release_h2();
+    if (!e.request_complete) close_after_response_ = true;
+    send_local_reply(500, "response too large for the gRPC HTTP/1.1 bridge", "-");
+    return;
+  }
+  bridge_body_.append(bytes);
+  // Held here, not queued for the client: the upstream may send more right away.
+  if (!bytes.empty() && h2_ != nullptr && h2_stream_ >= 0) h2_->consume(h2_stream_, bytes.size());
+  if (!end_stream) return;
+  corked_ = true;
+  bridge_release(nullptr);
+  corked_ = false;
+  send_pending();
+}
+
+void HttpConnection::bridge_release(const http::HeaderList* trailers) {
+  Exchange& e = *exchange_;
+  bridge_holding_ = false;
+  http::HeaderList set(e.cors_fields.begin(), e.cors_fields.end());
+  if (trailers != nullptr) {
+    bool has_status = false;
+    std::string_view status = http::find_header(*trailers, "grpc-status", &has_status);
+    if (has_status) {
+      uint32_t code = 0;
+      auto [end, ec] = std::from_chars(status.data(), status.data() + status.size(), code);
+      if (ec != std::errc() || end != status.data() + status.size() || code != 0) {
+        e.response.status = 503;
+      }
+      set.push_back({"grpc-status", status});
+    }
+    bool has_message = false;
+    std::string_view message = http::find_header(*trailers, "grpc-message", &has_message);
+    if (has_message) set.push_back({"grpc-message", message});
+  }
+  char digits[24];
+  auto [end, ec] = std::to_chars(digits, digits + sizeof digits, bridge_body_.size());
+  set.push_back({"content-length", std::string_view(digits, static_cast<size_t>(end - digits))});
+  e.status = e.response.status;
+  e.response_chunked = false;
+  e.response_until_close = false;
+  bool http10 = e.request.version_minor == 0;
+  ResponseHeadContext ctx = proxied_head_context(e);
+  ctx.set_fields = set;
+  ctx.close = close_after_response_ || peer_eof_ || worker_.draining();
+  ctx.http10 = http10;
+  ctx.keep_alive_http10 = http10 && e.request.keep_alive;
+  std::string& out = e.scratch;
+  build_response_head(ctx, out);
+  write_downstream(out);
+  e.response_head_sent = true;
+  if (phase_ == Phase::kClosed) return;
+  h2_write_body(bridge_body_);
+  if (phase_ != Phase::kClosed) h2_response_end(true);
+}
+
+void HttpConnection::end_bridge() {
+  bridge_ = false;
+  bridge_holding_ = false;
+  bridge_body_.clear();
+  // An idle connection keeps no large buffer (a bridged body can reach 1 MiB).
+  if (bridge_body_.capacity() > 16 * 1024) std::string().swap(bridge_body_);
 }
 
 // Response body bytes to the client, in chunks when we chunk.
@@ -1389,6 +1478,7 @@ void HttpConnection::finish_exchange() {
   e.deadline_timer.cancel();
   release_h2();
   h2_mode_ = false;
+  end_bridge();
   if (e.upstream) {
     bool reusable = e.upstream_reusable && e.request_complete && e.response_complete &&
                     (!e.up_out || e.up_out->empty()) && !worker_.draining();

@@ -320,3 +320,53 @@ def test_http1_grpc_timeout_after_headers_ends_with_trailers(gw):
 def test_plain_http1_failure_stays_plain(gw):
     status, headers, body = curl(gw, "/dead.Echo/Unary")
     assert " 503" in status and "grpc-status" not in headers
+
+
+# ---------------------------------------------------------------------------------------------
+# The gRPC HTTP/1.1 bridge (Module enable_grpc_http11_bridge)
+
+
+@pytest.fixture
+def bridge_gw(start_gateway, echo):
+    return start_gateway([
+        module({"enable_grpc_http11_bridge": True}),
+        mapping("grpc-echo", "/echo.Echo/", echo.addr, rewrite="/echo.Echo/", grpc=True,
+                cors={"origins": [APP]}),
+    ])
+
+
+def test_bridge_ok_status_in_head_with_content_length(bridge_gw):
+    status, headers, body = grpc_curl(bridge_gw, "/echo.Echo/Unary", b"bridged")
+    assert status == "HTTP/1.1 200 OK", status
+    assert headers["grpc-status"] == ["0"]
+    assert headers["content-length"] == [str(len(frame(b"bridged")))]
+    assert "transfer-encoding" not in headers
+    assert body == frame(b"bridged")
+
+
+def test_bridge_error_after_messages_is_503_with_status_headers(bridge_gw):
+    status, headers, body = grpc_curl(bridge_gw, "/echo.Echo/ServerStream", b"p", "x-count: 3",
+                                      "x-fail-after: 2", "x-fail-status: 9",
+                                      "x-fail-message: bad state", f"Origin: {APP}")
+    assert status == "HTTP/1.1 503 Service Unavailable", status
+    assert headers["grpc-status"] == ["9"]
+    assert headers["grpc-message"] == ["bad state"]
+    assert body == frame(b"p-0") + frame(b"p-1")
+    assert acao(headers) == [APP]
+
+
+def test_bridge_trailers_only_passes_through(bridge_gw):
+    status, headers, body = grpc_curl(bridge_gw, "/echo.Echo/Unary", b"x", "x-fail-status: 7")
+    assert status == "HTTP/1.1 200 OK"
+    assert headers["grpc-status"] == ["7"]
+
+
+def test_bridge_response_over_the_limit_is_refused(bridge_gw):
+    status, headers, body = grpc_curl(bridge_gw, "/echo.Echo/ServerStream", b"x", "x-count: 8",
+                                      "x-message-bytes: 300000")
+    assert status == "HTTP/1.1 200 OK"
+    assert headers["grpc-status"] == ["2"], headers  # a local 500, answered the gRPC way
+    assert body == b""
+    # The gateway carries on.
+    status, headers, body = grpc_curl(bridge_gw, "/echo.Echo/Unary", b"again")
+    assert body == frame(b"again")

@@ -671,7 +671,7 @@ TEST(CompilerTest, CorsPolicyFromMappingElseModule) {
   Compiled c = compile_text(
       std::string(kBase) +
       doc("Module", "ambassador",
-          "{config: {cors: {origins: 'https://a.example, "
+          "{config: {enable_grpc_http11_bridge: true, cors: {origins: 'https://a.example, "
           "https://b.example', methods: [GET, POST], max_age: '60'}}}") +
       doc("Mapping", "inherits", "{prefix: /i/, service: s, hostname: '*'}") +
       doc("Mapping", "own",
@@ -682,6 +682,7 @@ TEST(CompilerTest, CorsPolicyFromMappingElseModule) {
           "{prefix: /r/, service: elsewhere.example, hostname: '*', host_redirect: true}"));
   ASSERT_TRUE(errors(c).empty()) << testing::dump(c.result.diagnostics);
   EXPECT_TRUE(all_of_warnings_absent(c, "spec.cors"));
+  EXPECT_TRUE(c.snap().module.enable_grpc_http11_bridge);
   std::map<std::string, const router::Route*> r;
   for (const auto& route : vhost(c.snap(), 8080, "*")->routes) {
     r[route->targets[0].source] = route.get();
