@@ -700,6 +700,34 @@ class Compiler {
     }
   }
 
+  // The group's CORS policy: the last member's own `cors` (the group takes Mapping fields from
+  // its members in order, irhttpmappinggroup.py finalize), else the Module's. List values are
+  // joined with ", " as Emissary does (ircors.py).
+  std::shared_ptr<const router::CorsPolicy> cors_policy(
+      const std::vector<const MappingSpec*>& members) {
+    const CorsSpec* spec = defaults_.cors ? &*defaults_.cors : nullptr;
+    for (const MappingSpec* m : members) {
+      if (m->cors) spec = &*m->cors;
+    }
+    if (spec == nullptr) return nullptr;
+    auto join = [](const std::vector<std::string>& items) {
+      std::string out;
+      for (const std::string& item : items) {
+        if (!out.empty()) out += ", ";
+        out += item;
+      }
+      return out;
+    };
+    auto policy = std::make_shared<router::CorsPolicy>();
+    policy->origins = spec->origins;
+    policy->allow_methods = join(spec->methods);
+    policy->allow_headers = join(spec->headers);
+    policy->expose_headers = join(spec->exposed_headers);
+    policy->max_age = spec->max_age.value_or("");
+    policy->allow_credentials = spec->credentials.value_or(false);
+    return policy;
+  }
+
   router::RouteTarget make_target(const MappingSpec& m, bool shadow) {
     router::RouteTarget t;
     t.cluster = cluster_for(m, shadow);
@@ -826,6 +854,7 @@ class Compiler {
       t.response_headers = response;
       route->targets.push_back(std::move(t));
     }
+    route->cors = cors_policy(g.members);
     if (g.shadow != nullptr) {
       router::RouteTarget s = make_target(*g.shadow, true);
       s.cumulative_weight = g.shadow->weight.value_or(100);

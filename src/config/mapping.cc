@@ -215,6 +215,8 @@ std::vector<std::string> cors_list(MapReader& m, std::string_view key) {
   return out;
 }
 
+}  // namespace
+
 std::optional<CorsSpec> decode_cors(MapReader& parent) {
   if (skip_absent(parent, "cors")) return std::nullopt;
   std::optional<MapReader> m = parent.map("cors");
@@ -236,6 +238,8 @@ std::optional<CorsSpec> decode_cors(MapReader& parent) {
   m->finish();
   return c;
 }
+
+namespace {
 
 // A field of free-form content (labels, health checks, docs): type-checked, kept as text.
 std::optional<std::string> free_form(MapReader& m, std::string_view key, bool list) {
@@ -550,7 +554,6 @@ std::optional<MappingSpec> decode_mapping(const Resource& resource,
     r.warning(spec.where("rewrite"), "spec.rewrite", "ignored: regex_rewrite is set");
   }
   mp.cors = decode_cors(spec);
-  spec.not_yet_effective("cors");
 
   // --- timeouts, retries, auth, misc ---------------------------------------------------------
   mp.timeout_ms = spec.millis("timeout_ms");

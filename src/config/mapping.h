@@ -77,6 +77,11 @@ struct CorsSpec {
   bool operator==(const CorsSpec&) const = default;
 };
 
+class MapReader;
+
+// A `cors` field (Mapping or Module); nullopt when absent or not a map (reported).
+std::optional<CorsSpec> decode_cors(MapReader& parent);
+
 struct ServiceAddress {
   std::string host;  // DNS name or IP literal (IPv6 without brackets)
   uint16_t port = 80;

@@ -94,6 +94,8 @@ std::optional<AmbassadorModule> decode_ambassador_module(const Resource& resourc
   if (auto v = c.boolean("strip_matching_host_port")) s.strip_matching_host_port = *v;
   if (auto v = c.boolean("preserve_external_request_id")) s.preserve_external_request_id = *v;
   if (auto v = c.boolean("enable_grpc_web")) s.enable_grpc_web = *v;
+  if (auto v = c.boolean("enable_grpc_http11_bridge")) s.enable_grpc_http11_bridge = *v;
+  out.defaults.cors = decode_cors(c);
   if (auto v = c.one_of("envoy_log_type", {"text", "json", "typed_json"})) s.log_type = *v;
   if (c.has("envoy_log_format")) {
     YAML::Node at = c.where("envoy_log_format");
@@ -157,11 +159,9 @@ std::optional<AmbassadorModule> decode_ambassador_module(const Resource& resourc
                           "circuit_breakers",
                           "load_balancer",
                           "retry_policy",
-                          "cors",
                           "default_label_domain",
                           "default_labels",
                           "use_ambassador_namespace_for_service_resolution",
-                          "enable_grpc_http11_bridge",
                           "grpc_stats",
                           "gzip",
                           "buffer",

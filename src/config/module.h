@@ -8,6 +8,7 @@
 
 #include "config/diagnostic.h"
 #include "config/header_fields.h"
+#include "config/mapping.h"
 #include "config/resource.h"
 #include "config/snapshot.h"
 
@@ -21,6 +22,8 @@ struct MappingDefaults {
   std::optional<std::vector<std::string>> remove_request_headers;
   std::optional<std::vector<std::string>> remove_response_headers;
   std::optional<std::string> stats_name;
+  // Module `cors`: the policy of every Mapping without its own (whole, never merged).
+  std::optional<CorsSpec> cors;
 };
 
 struct AmbassadorModule {

@@ -52,6 +52,9 @@ struct ModuleSettings {
        xfcc_uri = false;
   bool enable_ipv4 = true;
   bool enable_grpc_web = false;  // gRPC-Web requests translated to gRPC on HTTP/2 clusters
+  // HTTP/1.1 gRPC clients get the call's grpc-status/grpc-message in the response head (and 503
+  // when it is not 0), the body buffered until the trailers, as Envoy's grpc_http1_bridge.
+  bool enable_grpc_http11_bridge = false;
   bool enable_ipv6 = false;
   uint32_t regex_max_size = 200;  // RE2 program size limit for every regex in the config
   std::string source;             // "Module/ns/ambassador", "" when no Module applies

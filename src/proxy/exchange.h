@@ -55,6 +55,11 @@ struct Exchange {
   bool upgrade = false;  // the route allows the client's Upgrade: the request asks for a tunnel
   bool tunnel = false;   // the upstream answered 101: bytes pass both ways until a side closes
   uint32_t stream_idle_ms = 0;  // no bytes either way for this long ends the exchange (0 = off)
+  bool grpc = false;            // content-type application/grpc[+...] (HTTP/1.1 connections)
+  bool cors_preflight = false;  // a CORS preflight answered here (no gRPC-style answer for it)
+  // CORS fields for whatever response this exchange gets (views into the route's policy and the
+  // request head), or the preflight answer's.
+  http::HeaderList cors_fields;
 
   uint64_t start_ms = 0;
   uint64_t start_us = 0;  // the same instants in microseconds, for the latency histograms
@@ -83,7 +88,8 @@ struct Exchange {
 
   net::Timer route_timer;
   net::Timer connect_timer;
-  net::Timer idle_timer;  // route idle_timeout_ms: no bytes either way for that long
+  net::Timer idle_timer;      // route idle_timeout_ms: no bytes either way for that long
+  net::Timer deadline_timer;  // grpc-timeout of a gRPC call (HTTP/1.1 connections)
   uint64_t last_activity_ms = 0;
   void* owner = nullptr;  // the HttpConnection using this exchange (timers call back into it)
 };

@@ -228,15 +228,15 @@ void Http2Stream::local_reply(int status, std::string_view body, std::string_vie
   std::string& storage = e.scratch;
   storage.clear();
   fields_.clear();
-  if (grpc_) {
+  if (grpc_ && !e.cors_preflight) {
     // Envoy answers a gRPC request it cannot route or proxy the gRPC way: HTTP 200 and a
     // trailers-only response carrying the mapped status.
     e.status = 200;
     e.response.clear();
-    http::GrpcStatus grpc_status =
-        flags == "UT" ? http::GrpcStatus::kDeadlineExceeded : http::grpc_status_from_http(status);
-    http::make_grpc_local_reply(grpc_status, body, "application/grpc", e.response);
+    http::make_grpc_local_reply(local_reply_grpc_status(status, flags), body, "application/grpc",
+                                e.response);
     fields_ = e.response.headers;
+    fields_.insert(fields_.end(), e.cors_fields.begin(), e.cors_fields.end());
     fields_.push_back({"date", http_date()});
     fields_.push_back({"server", server});
     conn_.session().submit_response(id_, 200, fields_, true);
@@ -248,6 +248,7 @@ void Http2Stream::local_reply(int status, std::string_view body, std::string_vie
   if (!location.empty()) fields_.push_back({"location", location});
   fields_.push_back({"content-length", storage});
   if (length > 0) fields_.push_back({"content-type", "text/plain"});
+  fields_.insert(fields_.end(), e.cors_fields.begin(), e.cors_fields.end());
   fields_.push_back({"date", http_date()});
   fields_.push_back({"server", server});
   bool end = length == 0 || e.head_request;
@@ -626,6 +627,7 @@ ResponseHeadContext Http2Stream::proxied_head_context() {
   ctx.upstream_service_ms = e.upstream_service_ms;
   e.context.upstream_address = e.upstream_host;
   ctx.request_context = &e.context;
+  ctx.set_fields = e.cors_fields;
   return ctx;
 }
 

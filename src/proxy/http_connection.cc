@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "http/grpc.h"
 #include "http/header.h"
 #include "http/http2_headers.h"
 #include "http/status.h"
@@ -39,7 +40,8 @@ int64_t unix_now_ms() {
 Exchange::Exchange(net::EventLoop& loop)
     : route_timer(loop, [this] { static_cast<HttpConnection*>(owner)->on_route_timeout(); }),
       connect_timer(loop, [this] { static_cast<HttpConnection*>(owner)->on_connect_timeout(); }),
-      idle_timer(loop, [this] { static_cast<HttpConnection*>(owner)->on_stream_idle_timeout(); }) {}
+      idle_timer(loop, [this] { static_cast<HttpConnection*>(owner)->on_stream_idle_timeout(); }),
+      deadline_timer(loop, [this] { static_cast<HttpConnection*>(owner)->on_grpc_deadline(); }) {}
 
 Exchange::~Exchange() {
   drop_shadow();
@@ -62,6 +64,8 @@ void Exchange::reset() {
   response_chunked = response_until_close = upstream_reusable = retried = secure = false;
   head_request = upgrade = tunnel = false;
   stream_idle_ms = 0;
+  grpc = cors_preflight = false;
+  cors_fields.clear();
   start_ms = upstream_start_ms = 0;
   start_us = upstream_start_us = 0;
   route_stats = nullptr;
@@ -84,6 +88,7 @@ void Exchange::reset() {
   route_timer.cancel();
   connect_timer.cancel();
   idle_timer.cancel();
+  deadline_timer.cancel();
   last_activity_ms = 0;
   context = RequestContext{};
   owner = nullptr;
@@ -396,6 +401,7 @@ void HttpConnection::start_exchange(size_t head_length) {
   e.counted_active = true;
   e.start_unix_ms = unix_now_ms();
   e.head_request = e.request.method == "HEAD";
+  e.grpc = http::is_grpc_content_type(http::find_header(e.request.headers, "content-type"));
   stats_->downstream_rq_total.inc();
   if (!e.request.keep_alive || worker_.draining()) close_after_response_ = true;
   e.request_body.reset(e.request.framing, e.request.content_length);
@@ -433,6 +439,12 @@ void HttpConnection::route_request() {
     e.last_activity_ms = worker_.loop().now_ms();
     e.idle_timer.arm(e.stream_idle_ms);
   }
+  if (e.grpc && !e.upgrade) {
+    // grpc-timeout bounds the whole call from now on, alongside the route timeout (as on HTTP/2).
+    std::optional<uint64_t> ms =
+        http::parse_grpc_timeout_ms(http::find_header(req.headers, "grpc-timeout"));
+    if (ms && *ms > 0) e.deadline_timer.arm(*ms);
+  }
   if (req.expect_continue && !e.request_complete) {
     // We answer 100-continue ourselves (and never forward Expect), as Envoy does.
     write_downstream("HTTP/1.1 100 Continue\r\n\r\n");
@@ -446,6 +458,7 @@ void HttpConnection::route_request() {
     }
     std::string_view te = http::find_header(req.headers, "te");
     h2_trailers_wanted_ = !te.empty() && http::header_has_token(te, "trailers");
+    bridge_ = e.grpc && e.config->snapshot->module.enable_grpc_http11_bridge;
     h2_connect(nullptr);
     return;
   }
@@ -470,16 +483,38 @@ void HttpConnection::send_local_reply(int status, std::string_view body, std::st
   }
   if (e.upstream) upstream::UpstreamConnection::destroy(std::move(e.upstream));
   release_h2();
+  end_bridge();
   e.route_timer.cancel();
   e.connect_timer.cancel();
   e.idle_timer.cancel();
+  e.deadline_timer.cancel();
   std::string& out = e.scratch;
   out.clear();
   std::string_view server = e.config && e.config->snapshot
                                 ? std::string_view(e.config->snapshot->module.server_name)
                                 : std::string_view("envoy");
-  append_local_reply_head(status, body.size() + (body.empty() ? 0 : 1), location, server,
-                          close_after_response_ || peer_eof_, e.request.version_minor == 0, out);
+  bool close = close_after_response_ || peer_eof_;
+  bool http10 = e.request.version_minor == 0;
+  if (e.grpc && !e.cors_preflight) {
+    // As on HTTP/2: a gRPC client gets HTTP 200 and the mapped status. Without a body, the
+    // status stays in the head (a trailers-only response), with content-length: 0.
+    e.status = 200;
+    e.response.clear();
+    http::make_grpc_local_reply(local_reply_grpc_status(status, flags), body, "application/grpc",
+                                e.response);
+    e.response.headers.push_back({"content-length", "0"});
+    ResponseHeadContext ctx;
+    ctx.response = &e.response;
+    ctx.server_name = server;
+    ctx.close = close;
+    ctx.http10 = http10;
+    ctx.set_fields = e.cors_fields;
+    build_response_head(ctx, out);
+    body = {};
+  } else {
+    append_local_reply_head(status, body.size() + (body.empty() ? 0 : 1), location, server, close,
+                            http10, out, e.cors_fields);
+  }
   if (!e.head_request && !body.empty()) {
     out.append(body);
     out.push_back('\n');
@@ -834,6 +869,7 @@ ResponseHeadContext HttpConnection::proxied_head_context(Exchange& e) {
   ctx.upstream_service_ms = e.upstream_service_ms;
   e.context.upstream_address = e.upstream_host;
   ctx.request_context = &e.context;
+  ctx.set_fields = e.cors_fields;
   return ctx;
 }
 
@@ -971,6 +1007,31 @@ void HttpConnection::on_route_timeout() {
     e.flags = "UT";
     close_now();
   }
+}
+
+// grpc-timeout expired: DEADLINE_EXCEEDED, as a local answer before the response started, else
+// as chunked trailers for a client that takes them (anything else can only close).
+void HttpConnection::on_grpc_deadline() {
+  if (!exchange_ || phase_ == Phase::kClosed) return;
+  Exchange& e = *exchange_;
+  if (e.response_complete) return;
+  if (e.cluster) e.cluster->stats().upstream_rq_timeout.inc();
+  if (!e.response_head_sent) {
+    upstream::UpstreamConnection::destroy(std::move(e.upstream));
+    send_local_reply(504, "upstream request timeout", "UT");
+    return;
+  }
+  e.flags = "UT";
+  if (!h2_mode_ || !e.response_chunked || !h2_trailers_wanted_ || e.head_request) {
+    close_now();
+    return;
+  }
+  upstream::UpstreamConnection::destroy(std::move(e.upstream));
+  release_h2();
+  if (!e.request_complete) close_after_response_ = true;
+  e.response_complete = true;
+  write_downstream("0\r\ngrpc-status: 4\r\ngrpc-message: upstream request timeout\r\n\r\n");
+  finish_exchange();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1138,6 +1199,12 @@ void HttpConnection::on_h2_response_head(http::ResponseHead&& head, bool end_str
   e.status = e.response.status;
   e.last_activity_ms = worker_.loop().now_ms();
   if (!e.request_complete) close_after_response_ = true;  // as for an HTTP/1.1 upstream
+  if (bridge_ && !end_stream) {
+    // gRPC HTTP/1.1 bridge: the head waits for the trailers, which decide its status.
+    bridge_holding_ = true;
+    e.route_timer.cancel();
+    return;
+  }
   bool http10 = e.request.version_minor == 0;
   bool body_allowed = !e.head_request && e.response.status != 204 && e.response.status != 304;
   e.response_chunked = false;
@@ -1174,6 +1241,10 @@ void HttpConnection::on_h2_data(std::string_view bytes, bool end_stream) {
   if (phase_ == Phase::kClosed || !exchange_ || h2_ == nullptr) return;
   Exchange& e = *exchange_;
   e.last_activity_ms = worker_.loop().now_ms();
+  if (bridge_holding_) {
+    bridge_data(bytes, end_stream);
+    return;
+  }
   corked_ = true;
   if (!bytes.empty()) {
     std::string_view out = bytes;
@@ -1198,6 +1269,13 @@ void HttpConnection::on_h2_data(std::string_view bytes, bool end_stream) {
 void HttpConnection::on_h2_trailers(const http::HeaderList& trailers) {
   if (phase_ == Phase::kClosed || !exchange_ || h2_ == nullptr) return;
   Exchange& e = *exchange_;
+  if (bridge_holding_) {
+    corked_ = true;
+    bridge_release(&trailers);
+    corked_ = false;
+    send_pending();
+    return;
+  }
   bool written = false;
   corked_ = true;
   if (grpc_web_.translating()) {
@@ -1224,6 +1302,76 @@ void HttpConnection::on_h2_trailers(const http::HeaderList& trailers) {
   if (phase_ != Phase::kClosed) h2_response_end(written);
   corked_ = false;
   send_pending();
+}
+
+// gRPC HTTP/1.1 bridge (Module enable_grpc_http11_bridge, Envoy's grpc_http1_bridge): the body
+// of a gRPC response to an HTTP/1.1 client is held, up to kGrpcBridgeMaxResponseBytes, until
+// the upstream ends it; the head then goes out with content-length, the trailers' grpc-status
+// and grpc-message, and 503 instead of the upstream's status when grpc-status is not 0.
+void HttpConnection::bridge_data(std::string_view bytes, bool end_stream) {
+  Exchange& e = *exchange_;
+  if (bridge_body_.size() + bytes.size() > kGrpcBridgeMaxResponseBytes) {
+    release_h2();
+    if (!e.request_complete) close_after_response_ = true;
+    send_local_reply(500, "response too large for the gRPC HTTP/1.1 bridge", "-");
+    return;
+  }
+  bridge_body_.append(bytes);
+  // Held here, not queued for the client: the upstream may send more right away.
+  if (!bytes.empty() && h2_ != nullptr && h2_stream_ >= 0) h2_->consume(h2_stream_, bytes.size());
+  if (!end_stream) return;
+  corked_ = true;
+  bridge_release(nullptr);
+  corked_ = false;
+  send_pending();
+}
+
+void HttpConnection::bridge_release(const http::HeaderList* trailers) {
+  Exchange& e = *exchange_;
+  bridge_holding_ = false;
+  http::HeaderList set(e.cors_fields.begin(), e.cors_fields.end());
+  if (trailers != nullptr) {
+    bool has_status = false;
+    std::string_view status = http::find_header(*trailers, "grpc-status", &has_status);
+    if (has_status) {
+      uint32_t code = 0;
+      auto [end, ec] = std::from_chars(status.data(), status.data() + status.size(), code);
+      if (ec != std::errc() || end != status.data() + status.size() || code != 0) {
+        e.response.status = 503;
+      }
+      set.push_back({"grpc-status", status});
+    }
+    bool has_message = false;
+    std::string_view message = http::find_header(*trailers, "grpc-message", &has_message);
+    if (has_message) set.push_back({"grpc-message", message});
+  }
+  char digits[24];
+  auto [end, ec] = std::to_chars(digits, digits + sizeof digits, bridge_body_.size());
+  set.push_back({"content-length", std::string_view(digits, static_cast<size_t>(end - digits))});
+  e.status = e.response.status;
+  e.response_chunked = false;
+  e.response_until_close = false;
+  bool http10 = e.request.version_minor == 0;
+  ResponseHeadContext ctx = proxied_head_context(e);
+  ctx.set_fields = set;
+  ctx.close = close_after_response_ || peer_eof_ || worker_.draining();
+  ctx.http10 = http10;
+  ctx.keep_alive_http10 = http10 && e.request.keep_alive;
+  std::string& out = e.scratch;
+  build_response_head(ctx, out);
+  write_downstream(out);
+  e.response_head_sent = true;
+  if (phase_ == Phase::kClosed) return;
+  h2_write_body(bridge_body_);
+  if (phase_ != Phase::kClosed) h2_response_end(true);
+}
+
+void HttpConnection::end_bridge() {
+  bridge_ = false;
+  bridge_holding_ = false;
+  bridge_body_.clear();
+  // An idle connection keeps no large buffer (a bridged body can reach 1 MiB).
+  if (bridge_body_.capacity() > 16 * 1024) std::string().swap(bridge_body_);
 }
 
 // Response body bytes to the client, in chunks when we chunk.
@@ -1327,8 +1475,10 @@ void HttpConnection::finish_exchange() {
   e.route_timer.cancel();
   e.connect_timer.cancel();
   e.idle_timer.cancel();
+  e.deadline_timer.cancel();
   release_h2();
   h2_mode_ = false;
+  end_bridge();
   if (e.upstream) {
     bool reusable = e.upstream_reusable && e.request_complete && e.response_complete &&
                     (!e.up_out || e.up_out->empty()) && !worker_.draining();
@@ -1506,6 +1656,7 @@ void HttpConnection::close_now() {
     e.route_timer.cancel();
     e.connect_timer.cancel();
     e.idle_timer.cancel();
+    e.deadline_timer.cancel();
     if (e.status != 0 && !e.response_complete) log_exchange();  // aborted exchanges are logged
     end_active(e);
     release_h2();

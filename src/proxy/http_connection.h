@@ -37,6 +37,9 @@ inline constexpr uint64_t kRequestHeadersTimeoutMs = 10000;
 // After an error response we read and discard for at most this long before closing, so the
 // client sees our response instead of a reset.
 inline constexpr uint64_t kLingerMs = 2000;
+// The gRPC HTTP/1.1 bridge holds a whole response body: at most this much (edge-hardening §4's
+// full-body buffering limit); a larger one is answered 500.
+inline constexpr size_t kGrpcBridgeMaxResponseBytes = 1024 * 1024;
 
 class HttpConnection final : public DownstreamConnection,
                              public net::IoHandler,
@@ -105,6 +108,7 @@ class HttpConnection final : public DownstreamConnection,
   void on_route_timeout();
   void on_connect_timeout();
   void on_stream_idle_timeout();
+  void on_grpc_deadline();
 
   // HTTP/2 upstream.
   void h2_connect(const upstream::Http2Upstream* avoid);
@@ -112,6 +116,9 @@ class HttpConnection final : public DownstreamConnection,
   void h2_write_body(std::string_view bytes);
   void h2_response_end(bool trailers_written);
   void release_h2();
+  void bridge_data(std::string_view bytes, bool end_stream);
+  void bridge_release(const http::HeaderList* trailers);  // null: the body ended without them
+  void end_bridge();
 
   // Lifecycle.
   void arm_idle_timer();
@@ -166,10 +173,13 @@ class HttpConnection final : public DownstreamConnection,
   bool h2_req_paused_ = false;       // submit_data said kFull: stop taking the client's body
   bool h2_send_ready_seen_ = false;  // on_h2_send_ready ran during the last submit_data
   bool h2_trailers_wanted_ = false;  // the client sent `te: trailers`
-  bool h2_finishing_ = false;   // the response ended: the exchange completes on the stream's close
-  size_t h2_resp_unacked_ = 0;  // response bytes held in out_, not yet consume()d upstream
-  GrpcWebBridge grpc_web_;      // the exchange is gRPC-Web (Module enable_grpc_web)
-  std::string h2_web_out_;      // translated response bytes
+  bool h2_finishing_ = false;    // the response ended: the exchange completes on the stream's close
+  size_t h2_resp_unacked_ = 0;   // response bytes held in out_, not yet consume()d upstream
+  GrpcWebBridge grpc_web_;       // the exchange is gRPC-Web (Module enable_grpc_web)
+  std::string h2_web_out_;       // translated response bytes
+  bool bridge_ = false;          // gRPC HTTP/1.1 bridge (Module enable_grpc_http11_bridge)
+  bool bridge_holding_ = false;  // the response head and body wait for the trailers
+  std::string bridge_body_;      // the held response body
 };
 
 }  // namespace proxenos::proxy

@@ -4,6 +4,7 @@
 
 #include "http/header.h"
 #include "proxy/client_cert_header.h"
+#include "proxy/cors.h"
 #include "proxy/request_context.h"
 
 namespace proxenos::proxy {
@@ -139,6 +140,11 @@ void forwarded_client_cert(const config::ModuleSettings& module, const http::Req
 
 }  // namespace
 
+http::GrpcStatus local_reply_grpc_status(int http_status, std::string_view flags) {
+  return flags == "UT" ? http::GrpcStatus::kDeadlineExceeded
+                       : http::grpc_status_from_http(http_status);
+}
+
 std::unique_ptr<const net::PeerCertificateInfo> client_certificate(const net::TlsStream* tls) {
   if (tls == nullptr) return nullptr;
   net::PeerCertificateInfo info = tls->peer_certificate_info();
@@ -253,6 +259,14 @@ std::optional<LocalReply> route_exchange(Worker& worker, Exchange& e, const Rout
       return LocalReply{403, "upgrade not allowed on this route", "UPE"};
     }
     e.upgrade = true;
+  }
+  // CORS runs after the route is chosen (and before auth, Emissary's filter order); redirects and
+  // refused upgrades never reach it.
+  if (const router::CorsPolicy* cors = e.match.route->cors.get()) {
+    if (apply_cors(*cors, req, e.cors_fields) == CorsAction::kPreflight) {
+      e.cors_preflight = true;
+      return LocalReply{200, {}, "-"};
+    }
   }
   if (target.cluster >= e.config->clusters.size()) {
     return LocalReply{503, "no healthy upstream", "UH"};

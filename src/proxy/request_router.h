@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "http/grpc.h"
 #include "net/tls_stream.h"
 #include "proxy/exchange.h"
 #include "proxy/worker.h"
@@ -34,6 +35,10 @@ struct LocalReply {
   std::string_view flags = "-";
   std::string location;
 };
+
+// The gRPC status a gRPC client gets instead of a local answer with `http_status` (Envoy's
+// mapping; a route or grpc-timeout expiry, flag UT, is DEADLINE_EXCEEDED).
+http::GrpcStatus local_reply_grpc_status(int http_status, std::string_view flags);
 
 // The client certificate of a TLS connection, when it presented one (else null).
 std::unique_ptr<const net::PeerCertificateInfo> client_certificate(const net::TlsStream* tls);

@@ -46,6 +46,20 @@ void append_uint(std::string& out, uint64_t v) {
   out.append(buf, p);
 }
 
+bool is_set_field(std::span<const http::HeaderField> set, std::string_view name) {
+  for (const http::HeaderField& f : set) {
+    if (http::iequals(f.name, name)) return true;
+  }
+  return false;
+}
+
+void append_field(std::string_view name, std::string_view value, std::string& out) {
+  out.append(name);
+  out.append(": ");
+  out.append(value);
+  out.append("\r\n");
+}
+
 }  // namespace
 
 std::string_view http_date() {
@@ -72,6 +86,7 @@ void build_response_head(const ResponseHeadContext& c, std::string& out) {
     if (is_response_hop_by_hop(h.name)) continue;
     if (!connection.empty() && http::header_has_token(connection, h.name)) continue;
     if (c.chunked && http::iequals(h.name, "content-length")) continue;
+    if (is_set_field(c.set_fields, h.name)) continue;
     if (c.target) {
       bool drop = false;
       for (const auto& name : c.target->response_headers.remove) {
@@ -103,6 +118,7 @@ void build_response_head(const ResponseHeadContext& c, std::string& out) {
   }
   if (c.target) {
     for (const auto& add : c.target->response_headers.add) {
+      if (is_set_field(c.set_fields, add.name)) continue;
       out.append(add.name);
       out.append(": ");
       if (c.request_context) {
@@ -113,6 +129,7 @@ void build_response_head(const ResponseHeadContext& c, std::string& out) {
       out.append("\r\n");
     }
   }
+  for (const http::HeaderField& f : c.set_fields) append_field(f.name, f.value, out);
   if (c.chunked) out.append("transfer-encoding: chunked\r\n");
   if (!c.upgrade.empty()) {
     out.append("upgrade: ");
@@ -147,6 +164,7 @@ void build_response_fields(const ResponseHeadContext& c, std::string& storage,
   for (const auto& h : r.headers) {
     if (is_response_hop_by_hop(h.name)) continue;
     if (!connection.empty() && http::header_has_token(connection, h.name)) continue;
+    if (is_set_field(c.set_fields, h.name)) continue;
     if (c.target) {
       bool drop = false;
       for (const auto& name : c.target->response_headers.remove) {
@@ -173,6 +191,7 @@ void build_response_fields(const ResponseHeadContext& c, std::string& storage,
   }
   if (c.target) {
     for (const auto& add : c.target->response_headers.add) {
+      if (is_set_field(c.set_fields, add.name)) continue;
       size_t at = storage.size();
       if (c.request_context) {
         expand_template(add.value, *c.request_context, storage);
@@ -184,11 +203,12 @@ void build_response_fields(const ResponseHeadContext& c, std::string& storage,
   }
   std::string_view base = storage;
   for (const Owned& o : owned) out[o.field].value = base.substr(o.offset, o.length);
+  out.insert(out.end(), c.set_fields.begin(), c.set_fields.end());
 }
 
 void append_local_reply_head(int status, size_t content_length, std::string_view location,
                              std::string_view server_name, bool close, bool http10,
-                             std::string& out) {
+                             std::string& out, std::span<const http::HeaderField> extra) {
   append_status_line(status, http10, out);
   if (!location.empty()) {
     out.append("location: ");
@@ -199,6 +219,7 @@ void append_local_reply_head(int status, size_t content_length, std::string_view
   append_uint(out, content_length);
   out.append("\r\n");
   if (content_length > 0) out.append("content-type: text/plain\r\n");
+  for (const http::HeaderField& f : extra) append_field(f.name, f.value, out);
   out.append("date: ");
   out.append(http_date());
   out.append("\r\nserver: ");

@@ -2,6 +2,7 @@
 // Response heads we send downstream: proxied ones (upstream head, filtered) and local replies.
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -22,6 +23,9 @@ struct ResponseHeadContext {
   bool close = false;    // connection closes after this response
   bool http10 = false;   // the client spoke HTTP/1.0
   bool keep_alive_http10 = false;
+  // Fields that replace any field of the same name from the upstream or the route's edits (the
+  // CORS fields, which Envoy's cors filter sets after the router's edits).
+  std::span<const http::HeaderField> set_fields;
   // A 101 that turns the connection into a tunnel: keeps the upstream's Upgrade header and says
   // `connection: upgrade`.
   std::string_view upgrade;
@@ -36,9 +40,10 @@ void build_response_fields(const ResponseHeadContext& context, std::string& stor
                            http::HeaderList& out);
 
 // Status line and headers of a response we generate ourselves (errors, redirects).
+// `extra` fields go before date and server.
 void append_local_reply_head(int status, size_t content_length, std::string_view location,
                              std::string_view server_name, bool close, bool http10,
-                             std::string& out);
+                             std::string& out, std::span<const http::HeaderField> extra = {});
 
 // "Sat, 28 Nov 2026 20:00:00 GMT", cached per second per thread.
 std::string_view http_date();

@@ -79,6 +79,19 @@ struct Redirect {
   int status = 301;
 };
 
+// A route's CORS policy (Mapping `cors`, else Module `cors`), as Envoy's CorsPolicy: origins
+// are exact, case-sensitive matches ("*" matches any origin); the other values are the header
+// values sent as they are ("" = not sent), with "*" for methods or headers meaning "echo what the
+// preflight asks for".
+struct CorsPolicy {
+  std::vector<std::string> origins;
+  std::string allow_methods;
+  std::string allow_headers;
+  std::string expose_headers;
+  std::string max_age;
+  bool allow_credentials = false;
+};
+
 // One member of a canary group: where the traffic goes and how it is rewritten.
 struct RouteTarget {
   uint32_t cumulative_weight = 100;  // pick this target when draw (0..99) < cumulative_weight
@@ -108,10 +121,11 @@ struct Route {
   // last target's cumulative weight (explicit weights summing below 100) the route does not match
   // and matching continues with the next route, as Envoy's runtime_fraction does.
   std::vector<RouteTarget> targets;
-  std::optional<RouteTarget> shadow;  // mirror target (issue 3); weight = sampled share
-  std::string stats_name;             // the Mapping's stats_name ("" = none)
-  uint32_t stats_index = 0;           // index into Snapshot::route_stats_names
-  std::string source;                 // "Mapping/ns/name (file:line)" of the group's first member
+  std::optional<RouteTarget> shadow;       // mirror target (issue 3); weight = sampled share
+  std::shared_ptr<const CorsPolicy> cors;  // null: no CORS processing on this route
+  std::string stats_name;                  // the Mapping's stats_name ("" = none)
+  uint32_t stats_index = 0;                // index into Snapshot::route_stats_names
+  std::string source;  // "Mapping/ns/name (file:line)" of the group's first member
   int precedence = 0;
 };
 

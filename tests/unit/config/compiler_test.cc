@@ -23,6 +23,10 @@ std::string doc(const std::string& kind, const std::string& name, const std::str
          "\nmetadata: {name: " + name + metadata_extra + "}\nspec: " + spec + "\n";
 }
 
+bool all_of_warnings_absent(const Compiled& c, const std::string& field) {
+  return testing::diags_for(c, field).empty();
+}
+
 bool has_note(const Compiled& c, const std::string& prefix) {
   return std::any_of(c.result.notes.begin(), c.result.notes.end(),
                      [&](const std::string& n) { return n.starts_with(prefix); });
@@ -665,6 +669,72 @@ TEST(CompilerTest, CanaryMembersMergeAddedHeaders) {
     EXPECT_EQ(t.request_headers.add[1].name, "x-both");
     EXPECT_EQ(t.request_headers.add[1].value.pieces[0].text, "b");
   }
+}
+
+TEST(CompilerTest, CorsPolicyFromMappingElseModule) {
+  Compiled c = compile_text(
+      std::string(kBase) +
+      doc("Module", "ambassador",
+          "{config: {enable_grpc_http11_bridge: true, cors: {origins: 'https://a.example, "
+          "https://b.example', methods: [GET, POST], max_age: '60'}}}") +
+      doc("Mapping", "inherits", "{prefix: /i/, service: s, hostname: '*'}") +
+      doc("Mapping", "own",
+          "{prefix: /o/, service: s, hostname: '*', cors: {origins: ['*'], headers: 'x-a,x-b', "
+          "exposed_headers: [grpc-status, grpc-message], credentials: true, max_age: 600}}") +
+      doc("Mapping", "off", "{prefix: /off/, service: s, hostname: '*', cors: {}}") +
+      doc("Mapping", "redirect",
+          "{prefix: /r/, service: elsewhere.example, hostname: '*', host_redirect: true}"));
+  ASSERT_TRUE(errors(c).empty()) << testing::dump(c.result.diagnostics);
+  EXPECT_TRUE(all_of_warnings_absent(c, "spec.cors"));
+  EXPECT_TRUE(c.snap().module.enable_grpc_http11_bridge);
+  std::map<std::string, const router::Route*> r;
+  for (const auto& route : vhost(c.snap(), 8080, "*")->routes) {
+    r[route->targets[0].source] = route.get();
+  }
+  const router::CorsPolicy* inherits = r["Mapping/default/inherits"]->cors.get();
+  ASSERT_NE(inherits, nullptr);
+  EXPECT_EQ(inherits->origins,
+            (std::vector<std::string>{"https://a.example", "https://b.example"}));
+  EXPECT_EQ(inherits->allow_methods, "GET, POST");
+  EXPECT_EQ(inherits->allow_headers, "");
+  EXPECT_EQ(inherits->max_age, "60");
+  EXPECT_FALSE(inherits->allow_credentials);
+  // A Mapping's own policy replaces the Module's whole, field by field nothing is inherited.
+  const router::CorsPolicy* own = r["Mapping/default/own"]->cors.get();
+  ASSERT_NE(own, nullptr);
+  EXPECT_EQ(own->origins, std::vector<std::string>{"*"});
+  EXPECT_EQ(own->allow_methods, "");
+  EXPECT_EQ(own->allow_headers, "x-a, x-b");
+  EXPECT_EQ(own->expose_headers, "grpc-status, grpc-message");
+  EXPECT_EQ(own->max_age, "600");
+  EXPECT_TRUE(own->allow_credentials);
+  // An empty policy still overrides the Module's: no origin is allowed.
+  const router::CorsPolicy* off = r["Mapping/default/off"]->cors.get();
+  ASSERT_NE(off, nullptr);
+  EXPECT_TRUE(off->origins.empty());
+  // Redirects answer before CORS, as in Emissary.
+  EXPECT_EQ(r["Mapping/default/redirect"]->cors, nullptr);
+}
+
+TEST(CompilerTest, NoCorsAnywhereMeansNoPolicy) {
+  Compiled c = compile_text(std::string(kBase) +
+                            doc("Mapping", "m", "{prefix: /m/, service: s, hostname: '*'}"));
+  const router::Route* r = only_route(c);
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->cors, nullptr);
+}
+
+TEST(CompilerTest, CanaryGroupTakesTheLastMembersCors) {
+  Compiled c =
+      compile_text(std::string(kBase) +
+                   doc("Mapping", "a",
+                       "{prefix: /c/, service: a, hostname: '*', "
+                       "cors: {origins: [https://a.example]}}") +
+                   doc("Mapping", "b", "{prefix: /c/, service: b, hostname: '*', weight: 10}"));
+  const router::Route* r = only_route(c);
+  ASSERT_NE(r, nullptr);
+  ASSERT_NE(r->cors, nullptr);
+  EXPECT_EQ(r->cors->origins, std::vector<std::string>{"https://a.example"});
 }
 
 TEST(CompilerTest, SeveralAmbassadorModules) {
