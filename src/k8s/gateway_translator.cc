@@ -10,6 +10,7 @@
 
 #include "config/decode.h"
 #include "config/label_selector.h"
+#include "k8s/object_fields.h"
 
 namespace proxenos::k8s {
 
@@ -43,67 +44,8 @@ const char* const kSupportedFeatures[] = {
 // ---------------------------------------------------------------------------------------------
 // Small helpers.
 
-std::string scalar(const YAML::Node& node, std::string_view key) {
-  const YAML::Node v = config::child(node, key);
-  return v.IsDefined() && v.IsScalar() ? v.Scalar() : std::string();
-}
-
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-// A string scalar the decoder reads as a string whatever it looks like ("80", "true").
-YAML::Node text(const std::string& s) {
-  YAML::Node n(s);
-  n.SetTag("!");
-  return n;
-}
-
 YAML::Node map_node() {
   return YAML::Node(YAML::NodeType::Map);
-}
-
-std::optional<int64_t> to_int(const std::string& s) {
-  if (s.empty() || s.size() > 18) return std::nullopt;
-  int64_t v = 0;
-  size_t i = 0;
-  bool negative = s[0] == '-';
-  if (negative) i = 1;
-  if (i == s.size()) return std::nullopt;
-  for (; i < s.size(); ++i) {
-    if (s[i] < '0' || s[i] > '9') return std::nullopt;
-    v = v * 10 + (s[i] - '0');
-  }
-  return negative ? -v : v;
-}
-
-// Kubernetes objects arrive as JSON (or YAML in tests): numbers and booleans are plain scalars,
-// quoted strings carry the "!" tag.
-nlohmann::json to_json(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Map: {
-      nlohmann::json j = nlohmann::json::object();
-      for (const auto& e : node) j[e.first.Scalar()] = to_json(e.second);
-      return j;
-    }
-    case YAML::NodeType::Sequence: {
-      nlohmann::json j = nlohmann::json::array();
-      for (const auto& e : node) j.push_back(to_json(e));
-      return j;
-    }
-    case YAML::NodeType::Scalar: {
-      const std::string& s = node.Scalar();
-      if (node.Tag() != "!") {
-        if (s == "true") return true;
-        if (s == "false") return false;
-        if (auto v = to_int(s)) return *v;
-      }
-      return s;
-    }
-    default:
-      return nullptr;
-  }
 }
 
 // A Gateway API Duration (^([0-9]{1,5}(h|m|s|ms)){1,4}$) in milliseconds.

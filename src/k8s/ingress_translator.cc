@@ -8,6 +8,7 @@
 #include "config/decode.h"
 #include "config/file_source.h"
 #include "config/label_selector.h"
+#include "k8s/object_fields.h"
 #include "k8s/service_annotations.h"
 
 namespace proxenos::k8s {
@@ -16,23 +17,6 @@ namespace {
 
 constexpr const char* kApiVersion = "getambassador.io/v3alpha1";
 constexpr const char* kIngressLabel = "a10r-k8s-ingress";
-
-std::string scalar(const YAML::Node& node, std::string_view key) {
-  const YAML::Node v = config::child(node, key);
-  return v.IsDefined() && v.IsScalar() ? v.Scalar() : std::string();
-}
-
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-// A string scalar the decoder reads as a string whatever it looks like ("80", "true").
-YAML::Node text(const std::string& s) {
-  YAML::Node n(s);
-  n.SetTag("!");
-  return n;
-}
 
 std::string annotation(const config::Resource& r, const std::string& key) {
   auto it = r.annotations.find(key);

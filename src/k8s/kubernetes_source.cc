@@ -6,6 +6,7 @@
 
 #include "k8s/gateway_translator.h"
 #include "k8s/ingress_translator.h"
+#include "k8s/object_fields.h"
 #include "k8s/service_annotations.h"
 
 namespace proxenos::k8s {
@@ -33,10 +34,6 @@ constexpr std::pair<const char*, const char*> kAmbassadorKinds[] = {
     {"consulresolvers", "ConsulResolver"},
 };
 
-std::string scalar(const YAML::Node& node) {
-  return node.IsDefined() && node.IsScalar() ? node.Scalar() : std::string();
-}
-
 // EndpointSlice conditions: nil ready ⇒ true, nil serving ⇒ ready, nil terminating ⇒ false.
 bool condition(const YAML::Node& conditions, const char* name, bool fallback) {
   const YAML::Node c = conditions.IsMap() ? conditions[name] : YAML::Node();
@@ -52,35 +49,6 @@ std::string now_rfc3339() {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
-}
-
-nlohmann::json to_json(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Map: {
-      nlohmann::json j = nlohmann::json::object();
-      for (const auto& e : node) j[e.first.Scalar()] = to_json(e.second);
-      return j;
-    }
-    case YAML::NodeType::Sequence: {
-      nlohmann::json j = nlohmann::json::array();
-      for (const auto& e : node) j.push_back(to_json(e));
-      return j;
-    }
-    case YAML::NodeType::Scalar: {
-      // Objects from the API are JSON: numbers and booleans are plain scalars there.
-      const std::string& s = node.Scalar();
-      if (node.Tag() != "!" && !s.empty()) {
-        if (s == "true") return true;
-        if (s == "false") return false;
-        char* end = nullptr;
-        long long v = std::strtoll(s.c_str(), &end, 10);
-        if (end != nullptr && *end == '\0') return v;
-      }
-      return s;
-    }
-    default:
-      return nullptr;
-  }
 }
 
 }  // namespace
