@@ -237,3 +237,32 @@ def test_wrong_ca_never_syncs(tmp_path, start_kube_gateway):
     assert gw.wait_for_log(r"certificate verify failed|verify", timeout=harness.scaled(10),
                            stream="stderr")
     assert gw.ready_status() == 503
+
+
+def test_single_namespace_mode_sees_only_its_namespace(kube, start_kube_gateway, start_echo,
+                                                       http):
+    a, b = start_echo("a"), start_echo("b")
+    kube.apply(mapping("mine", "/mine/", a.addr, namespace="team-a"))
+    kube.apply(mapping("theirs", "/theirs/", b.addr, namespace="team-b"))
+    gw = start_kube_gateway(extra_args=["--namespace", "team-a"])
+    assert backend_of(http, gw, "/mine/") == "a"
+    assert backend_of(http, gw, "/theirs/") == 404
+    paths = [r["path"] for r in kube.get("/fake/requests")]
+    assert any("/namespaces/team-a/mappings" in p for p in paths)
+    assert not any(p.startswith("/apis/getambassador.io/v3alpha1/mappings") for p in paths)
+    # Cluster-scoped kinds need a ClusterRole: not listed in this mode.
+    assert not any("ingressclasses" in p or "gatewayclasses" in p for p in paths)
+
+
+def test_ambassador_id_selects_resources(kube, start_kube_gateway, start_echo, http):
+    a, b = start_echo("a"), start_echo("b")
+    kube.apply(mapping("blue", "/blue/", a.addr, ambassador_id=["blue"]))
+    kube.apply(mapping("green", "/green/", b.addr, ambassador_id=["green"]))
+    port = harness.free_port("0.0.0.0")
+    kube.apply(listener("blue-listener", port, ambassador_id=["blue"]))
+    gw = start_kube_gateway(extra_args=["--ambassador-id", "blue"], listen=False,
+                            wait_ready=False)
+    gw.port = port
+    gw.wait_ready()
+    assert backend_of(http, gw, "/blue/") == "a"
+    assert backend_of(http, gw, "/green/") == 404
