@@ -1558,6 +1558,10 @@ def cmd_report(args):
                  "the resolution is one 4 KiB page over all connections.")
         L.append("")
 
+    import h2bench  # the HTTP/2 section (bench/h2bench.py writes its own records)
+
+    h2bench.report(res, L)
+
     if notes:
         L.append("## Skipped / notes")
         L.append("")

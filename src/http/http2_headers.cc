@@ -43,9 +43,16 @@ constexpr size_t kMaxConnectionHeaders = 8;
 }  // namespace
 
 PrefaceMatch match_http2_preface(std::string_view first_bytes) {
+  // "PRI * HTTP/2" commits the connection to HTTP/2, as Envoy's codec detection does: a broken
+  // rest of the preface is then the HTTP/2 session's to refuse (GOAWAY PROTOCOL_ERROR), not an
+  // HTTP/1 request line.
+  constexpr size_t kCommit = std::string_view("PRI * HTTP/2").size();
   const size_t n = std::min(first_bytes.size(), kHttp2Preface.size());
-  if (first_bytes.substr(0, n) != kHttp2Preface.substr(0, n)) return PrefaceMatch::kNo;
-  return n == kHttp2Preface.size() ? PrefaceMatch::kFull : PrefaceMatch::kPartial;
+  if (first_bytes.substr(0, std::min(n, kCommit)) != kHttp2Preface.substr(0, std::min(n, kCommit))) {
+    return PrefaceMatch::kNo;
+  }
+  if (n >= kCommit) return PrefaceMatch::kFull;
+  return PrefaceMatch::kPartial;
 }
 
 bool is_connection_specific_header(std::string_view name) {

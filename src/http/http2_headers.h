@@ -17,8 +17,8 @@ inline constexpr std::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\
 
 enum class PrefaceMatch : uint8_t {
   kNo,       // not HTTP/2 prior knowledge: treat as HTTP/1.x
-  kPartial,  // every byte so far matches, but fewer than 24 arrived: read more
-  kFull,     // the whole preface is there
+  kPartial,  // every byte so far matches "PRI * HTTP/2", but fewer arrived: read more
+  kFull,     // HTTP/2: it starts with "PRI * HTTP/2" (the rest is checked by the session)
 };
 
 // For a cleartext port serving HTTP/1.1 and h2c: look at the first bytes of a connection. An

@@ -199,12 +199,46 @@ void EventLoop::run() {
       }
       handler->on_io(events[i].events);
     }
+    run_flushes();
     run_timers();
+    run_flushes();
     run_deferred();
   }
 }
 
+Flushable::~Flushable() {
+  if (flush_loop_ != nullptr) flush_loop_->cancel_flush(this);
+}
+
+void EventLoop::flush_later(Flushable* f) {
+  if (f->flush_loop_ != nullptr) return;
+  f->flush_loop_ = this;
+  flushes_.push_back(f);
+}
+
+void EventLoop::cancel_flush(Flushable* f) {
+  std::erase(flushes_, f);
+  for (Flushable*& g : flushing_) {
+    if (g == f) g = nullptr;
+  }
+  f->flush_loop_ = nullptr;
+}
+
+void EventLoop::run_flushes() {
+  while (!flushes_.empty()) {
+    flushing_.swap(flushes_);
+    for (size_t i = 0; i < flushing_.size(); ++i) {
+      Flushable* f = flushing_[i];
+      if (f == nullptr) continue;
+      f->flush_loop_ = nullptr;
+      f->flush_now();
+    }
+    flushing_.clear();
+  }
+}
+
 void EventLoop::run_deferred() {
+  run_flushes();
   while (!deferred_.empty()) {
     auto tasks = std::move(deferred_);
     deferred_.clear();

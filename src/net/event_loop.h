@@ -24,6 +24,25 @@ class IoHandler {
 
 class EventLoop;
 
+// Something that writes buffered output, and wants its writes coalesced: every flush asked for
+// while one batch of events is handled becomes one write (one syscall) at the end of the batch,
+// however many frames or streams asked (a read of forty upstream DATA frames is one write to
+// the client, not forty).
+class Flushable {
+ public:
+  virtual void flush_now() = 0;
+
+ protected:
+  Flushable() = default;
+  ~Flushable();
+  Flushable(const Flushable&) = delete;
+  Flushable& operator=(const Flushable&) = delete;
+
+ private:
+  friend class EventLoop;
+  EventLoop* flush_loop_ = nullptr;  // set while queued
+};
+
 // A one-shot timer owned by its user; destroying it cancels it. Re-arming replaces the deadline.
 class Timer {
  public:
@@ -64,6 +83,11 @@ class EventLoop {
   // objects safely from inside their own callbacks.
   void defer(std::function<void()> task);
 
+  // Queues `f->flush_now()` for the end of the current batch (once, however often asked).
+  void flush_later(Flushable* f);
+  // Runs the queued flushes (run() does it after each batch and after timers).
+  void run_flushes();
+
   void run();  // until stop()
   // Runs deferred tasks (repeatedly, as tasks may defer more). Called by run() after each batch
   // and by owners after run() returns, so objects retired during teardown are freed too.
@@ -77,6 +101,8 @@ class EventLoop {
 
  private:
   friend class Timer;
+  friend class Flushable;
+  void cancel_flush(Flushable* f);
   void schedule(Timer* timer);
   void unschedule(Timer* timer);
   bool earlier(size_t a, size_t b) const;
@@ -94,7 +120,9 @@ class EventLoop {
   uint64_t next_timer_seq_ = 1;
   std::vector<Timer*> timers_;  // indexed min-heap on (deadline, seq)
   std::vector<std::function<void()>> deferred_;
-  std::mutex posted_mutex_;  // taken only on cross-thread handoff, never per request
+  std::vector<Flushable*> flushes_;   // queued
+  std::vector<Flushable*> flushing_;  // being run (entries of destroyed objects are nulled)
+  std::mutex posted_mutex_;           // taken only on cross-thread handoff, never per request
   std::vector<std::function<void()>> posted_;
   bool stop_requested_ = false;
 };

@@ -1292,7 +1292,7 @@ void Http2Connection::on_io(uint32_t events) {
     return;
   }
   // TLS reads may wait for writability and writes for readability: try both on any event.
-  if ((events & EPOLLOUT) || tls_) flush();
+  if ((events & EPOLLOUT) || tls_) flush_now();
   if (closed_) return;
   if (events & (EPOLLRDHUP | EPOLLHUP)) peer_hup_ = true;
   if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) || tls_) read_downstream();
@@ -1343,6 +1343,10 @@ bool Http2Connection::feed(std::string_view bytes) {
 }
 
 void Http2Connection::flush() {
+  if (!closed_) worker_.loop().flush_later(this);
+}
+
+void Http2Connection::flush_now() {
   if (closed_ || in_feed_ || in_flush_) return;
   in_flush_ = true;
   for (;;) {

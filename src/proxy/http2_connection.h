@@ -148,6 +148,7 @@ class Http2Stream final : public upstream::UpstreamConnection::Handler,
 
 class Http2Connection final : public DownstreamConnection,
                               public net::IoHandler,
+                              public net::Flushable,
                               public http::Http2Session::Handler {
  public:
   // `initial`: bytes already read from the socket (the connection preface at least, for h2c
@@ -177,9 +178,12 @@ class Http2Connection final : public DownstreamConnection,
   const RoutingInput& routing_input() const { return routing_; }
   std::string_view sni() const;
   uint64_t idle_timeout_ms() const;
-  // Writes what the session has to send (deferred while the session is inside feed() or this
-  // already runs), then closes if the session is done.
+  // Asks for what the session has to send to be written at the end of the event batch, so the
+  // frames of many streams and upstream reads leave in one write.
   void flush();
+  // Writes it now (deferred while the session is inside feed() or this already runs), then
+  // closes if the session is done.
+  void flush_now() override;
 
  private:
   void read_downstream();

@@ -155,7 +155,7 @@ void Http2Upstream::on_upstream_event(uint32_t events) {
     return;
   }
   bool tls = connection_->is_tls();
-  if ((events & EPOLLOUT) || tls) flush();
+  if ((events & EPOLLOUT) || tls) flush_now();
   if (retired_) return;
   if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) || tls) read();
 }
@@ -198,6 +198,10 @@ void Http2Upstream::read() {
 }
 
 void Http2Upstream::flush() {
+  if (!retired_) loop_.flush_later(this);
+}
+
+void Http2Upstream::flush_now() {
   if (retired_ || in_feed_ || in_flush_ || !connected()) return;
   in_flush_ = true;
   for (;;) {

@@ -46,7 +46,9 @@ class Http2UpstreamRequest {
   ~Http2UpstreamRequest() = default;
 };
 
-class Http2Upstream final : public UpstreamConnection::Handler, public http::Http2Session::Handler {
+class Http2Upstream final : public UpstreamConnection::Handler,
+                            public net::Flushable,
+                            public http::Http2Session::Handler {
  public:
   Http2Upstream(WorkerCluster& cluster, std::unique_ptr<UpstreamConnection> connection);
   ~Http2Upstream() override;
@@ -81,8 +83,11 @@ class Http2Upstream final : public UpstreamConnection::Handler, public http::Htt
 
   const std::string& endpoint_text() const { return endpoint_text_; }
   const std::string& local_address();
-  // Writes what the session has to send (deferred while inside feed).
+  // Asks for what the session has to send to be written at the end of the event batch (the
+  // requests of one downstream read leave in one write).
   void flush();
+  // Writes it now (deferred while inside feed).
+  void flush_now() override;
 
   // UpstreamConnection::Handler.
   void on_upstream_connected() override;

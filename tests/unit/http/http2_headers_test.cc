@@ -25,15 +25,19 @@ TEST(Http2Preface, FullPartialAndNo) {
   EXPECT_EQ(preface.size(), 24u);
   EXPECT_EQ(match_http2_preface(preface), PrefaceMatch::kFull);
   EXPECT_TRUE(is_http2_preface(preface + "\0\0\0\x04"));
-  for (size_t n = 0; n < preface.size(); ++n) {
+  for (size_t n = 0; n < 12; ++n) {
     EXPECT_EQ(match_http2_preface(preface.substr(0, n)), PrefaceMatch::kPartial) << n;
     EXPECT_FALSE(is_http2_preface(preface.substr(0, n)));
+  }
+  // "PRI * HTTP/2" commits to HTTP/2; the session refuses a broken rest with GOAWAY.
+  for (size_t n = 12; n <= preface.size(); ++n) {
+    EXPECT_EQ(match_http2_preface(preface.substr(0, n)), PrefaceMatch::kFull) << n;
   }
   EXPECT_EQ(match_http2_preface("GET / HTTP/1.1\r\n"), PrefaceMatch::kNo);
   EXPECT_EQ(match_http2_preface("P"), PrefaceMatch::kPartial);
   EXPECT_EQ(match_http2_preface("POST / HTTP/1.1\r\n"), PrefaceMatch::kNo);  // differs at byte 1
   EXPECT_EQ(match_http2_preface("PRI * HTTP/1.1\r\n"), PrefaceMatch::kNo);
-  EXPECT_EQ(match_http2_preface("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\r"), PrefaceMatch::kNo);
+  EXPECT_EQ(match_http2_preface("PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n"), PrefaceMatch::kFull);
   EXPECT_EQ(match_http2_preface("pri * HTTP/2.0"), PrefaceMatch::kNo);  // case matters
 }
 
