@@ -1130,7 +1130,9 @@ void Http2Stream::on_closed(uint32_t error_code) {
   idle_timer_.cancel();
   deadline_timer_.cancel();
   if (error_code != http::kH2NoError && !e.response_complete && e.flags == "-") {
-    e.flags = "DC";  // the client reset the stream (or the connection went away)
+    // We reset it for a malformed request (a content-length mismatch, ...): a downstream
+    // protocol error. Otherwise the client reset it or the connection went away.
+    e.flags = !peer_reset_ && error_code == http::kH2ProtocolError ? "DPE" : "DC";
   }
   if (e.upstream) {
     // Still attached: the exchange did not complete cleanly.
@@ -1468,6 +1470,11 @@ void Http2Connection::on_data(int32_t stream, std::string_view bytes, bool end_s
 void Http2Connection::on_trailers(int32_t stream, const http::HeaderList&) {
   auto it = streams_.find(stream);
   if (it != streams_.end()) it->second->on_request_trailers();
+}
+
+void Http2Connection::on_stream_reset(int32_t stream, uint32_t) {
+  auto it = streams_.find(stream);
+  if (it != streams_.end()) it->second->note_peer_reset();
 }
 
 void Http2Connection::on_stream_close(int32_t stream, uint32_t error_code) {

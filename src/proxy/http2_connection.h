@@ -57,6 +57,8 @@ class Http2Stream final : public upstream::UpstreamConnection::Handler,
   void on_send_ready();
   // The session closed the stream (error_code NO_ERROR: both sides ended): count and log it.
   void on_closed(uint32_t error_code);
+  // The client sent RST_STREAM (on_closed follows).
+  void note_peer_reset() { peer_reset_ = true; }
 
   void on_upstream_connected() override;
   void on_upstream_event(uint32_t events) override;
@@ -117,6 +119,7 @@ class Http2Stream final : public upstream::UpstreamConnection::Handler,
   bool discard_ = false;          // request body bytes are no longer wanted: acknowledge, drop
   bool paused_ = false;           // submit_data said kFull: wait for on_send_ready
   bool closed_ = false;           // the session closed the stream
+  bool peer_reset_ = false;
 
   // HTTP/2 upstream (cluster spec http2).
   bool h2_mode_ = false;
@@ -169,6 +172,7 @@ class Http2Connection final : public DownstreamConnection,
   void on_data(int32_t stream, std::string_view bytes, bool end_stream) override;
   void on_trailers(int32_t stream, const http::HeaderList& trailers) override;
   void on_stream_close(int32_t stream, uint32_t error_code) override;
+  void on_stream_reset(int32_t stream, uint32_t error_code) override;
   void on_send_ready(int32_t stream) override;
 
   // For streams.

@@ -1171,10 +1171,6 @@ def test_case17_rejected_stream_is_logged_as_protocol_error(edge):
     assert lines[0]["code"] == "0" and "DPE" in lines[0]["flags"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a stream the proxy reset for a content-length mismatch (case 18) is logged with flag DC "
-    "(as if the client had reset it; Http2Stream::on_closed sets DC for any non-zero close code) "
-    "instead of DPE (downstream protocol error)"))
 def test_case18_mismatch_is_logged_as_protocol_error(edge):
     gw, _, _ = edge
     fields = _req("case18-log", method="POST", extra=[("content-length", "5")])
