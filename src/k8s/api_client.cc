@@ -60,9 +60,11 @@ class ApiCall final : public net::IoHandler {
   void on_io(uint32_t events) override {
     if (finished_) return;
     if (!tcp_connected_) {
-      if ((events & (EPOLLERR | EPOLLHUP)) || net::socket_error(fd_) != 0) {
+      // Reading SO_ERROR clears it: read it once.
+      const int error = net::socket_error(fd_);
+      if ((events & (EPOLLERR | EPOLLHUP)) || error != 0) {
         fail("cannot connect to " + client_.config_.authority() + ": " +
-             std::strerror(net::socket_error(fd_) ? net::socket_error(fd_) : ECONNREFUSED));
+             std::strerror(error != 0 ? error : ECONNREFUSED));
         return;
       }
       if (!(events & EPOLLOUT)) return;

@@ -31,18 +31,35 @@ Writes (§3), each persisted one producing a watch event:
   > 0 (422). Built-in collections (KNOWN_KINDS: leases, services, ingresses, ...) spring into
   existence on a write or an object GET, as they always exist in a real cluster.
 
-Run: fake_kube_api.py [--port 0] [--token T] [--tls-cert F --tls-key F]; prints "PORT <n>".
+Run: fake_kube_api.py [--port 0] [--token T] [--tls-cert F --tls-key F] [--state FILE]
+     [--rv-offset 1] [--unavailable-ms 0]; prints "PORT <n>". The listen backlog is 256 (a
+     gateway opens some 25 lists at once; socketserver's default of 5 would leave the rest
+     waiting for a 1 s SYN retransmit).
+
+Restarts (§1.8). With --state FILE the store (collections, objects, resourceVersion) is written
+to FILE (atomically) after every change and read back at start, so a fake killed and started
+again with the same --state and --port keeps its objects. Its history is not kept: the restarted
+server's resourceVersion is the saved one plus --rv-offset (default 1: etcd moved on while the
+apiserver was down) and its history window starts there, so a watch from any RV the old process
+handed out gets the in-band ERROR 410 and a continue token from before the restart an HTTP 410,
+as from a real apiserver whose watch cache was rebuilt (--rv-offset 0: a watch from the very
+last RV resumes). --unavailable-ms N: for N ms after start every API request gets 429
+"storage is (re)initializing" with Retry-After: 1, like a cacher that is not ready yet.
 
 The test drives it through /fake/* (JSON bodies, POST):
   register {group, version, resource, kind, namespaced, status_subresource?}
            an (empty) collection: lists answer 200
   apply    {group, version, resource, kind?, object}      create or modify (RV always bumped,
            no RV rules, `.status` taken as given)
+  apply_many {group, version, resource, kind?, namespaced?, objects: [...]}
+           `apply` of each object in turn (one RV and one watch event each), one request and one
+           --state save: {count, resourceVersion}
   delete   {group, version, resource, namespace?, name}
-  fault    {match, status, count=1, retry_after?, message?, method?, body?,
+  fault    {match, status, count=1, retry_after?, message?, method?, verb?, body?,
             mode="status"|"in_band_410"|"close"|"delay", delay_ms=1000}
            the next `count` (-1 = forever) requests whose "path?query" contains `match` (and,
-           when given, whose method is `method` and whose body contains `body`) get it; "close"
+           when given, whose method is `method`, whose verb is `verb` -- list, watch, get,
+           create, update or patch -- and whose body contains `body`) get it; "close"
            cuts a watch, or any object request/write without an answer; "delay" holds the
            request delay_ms, then serves it normally
   clear_faults {}
@@ -50,19 +67,35 @@ The test drives it through /fake/* (JSON bodies, POST):
   expire_watches {}        every open watch sends ERROR 410 and ends
   close_watches {}         every open watch is cut (no terminating chunk)
   compact {}               forget history: watches from an older RV get an in-band 410
+                           (and continue tokens from an older list an HTTP 410)
+  restart {rv_offset=1, unavailable_ms=0}
+                           an apiserver restart without a new process: every open watch is cut
+                           (no terminating chunk), the RV moves on by rv_offset and history is
+                           forgotten (as `compact`), then for unavailable_ms every API request
+                           gets 429 "storage is (re)initializing", Retry-After: 1
+  slow_consumer {max_pending}
+                           the cacher's slow-consumer cut-off: a watch that has more than
+                           max_pending undelivered events at once (a burst it could not absorb;
+                           the initial replay does not count) is ended, cleanly, as the
+                           apiserver ends a watcher whose buffer is full; 0 turns it off
   token {token}            the token accepted from now on ("" = no auth)
-  GET /fake/requests       the requests seen: [{method, path, auth}], POST reset_log clears it
-  GET /fake/watchers       number of open watches
+  GET /fake/requests       the requests seen: [{method, path, auth, t (CLOCK_MONOTONIC s, as
+                           Python's time.monotonic())}], POST reset_log clears it
+  GET /fake/watchers       {watchers: open watches, slow_cut: watches ended by the
+                           slow-consumer cut-off, restarts: `restart` controls + process
+                           restarts from --state}
   GET /fake/object?group=G&version=V&resource=R&namespace=NS&name=N
                            the stored object (not logged, no faults), 404 when absent
 """
 
 import argparse
 import base64
+import bisect
 import copy
 import datetime
 import http.server
 import json
+import os
 import random
 import re
 import socket
@@ -144,6 +177,47 @@ class State:
         self.bookmark_gen = 0
         self.expire_gen = 0
         self.close_gen = 0
+        self.state_path = None  # --state
+        self.unavailable_until = 0.0  # monotonic; 429 "storage is (re)initializing" before it
+        self.slow_max_pending = 0
+        self.slow_cut = 0
+        self.restarts = 0
+
+    def changed(self):
+        """Called under `cond` after every change of the store: persists it with --state."""
+        if not self.state_path:
+            return
+        data = {"resourceVersion": self.rv, "collections": [
+            {"group": c.group, "version": c.version, "resource": c.resource, "kind": c.kind,
+             "namespaced": c.namespaced, "status_subresource": c.status_subresource,
+             "objects": list(c.objects.values())} for c in self.collections.values()]}
+        tmp = self.state_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, self.state_path)  # a kill mid-save leaves the previous state
+
+    def load(self, rv_offset):
+        """Reads --state: the objects and RV survive, the history window starts anew."""
+        with open(self.state_path) as f:
+            data = json.load(f)
+        for c in data.get("collections", []):
+            coll = self.collection(c["group"], c["version"], c["resource"], c["kind"],
+                                   c["namespaced"], create=True,
+                                   status_subresource=c.get("status_subresource"))
+            for obj in c.get("objects", []):
+                coll.objects[key_of(obj)] = obj
+        self.rv = int(data.get("resourceVersion", self.rv)) + rv_offset
+        self.min_rv = self.rv
+        self.restarts += 1
+
+    def restart(self, rv_offset, unavailable_ms):
+        self.close_gen += 1
+        self.rv += rv_offset
+        self.min_rv = self.rv
+        for c in self.collections.values():
+            c.events = []
+        self.unavailable_until = time.monotonic() + unavailable_ms / 1000.0
+        self.restarts += 1
 
     def collection(self, group, version, resource, kind=None, namespaced=True, create=False,
                    status_subresource=None):
@@ -163,9 +237,11 @@ class State:
             c = self.collection(group, version, resource, kind, namespaced, create=True)
         return c
 
-    def take_fault(self, target, method="GET", body=""):
+    def take_fault(self, target, method="GET", body="", verb=""):
         for f in self.faults:
             if f.get("method") and f["method"] != method:
+                continue
+            if f.get("verb") and f["verb"] != verb:
                 continue
             if f.get("body") and f["body"] not in body:
                 continue
@@ -382,7 +458,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         raw = self.rfile.read(n) if n else b""
         with STATE.cond:
             STATE.requests.append({"method": method, "path": self.path,
-                                   "auth": self.headers.get("Authorization", "")})
+                                   "auth": self.headers.get("Authorization", ""),
+                                   "t": time.monotonic()})
             token = STATE.token
         if token and self.headers.get("Authorization") != "Bearer " + token:
             self.send_status(401, "Unauthorized")
@@ -393,8 +470,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         group, version, ns, resource, name, sub = parsed
         query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
+        if time.monotonic() < STATE.unavailable_until:
+            self.send_status(429, "storage is (re)initializing", retry_after=1)
+            return
+        if name is None and method == "GET":
+            verb = "watch" if query.get("watch") in ("1", "true") else "list"
+        else:
+            verb = {"GET": "get", "POST": "create", "PUT": "update",
+                    "PATCH": "patch"}.get(method, "")
         with STATE.cond:
-            fault = STATE.take_fault(self.path, method, raw.decode("utf-8", "replace"))
+            fault = STATE.take_fault(self.path, method, raw.decode("utf-8", "replace"), verb)
         mode = fault.get("mode", "status") if fault else None
         if mode == "status":
             self.send_status(fault["status"], fault.get("message", "injected"),
@@ -469,6 +554,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 except Exception:
                     self.send_status(400, "invalid continue token")
                     return
+                if list_rv < STATE.min_rv:
+                    self.send_status(410, "The provided continue parameter is too old to "
+                                     "display a consistent list result. You can start a new "
+                                     "list without the continue parameter.")
+                    return
             items = [coll.objects[k] for k in sorted(coll.objects)
                      if self.visible(coll, coll.objects[k], ns, query)]
         limit = int(query.get("limit") or 0)
@@ -528,6 +618,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.cut()
             return
         with STATE.cond:
+            start_rv = STATE.rv  # later events are live; earlier ones a replay
             if rv_param in ("", "0"):
                 initial = [coll.objects[k] for k in sorted(coll.objects)
                            if self.visible(coll, coll.objects[k], ns, query)]
@@ -543,7 +634,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         bookmark_gen, expire_gen, close_gen = gens
         while True:
             with STATE.cond:
-                pending = [(rv, t, o) for (rv, t, o) in coll.events if rv > pos]
+                # Events are appended in RV order: find the undelivered ones by bisection.
+                pending = coll.events[bisect.bisect_right(coll.events, pos, key=lambda e: e[0]):]
                 if not pending and STATE.bookmark_gen == bookmark_gen and \
                         STATE.expire_gen == expire_gen and STATE.close_gen == close_gen:
                     left = deadline - time.monotonic()
@@ -556,6 +648,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 expire_now = STATE.expire_gen != expire_gen
                 close_now = STATE.close_gen != close_gen
                 current = STATE.rv
+                # The replay of history a watch starts with never counts as a slow consumer.
+                slow = 0 < STATE.slow_max_pending < sum(
+                    1 for rv, _, o in pending if rv > start_rv and self.visible(coll, o, ns, query))
+                if slow:
+                    STATE.slow_cut += 1
+            if slow:
+                self.chunk(b"")  # the cacher closes the watcher's channel: a normal end
+                return
             for rv, t, o in pending:
                 pos = rv
                 if self.visible(coll, o, ns, query):
@@ -572,7 +672,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                         "metadata": {"resourceVersion": str(pos)}})
         if bookmarks:
             with STATE.cond:
-                pos = max(pos, max([rv for rv, _, _ in coll.events], default=pos))
+                pos = max(pos, coll.events[-1][0] if coll.events else pos)
             self.event("BOOKMARK", {"kind": coll.kind, "apiVersion": coll.api_version(),
                                     "metadata": {"resourceVersion": str(pos)}})
         self.chunk(b"")
@@ -789,6 +889,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         new["metadata"]["resourceVersion"] = str(STATE.rv)
         coll.objects[key] = new
         coll.events.append((STATE.rv, "MODIFIED" if old is not None else "ADDED", new))
+        STATE.changed()
         STATE.cond.notify_all()
         return new
 
@@ -812,20 +913,49 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         if method == "GET" and what == "watchers":
             with STATE.cond:
-                self.send_json(200, {"watchers": STATE.watchers})
+                self.send_json(200, {"watchers": STATE.watchers, "slow_cut": STATE.slow_cut,
+                                     "restarts": STATE.restarts})
             return
         body = self.read_body()
         with STATE.cond:
             result = self.control_locked(what, body)
+            if result is not None and what in ("register", "apply", "apply_many", "delete",
+                                               "restart"):
+                STATE.changed()
             STATE.cond.notify_all()
         if result is None:
             self.send_status(404, "unknown control " + what)
         else:
             self.send_json(200, result)
 
+    @staticmethod
+    def apply_locked(coll, obj):
+        s = STATE
+        s.rv += 1
+        obj = json.loads(json.dumps(obj))
+        obj["kind"] = coll.kind
+        obj["apiVersion"] = coll.api_version()
+        meta = obj.setdefault("metadata", {})
+        if coll.namespaced:
+            meta.setdefault("namespace", "default")
+        key = key_of(obj)
+        old = coll.objects.get(key)
+        meta["resourceVersion"] = str(s.rv)
+        meta["uid"] = old["metadata"]["uid"] if old else "uid-%d" % s.rv
+        meta.setdefault("creationTimestamp", old["metadata"].get("creationTimestamp")
+                        if old else now_rfc3339())
+        if "generation" not in meta:
+            generation = int(old["metadata"].get("generation") or 1) if old else 1
+            if old and spec_of(coll, obj) != spec_of(coll, old):
+                generation += 1
+            meta["generation"] = generation
+        coll.objects[key] = obj
+        coll.events.append((s.rv, "MODIFIED" if old else "ADDED", obj))
+        return obj
+
     def control_locked(self, what, body):
         s = STATE
-        if what in ("register", "apply", "delete"):
+        if what in ("register", "apply", "apply_many", "delete"):
             kind = body.get("kind") or KNOWN_KINDS.get(body["resource"], (None,))[0]
             coll = s.collection(body.get("group", ""), body["version"], body["resource"],
                                 kind, body.get("namespaced", True), create=True,
@@ -834,29 +964,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 coll.status_subresource = bool(body["status_subresource"])
         if what == "register":
             return {}
+        if what == "apply_many":
+            for o in body.get("objects", []):
+                self.apply_locked(coll, o)
+            return {"count": len(body.get("objects", [])), "resourceVersion": str(s.rv)}
         if what in ("apply", "delete"):
-            s.rv += 1
             if what == "apply":
-                obj = json.loads(json.dumps(body["object"]))
-                obj["kind"] = coll.kind
-                obj["apiVersion"] = coll.api_version()
-                meta = obj.setdefault("metadata", {})
-                if coll.namespaced:
-                    meta.setdefault("namespace", "default")
-                key = key_of(obj)
-                old = coll.objects.get(key)
-                meta["resourceVersion"] = str(s.rv)
-                meta["uid"] = old["metadata"]["uid"] if old else "uid-%d" % s.rv
-                meta.setdefault("creationTimestamp", old["metadata"].get("creationTimestamp")
-                                if old else now_rfc3339())
-                if "generation" not in meta:
-                    generation = int(old["metadata"].get("generation") or 1) if old else 1
-                    if old and spec_of(coll, obj) != spec_of(coll, old):
-                        generation += 1
-                    meta["generation"] = generation
-                coll.objects[key] = obj
-                coll.events.append((s.rv, "MODIFIED" if old else "ADDED", obj))
-                return obj
+                return self.apply_locked(coll, body["object"])
+            s.rv += 1
             ns = body.get("namespace", "default" if coll.namespaced else "")
             key = (ns + "/" if ns else "") + body["name"]
             old = coll.objects.pop(key, None)
@@ -889,6 +1004,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             for c in s.collections.values():
                 c.events = []
             return {"min_rv": s.min_rv}
+        if what == "restart":
+            s.restart(int(body.get("rv_offset", 1)), float(body.get("unavailable_ms", 0)))
+            return {"resourceVersion": str(s.rv)}
+        if what == "slow_consumer":
+            s.slow_max_pending = int(body.get("max_pending", 0))
+            return {}
         if what == "token":
             s.token = body.get("token", "")
             return {}
@@ -901,6 +1022,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # listen backlog; the default 5 costs SYN retransmits (1 s)
 
 
 def main():
@@ -911,8 +1033,18 @@ def main():
     ap.add_argument("--token", default="")
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")
+    ap.add_argument("--state", help="save the store here on every change; load it at start")
+    ap.add_argument("--rv-offset", type=int, default=1,
+                    help="how far the RV moves on when --state is loaded")
+    ap.add_argument("--unavailable-ms", type=float, default=0,
+                    help="answer 429 'storage is (re)initializing' this long after start")
     args = ap.parse_args()
     STATE = State(args.token)
+    if args.state:
+        STATE.state_path = os.path.abspath(args.state)
+        if os.path.exists(STATE.state_path):
+            STATE.load(args.rv_offset)
+    STATE.unavailable_until = time.monotonic() + args.unavailable_ms / 1000.0
     server = Server((args.host, args.port), Handler)
     if args.tls_cert:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

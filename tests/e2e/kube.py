@@ -4,8 +4,11 @@ gateways that read their configuration from it."""
 import base64
 import json
 import os
+import signal
 import ssl
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 
 import harness
@@ -44,17 +47,48 @@ def coordinates(kind):
 
 class FakeKube(harness.Proc):
     """fake_kube_api.py on a free port. Every getambassador.io kind the gateway watches is
-    registered (as if its CRD were installed) unless `crds` is False."""
+    registered (as if its CRD were installed) unless `crds` is False.
 
-    def __init__(self, workdir, label="kube", token="", port=0, crds=True, tls=None):
-        argv = ["/usr/bin/python3", FAKE, "--port", str(port)]
-        if token:
-            argv += ["--token", token]
+    `state`: a file (or True: WORKDIR/state.json) the fake saves its store to on every change
+    and loads at start, so restart() keeps the objects; `rv_offset` and `unavailable_ms` are
+    passed on (see fake_kube_api.py)."""
+
+    def __init__(self, workdir, label="kube", token="", port=0, crds=True, tls=None, state=None,
+                 rv_offset=None, unavailable_ms=0):
+        self.workdir = workdir
+        self.base_label = label
         self.token = token
         self.tls = tls  # (cert, key, ca): serve https
-        if tls:
-            argv += ["--tls-cert", tls[0], "--tls-key", tls[1]]
-        super().__init__(argv, workdir, label)
+        if state is True:
+            state = os.path.join(workdir, "state.json")
+        self.state = state
+        self.rv_offset = rv_offset
+        self.restarts = 0
+        self._launch(port, label, unavailable_ms)
+        if crds:
+            for kind in PLURALS:
+                self.register(kind)
+            for kind in ("Service", "Secret", "EndpointSlice", "Ingress", "IngressClass"):
+                self.register(kind)
+
+    def _launch(self, port, label, unavailable_ms=0, rv_offset=None):
+        argv = ["/usr/bin/python3", FAKE, "--port", str(port)]
+        if self.token:
+            argv += ["--token", self.token]
+        if self.tls:
+            argv += ["--tls-cert", self.tls[0], "--tls-key", self.tls[1]]
+        if self.state:
+            argv += ["--state", self.state]
+        rv_offset = self.rv_offset if rv_offset is None else rv_offset
+        if rv_offset is not None:
+            argv += ["--rv-offset", str(rv_offset)]
+        if unavailable_ms:
+            argv += ["--unavailable-ms", str(unavailable_ms)]
+        harness.Proc.__init__(self, argv, self.workdir, label)
+        # Restarted: keep the first registration, so teardown order stays as it was.
+        seen = [i for i, p in enumerate(harness.Proc.registry) if p is self]
+        for i in reversed(seen[1:]):
+            harness.Proc.registry.pop(i)
         self.port = None
         deadline = time.monotonic() + harness.scaled(10)
         while time.monotonic() < deadline and self.port is None:
@@ -67,11 +101,48 @@ class FakeKube(harness.Proc):
                 time.sleep(0.02)
         if self.port is None:
             raise harness.HarnessError("fake API did not start\n" + self.describe())
-        if crds:
-            for kind in PLURALS:
-                self.register(kind)
-            for kind in ("Service", "Secret", "EndpointSlice", "Ingress", "IngressClass"):
-                self.register(kind)
+
+    def kill(self, sig=signal.SIGKILL):
+        """Ends the fake (SIGKILL by default: no goodbye on any connection) and waits for it."""
+        self.signal(sig)
+        if self.wait(harness.scaled(5)) is None:
+            self.signal(signal.SIGKILL)
+            self.wait(harness.scaled(5))
+        self._out.close()
+        self._err.close()
+
+    def start_again(self, unavailable_ms=0, rv_offset=None):
+        """Starts the fake again on the same port (and --state, so with the same objects); its
+        output goes to LABEL-rN.stdout/stderr."""
+        assert not self.alive(), "start_again() needs a stopped fake"
+        self.restarts += 1
+        self._launch(self.port, f"{self.base_label}-r{self.restarts}", unavailable_ms, rv_offset)
+
+    def edit_state(self, edit):
+        """While the fake is stopped: `edit(objects)` changes the saved store, where `objects`
+        maps (group, version, resource) to {"NS/NAME" or "NAME": object} -- a change the
+        restarted fake's watchers never get an event for (etcd written while the apiserver
+        was away)."""
+        assert self.state and not self.alive(), "edit_state() needs a stopped fake with state"
+        with open(self.state) as f:
+            data = json.load(f)
+        objects = {}
+        for c in data["collections"]:
+            objects[(c["group"], c["version"], c["resource"])] = {
+                (o["metadata"].get("namespace", "") + "/" if o["metadata"].get("namespace")
+                 else "") + o["metadata"]["name"]: o for o in c["objects"]}
+        edit(objects)
+        for c in data["collections"]:
+            c["objects"] = list(objects[(c["group"], c["version"], c["resource"])].values())
+        with open(self.state, "w") as f:
+            json.dump(data, f)
+
+    def restart(self, down=0.0, sig=signal.SIGKILL, unavailable_ms=0, rv_offset=None):
+        """kill(sig), `down` seconds of outage (connections refused), start_again()."""
+        self.kill(sig)
+        if down:
+            time.sleep(down)  # the outage itself, not a synchronisation
+        self.start_again(unavailable_ms, rv_offset)
 
     @property
     def url(self):
@@ -108,6 +179,33 @@ class FakeKube(harness.Proc):
         return self.control("apply", {"group": group, "version": version, "resource": resource,
                                       "kind": obj["kind"], "namespaced": namespaced,
                                       "object": obj})
+
+    def apply_many(self, objs):
+        """Creates or modifies many objects in one request per kind (fake `apply_many`);
+        returns the total count."""
+        by_kind = {}
+        for o in objs:
+            by_kind.setdefault(o["kind"], []).append(o)
+        count = 0
+        for kind, group_objs in by_kind.items():
+            group, version, resource, namespaced = coordinates(kind)
+            count += self.control("apply_many", {
+                "group": group, "version": version, "resource": resource, "kind": kind,
+                "namespaced": namespaced, "objects": group_objs})["count"]
+        return count
+
+    def object(self, kind, name, namespace="default"):
+        """The stored object (via /fake/object: not logged, no faults), or None."""
+        group, version, resource, namespaced = coordinates(kind)
+        query = urllib.parse.urlencode({"group": group, "version": version, "resource": resource,
+                                        "namespace": namespace if namespaced else "",
+                                        "name": name})
+        try:
+            return self.get("/fake/object?" + query)
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                return None
+            raise
 
     def delete(self, kind, name, namespace="default"):
         group, version, resource, namespaced = coordinates(kind)
