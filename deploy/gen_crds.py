@@ -368,6 +368,9 @@ TCP_MAPPING = obj({
     "ambassador_id": AMBASSADOR_ID,
     "port": I(),
     "host": S("SNI name: terminate TLS and route by it."),
+    # Not in Emissary's schema (where unknown fields are pruned): a Proxenos extension.
+    "tls_passthrough": B("Proxenos extension: route TLS connections by host (SNI) without "
+                         "terminating TLS; the upstream terminates it."),
     "address": S(),
     "service": S("[https://]host[:port] of the upstream."),
     "tls": S(),

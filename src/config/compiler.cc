@@ -959,6 +959,7 @@ class Compiler {
       check(t.idle_timeout_ms.has_value(), t.idle_timeout_ms != g.idle_timeout_ms,
             "idle_timeout_ms");
       check(t.tls_context.has_value(), t.tls_context != g.tls_context, "tls");
+      check(true, t.tls_passthrough != g.tls_passthrough, "tls_passthrough");
       check(t.enable_ipv4.has_value(), t.enable_ipv4 != g.enable_ipv4, "enable_ipv4");
       check(t.enable_ipv6.has_value(), t.enable_ipv6 != g.enable_ipv6, "enable_ipv6");
       check(t.circuit_breakers_text.has_value(), t.circuit_breakers_text != g.circuit_breakers_text,
@@ -1025,7 +1026,8 @@ class Compiler {
       }
       TcpRoute route;
       route.sni = first.host.value_or("");
-      if (first.host) {
+      route.passthrough = first.tls_passthrough;
+      if (first.host && !first.tls_passthrough) {
         std::optional<uint32_t> cert = tcp_certificate(*first.host);
         if (!cert) {
           fail("spec.host", "no Host with TLS has hostname " + *first.host +

@@ -77,10 +77,13 @@ struct TcpTarget {
 
 // A TCPMapping (group) on a listener's port. Without `sni`, it takes every connection on the port
 // as raw bytes; with it, TLS is terminated (certificate `tls`) and connections whose SNI matches
-// go to it (TCPMappings win over Hosts with the same name on a shared port).
+// go to it (TCPMappings win over Hosts with the same name on a shared port). A `passthrough`
+// route has an `sni` and no `tls`: the SNI is read from the ClientHello without terminating TLS,
+// and the connection's bytes, ClientHello included, are relayed as they are.
 struct TcpRoute {
   std::string sni;                 // Host glob; "" = any connection, no TLS termination
   std::optional<uint32_t> tls;     // index into Snapshot::tls when TLS is terminated here
+  bool passthrough = false;        // routed by the ClientHello's SNI, TLS left to the upstream
   std::vector<TcpTarget> targets;  // by cumulative weight
   uint32_t idle_timeout_ms = 0;    // 0 = none
   std::string source;              // "TCPMapping/ns/name (file:line)"

@@ -73,6 +73,13 @@ std::optional<TcpMappingSpec> decode_tcp_mapping(const Resource& resource,
     t.host = std::move(h);
   }
 
+  YAML::Node passthrough_at = spec.where("tls_passthrough");
+  t.tls_passthrough = spec.boolean("tls_passthrough").value_or(false);
+  if (t.tls_passthrough && !t.host) {
+    r.error(passthrough_at, "spec.tls_passthrough",
+            "needs spec.host: passthrough routes TLS connections by their SNI");
+  }
+
   spec.require("service");
   YAML::Node service_at = spec.where("service");
   if (auto v = spec.string("service")) {
@@ -98,6 +105,11 @@ std::optional<TcpMappingSpec> decode_tcp_mapping(const Resource& resource,
       }
       t.upstream.tls = true;
     }
+  }
+  if (t.tls_passthrough && t.upstream.tls) {
+    r.error(passthrough_at, "spec.tls_passthrough",
+            "cannot be combined with TLS origination (spec.tls or an https:// service): the "
+            "client's TLS reaches the upstream as it is");
   }
   if (!t.upstream.port_given) t.upstream.port = t.upstream.tls ? 443 : 80;
 

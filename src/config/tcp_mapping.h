@@ -1,6 +1,9 @@
 #pragma once
 // TCPMapping: raw TCP (or TLS terminated and routed by SNI) on a port, to a service, canaried by
 // weight. Groups are keyed by bind address, port and host (irtcpmapping.py _group_id).
+// `tls_passthrough: true` (a Proxenos extension; Emissary has no such field) routes by the
+// ClientHello's SNI without terminating TLS: `host` is required and `tls` is refused, since the
+// upstream terminates TLS itself.
 
 #include <cstdint>
 #include <optional>
@@ -21,8 +24,10 @@ struct TcpMappingSpec {
   Origin origin;
 
   uint16_t port = 0;
-  std::string address = "0.0.0.0";         // bind address
-  std::optional<std::string> host;         // SNI (TLS terminated here); nullopt = raw TCP
+  std::string address = "0.0.0.0";  // bind address
+  std::optional<std::string> host;  // SNI (TLS terminated here); nullopt = raw TCP
+  // Proxenos extension `tls_passthrough`: route by `host` without terminating TLS.
+  bool tls_passthrough = false;
   std::string service;                     // as written
   ServiceAddress upstream;                 // parsed; tls set by https://, `tls: true` or a context
   std::optional<std::string> tls_context;  // `tls: NAME`

@@ -198,6 +198,7 @@ struct ListenerState {
   std::string conflict_reason = "NoConflicts", conflict_message = "no conflicts";
   std::set<const config::Resource*> attached;
   std::vector<std::string> sni;  // TLSRoute names served (TLS listeners)
+  bool passthrough = false;      // tls.mode Passthrough: TLSRoutes routed by SNI, not terminated
 
   bool certificate_ok = true;  // a TLS listener without a usable certificate is not programmed
 
@@ -558,11 +559,20 @@ class Translator {
     if (l->proto == Proto::kHttps || l->proto == Proto::kTls) {
       std::string mode = scalar(tls, "mode");
       if (mode.empty()) mode = "Terminate";
-      if (mode != "Terminate") {
+      const YAML::Node refs = config::child(tls, "certificateRefs");
+      if (mode == "Passthrough" && l->proto == Proto::kTls) {
+        // TLSRoutes here are routed by SNI with TLS left to the backends: no certificate.
+        l->passthrough = true;
+        if (refs.IsSequence() && refs.size() > 0) {
+          report(g, config::Severity::kWarning, field + ".tls.certificateRefs",
+                 "ignored: a Passthrough listener does not terminate TLS");
+        }
+      } else if (mode != "Terminate") {
         fail(l->accepted, "UnsupportedValue",
-             "tls.mode " + mode + " is not supported (TLS is terminated by the gateway)");
+             "tls.mode " + mode + " is not supported on a " + protocol +
+                 " listener (Passthrough needs protocol TLS)");
       } else {
-        l->certificate_ok = certificate(*l, g, config::child(tls, "certificateRefs"), fail);
+        l->certificate_ok = certificate(*l, g, refs, fail);
       }
     }
     if (l->accepted.ok) claim(*l);
@@ -1386,12 +1396,13 @@ class Translator {
         continue;
       }
       ++served;
-      if (!sni.empty()) l.sni.push_back(sni);
+      if (!sni.empty() && !l.passthrough) l.sni.push_back(sni);
       for (size_t b = 0; b < backends.size(); ++b) {
         if (!backends[b].valid || shares[b] == 0) continue;
         YAML::Node spec = map_node();
         spec["port"] = static_cast<int>(l.port);
         if (!sni.empty()) spec["host"] = text(sni);
+        if (!sni.empty() && l.passthrough) spec["tls_passthrough"] = true;
         spec["service"] = text(backends[b].service);
         if (split) spec["weight"] = shares[b];
         std::string name = lower(kind) + "-" + r.name + "-" + listener_key +

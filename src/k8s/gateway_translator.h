@@ -17,11 +17,15 @@
 //   identical matches keep the oldest route's rule (creationTimestamp, then namespace/name, then
 //   rule order). PathPrefix is element-wise (the exact path plus the prefix `path/`); paths are
 //   never rewritten unless a URLRewrite says so.
-// - TLSRoutes (TLS listeners, mode Terminate) become TCPMappings by SNI on the listener's port,
-//   with a TLSContext listing those names and holding the listener's certificate; TCPRoutes
-//   become raw TCPMappings (one route per port: the oldest wins).
+// - TLSRoutes on TLS listeners with mode Terminate become TCPMappings by SNI on the listener's
+//   port, with a TLSContext listing those names and holding the listener's certificate; on TLS
+//   listeners with mode Passthrough they become passthrough TCPMappings (`tls_passthrough: true`)
+//   by SNI: no certificate (certificateRefs there are ignored with a warning), the backends
+//   terminate TLS. Both modes can share a port, told apart by SNI. TCPRoutes become raw
+//   TCPMappings (one route per port: the oldest wins).
 //
-// Not translated (reported, route or listener not accepted): TLS Passthrough, CORS/ExtensionRef/
+// Not translated (reported, route or listener not accepted): Passthrough on HTTPS listeners (the
+// CRD's CEL forbids it), CORS/ExtensionRef/
 // ExternalAuth filters, backendRef filters, more than one RequestMirror per rule, redirects that
 // keep the request's host when no exact hostname is known, static Gateway addresses. Namespace
 // selectors in allowedRoutes never match (Namespaces are not watched). The data plane has no

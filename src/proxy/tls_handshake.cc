@@ -5,8 +5,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 
+#include "net/client_hello.h"
 #include "net/proxy_protocol.h"
 #include "net/tls_context.h"
 #include "proxy/http2_connection.h"
@@ -105,8 +107,56 @@ bool TlsHandshake::read_proxy_header() {
   return true;
 }
 
+bool TlsHandshake::route_passthrough() {
+  const auto& cfg = worker_.config();
+  const config::ListenerSnapshot* listener = cfg ? cfg->listener(listener_key_) : nullptr;
+  if (listener == nullptr ||
+      std::none_of(listener->tcp.begin(), listener->tcp.end(),
+                   [](const config::TcpRoute& r) { return r.passthrough; })) {
+    client_hello_read_ = true;
+    return true;
+  }
+  // Peek, so that the upstream gets the ClientHello as the client sent it. Edge-triggered epoll
+  // wakes us again when more bytes arrive; the handshake timer bounds the wait.
+  std::array<char, net::kMaxClientHelloBytes> buf;
+  ssize_t n = recv(fd_, buf.data(), buf.size(), MSG_PEEK);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return false;
+  if (n <= 0) {
+    close_now();
+    return false;
+  }
+  if (static_cast<unsigned char>(buf[0]) != kTlsHandshakeRecord) {
+    client_hello_read_ = true;  // cleartext: the listener decides below
+    return true;
+  }
+  net::ClientHelloResult hello =
+      net::parse_client_hello(std::string_view(buf.data(), static_cast<size_t>(n)));
+  if (hello.status == net::ClientHelloStatus::kIncomplete) {
+    if (static_cast<size_t>(n) == buf.size()) close_now();  // cannot happen: the parser is bounded
+    return false;
+  }
+  if (hello.status == net::ClientHelloStatus::kError) {
+    // No TLS implementation would complete a handshake from it either.
+    stats_->ssl_connection_error.inc();
+    close_now();
+    return false;
+  }
+  client_hello_read_ = true;
+  if (hello.server_name.empty()) return true;
+  // The first TCPMapping whose host matches decides, as for terminated TLS.
+  for (size_t i = 0; i < listener->tcp.size(); ++i) {
+    const std::string& glob = listener->tcp[i].sni;
+    if (glob.empty() || !router::glob_matches_host(glob, hello.server_name)) continue;
+    if (!listener->tcp[i].passthrough) break;
+    hand_over(new TcpConnection(worker_, fd_, listener_key_, nullptr, i));
+    return false;
+  }
+  return true;
+}
+
 void TlsHandshake::advance() {
   if (proxy_header_ && !read_proxy_header()) return;
+  if (!tls_ && !client_hello_read_ && !route_passthrough()) return;
   if (!tls_) {
     unsigned char first = 0;
     ssize_t n = recv(fd_, &first, 1, MSG_PEEK);
@@ -116,8 +166,8 @@ void TlsHandshake::advance() {
       return;
     }
     if (first == kTlsHandshakeRecord && !selector_) {
-      // TLS on a listener left without a usable certificate: refuse it rather than read the
-      // ClientHello as a request.
+      // TLS on a listener left without a usable certificate (or with passthrough TCPMappings
+      // only, none of which matched): refuse it rather than read the ClientHello as a request.
       stats_->ssl_connection_error.inc();
       close_now();
       return;

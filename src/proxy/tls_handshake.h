@@ -7,7 +7,10 @@
 // port, as Emissary's listeners accept), then the TLS handshake with the certificate chosen by
 // SNI, bounded by the handshake timeout. It then hands the socket, and the TLS stream, to the
 // connection that serves it: a TCPMapping whose host matches the SNI (TCPMappings win over Hosts
-// of the same name), else HTTP.
+// of the same name), else HTTP. On listeners with passthrough TCPMappings the ClientHello is
+// first peeked (within the same timeout) and, when the first TCPMapping matching its SNI is a
+// passthrough one, the socket goes to it with TLS untouched: nothing was consumed, so the
+// upstream reads the client's ClientHello itself.
 
 #include <cstdint>
 #include <memory>
@@ -37,6 +40,11 @@ class TlsHandshake final : public DownstreamConnection, public net::IoHandler {
  private:
   void advance();
   bool read_proxy_header();  // true once it is consumed; false to wait (or after closing)
+  // On listeners with passthrough TCPMappings: peeks the ClientHello and hands the connection,
+  // untouched, to a passthrough TCPMapping matching its SNI. True to go on (terminate TLS or
+  // serve cleartext); false to wait for more bytes, or once the connection was handed over or
+  // closed.
+  bool route_passthrough();
   void hand_over(DownstreamConnection* next);
   void close_now();
 
@@ -52,6 +60,7 @@ class TlsHandshake final : public DownstreamConnection, public net::IoHandler {
   std::unique_ptr<net::TlsStream> tls_;
   net::Timer timer_;
   bool done_ = false;
+  bool client_hello_read_ = false;
 };
 
 }  // namespace proxenos::proxy

@@ -240,6 +240,73 @@ TEST(TcpMappingTest, WithoutHostOnAnHttpPortIsAnError) {
   EXPECT_TRUE(listener(c.snap(), 8443)->tcp.empty());
 }
 
+TEST(TcpMappingTest, PassthroughNeedsNoCertificateAndSharesAPortBySni) {
+  Compiled c = compile_text(
+      kHttps + tls_secret("cert") +
+      doc("Host", "web", "{hostname: web.example.com, tlsSecret: {name: cert}}") +
+      doc("TCPMapping", "pass",
+          "{port: 8443, host: Pass.example.com, tls_passthrough: true, service: backend:9443}") +
+      doc("TCPMapping", "only",
+          "{port: 9443, host: '*.example.com', tls_passthrough: true, "
+          "service: other:443}"));
+  EXPECT_TRUE(errors(c).empty()) << testing::dump(c.result.diagnostics);
+  const ListenerSnapshot* l = listener(c.snap(), 8443);
+  ASSERT_NE(l, nullptr);
+  ASSERT_EQ(l->tcp.size(), 1u);
+  EXPECT_EQ(l->tcp[0].sni, "pass.example.com");
+  EXPECT_TRUE(l->tcp[0].passthrough);
+  EXPECT_FALSE(l->tcp[0].tls.has_value());
+  const upstream::ClusterSpec& s = cluster_of(c, l->tcp[0].targets.at(0));
+  EXPECT_EQ(s.host, "backend");
+  EXPECT_EQ(s.port, 9443);
+  EXPECT_FALSE(s.tls);           // the client's TLS goes through as it is
+  ASSERT_EQ(l->sni.size(), 1u);  // the Host keeps its certificate
+  EXPECT_EQ(l->sni[0].hostname, "web.example.com");
+
+  // A port with passthrough TCPMappings only: a TLS listener without any certificate.
+  const ListenerSnapshot* only = listener(c.snap(), 9443);
+  ASSERT_NE(only, nullptr);
+  EXPECT_EQ(only->protocol, ListenerProtocol::kTls);
+  EXPECT_TRUE(only->sni.empty());
+  ASSERT_EQ(only->tcp.size(), 1u);
+  EXPECT_TRUE(only->tcp[0].passthrough);
+  EXPECT_EQ(only->tcp[0].sni, "*.example.com");
+}
+
+TEST(TcpMappingTest, PassthroughErrors) {
+  Compiled c = compile_text(
+      doc("TCPMapping", "nohost", "{port: 9000, tls_passthrough: true, service: a:1}") +
+      doc("TCPMapping", "tls",
+          "{port: 9001, host: a.example.com, tls_passthrough: true, "
+          "service: a:1, tls: true}") +
+      doc("TCPMapping", "https",
+          "{port: 9002, host: a.example.com, tls_passthrough: true, "
+          "service: 'https://a:1'}") +
+      doc("TCPMapping", "notbool",
+          "{port: 9003, host: a.example.com, tls_passthrough: yes-please, "
+          "service: a:1}") +
+      doc("TCPMapping", "pass",
+          "{port: 9004, host: a.example.com, tls_passthrough: true, "
+          "service: a:1}") +
+      doc("TCPMapping", "term", "{port: 9004, host: a.example.com, service: b:1}"));
+  EXPECT_TRUE(has_diag(c, Severity::kError, "TCPMapping/default/nohost", "spec.tls_passthrough",
+                       "needs spec.host"));
+  EXPECT_TRUE(has_diag(c, Severity::kError, "TCPMapping/default/tls", "spec.tls_passthrough",
+                       "TLS origination"));
+  EXPECT_TRUE(has_diag(c, Severity::kError, "TCPMapping/default/https", "spec.tls_passthrough",
+                       "TLS origination"));
+  EXPECT_TRUE(
+      has_diag(c, Severity::kError, "TCPMapping/default/notbool", "spec.tls_passthrough", ""));
+  // A terminating TCPMapping cannot join a passthrough one's canary group.
+  EXPECT_TRUE(has_diag(c, Severity::kError, "TCPMapping/default/term", "", "tls_passthrough"))
+      << testing::dump(c.result.diagnostics);
+  for (uint16_t port : {9000, 9001, 9002, 9003}) EXPECT_EQ(listener(c.snap(), port), nullptr);
+  const ListenerSnapshot* l = listener(c.snap(), 9004);
+  ASSERT_NE(l, nullptr);
+  ASSERT_EQ(l->tcp.size(), 1u);
+  EXPECT_TRUE(l->tcp[0].passthrough);
+}
+
 TEST(TcpMappingTest, TlsOrigination) {
   Compiled c = compile_text(
       tls_secret("client") + doc("TLSContext", "up", "{secret: client, sni: db.internal}") +

@@ -881,7 +881,6 @@ spec:
   for (const auto& l : c.snap().listeners) {
     if (l.port == 8443) tls = &l;
     if (l.port == 5432) tcp = &l;
-    EXPECT_NE(l.port, 9443);  // passthrough is not opened
   }
   ASSERT_NE(tls, nullptr);
   EXPECT_EQ(tls->protocol, config::ListenerProtocol::kTls);
@@ -905,8 +904,122 @@ spec:
   EXPECT_EQ(late["status"], "False");
   EXPECT_NE(late["message"].get<std::string>().find("TCPRoute/default/tcp-app"), std::string::npos);
   nlohmann::json pass = c.listener_status("l4", "passthrough");
-  EXPECT_EQ(condition(pass["conditions"], "Accepted")["reason"], "UnsupportedValue");
+  EXPECT_EQ(condition(pass["conditions"], "Accepted")["status"], "True");
   EXPECT_EQ(c.listener_status("l4", "tls")["supportedKinds"][0]["kind"], "TLSRoute");
+}
+
+TEST(GatewayTranslator, PassthroughTlsRoutesAreRoutedBySniWithoutCertificates) {
+  Compiled c = compile(R"(
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: default}
+spec:
+  gatewayClassName: proxenos
+  listeners:
+  - name: pass
+    protocol: TLS
+    port: 8443
+    hostname: "*.pass.example.com"
+    tls: {mode: Passthrough}
+  - name: term
+    protocol: TLS
+    port: 8443
+    hostname: term.example.com
+    tls: {mode: Terminate, certificateRefs: [{name: example-com-cert}]}
+  - name: with-cert
+    protocol: TLS
+    port: 9443
+    tls: {mode: Passthrough, certificateRefs: [{name: example-com-cert}]}
+  - name: https-pass
+    protocol: HTTPS
+    port: 10443
+    tls: {mode: Passthrough}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {name: pass-a, namespace: default}
+spec:
+  parentRefs: [{name: edge, sectionName: pass}]
+  hostnames: [a.pass.example.com]
+  rules: [{backendRefs: [{name: foo-v1, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {name: pass-b, namespace: default}
+spec:
+  parentRefs: [{name: edge, sectionName: pass}]
+  hostnames: [b.pass.example.com, term.example.com]
+  rules: [{backendRefs: [{name: foo-v2, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {name: term-app, namespace: default}
+spec:
+  parentRefs: [{name: edge, sectionName: term}]
+  rules: [{backendRefs: [{name: bar-svc, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {name: any-name, namespace: default}
+spec:
+  parentRefs: [{name: edge, sectionName: with-cert}]
+  rules: [{backendRefs: [{name: foo-svc, port: 8080}]}]
+)" + config::testing::tls_secret("example-com-cert"));
+  ASSERT_FALSE(config::has_errors(c.result.diagnostics)) << dump(c.result.diagnostics);
+  const config::ListenerSnapshot* mixed = nullptr;
+  const config::ListenerSnapshot* any = nullptr;
+  for (const auto& l : c.snap().listeners) {
+    if (l.port == 8443) mixed = &l;
+    if (l.port == 9443) any = &l;
+    EXPECT_NE(l.port, 10443);  // Passthrough on HTTPS is refused
+  }
+  ASSERT_NE(mixed, nullptr);
+  EXPECT_EQ(mixed->protocol, config::ListenerProtocol::kTls);
+  auto upstream = [&](const config::TcpRoute& r) {
+    return c.snap().clusters[r.targets.at(0).cluster].host;
+  };
+  // pass-b's term.example.com is outside its listener's *.pass.example.com: not routed.
+  ASSERT_EQ(mixed->tcp.size(), 3u);
+  std::map<std::string, const config::TcpRoute*> by_sni;
+  for (const config::TcpRoute& r : mixed->tcp) by_sni[r.sni] = &r;
+  ASSERT_EQ(by_sni.count("a.pass.example.com"), 1u);
+  EXPECT_TRUE(by_sni["a.pass.example.com"]->passthrough);
+  EXPECT_FALSE(by_sni["a.pass.example.com"]->tls.has_value());
+  EXPECT_EQ(upstream(*by_sni["a.pass.example.com"]), "foo-v1.default");
+  ASSERT_EQ(by_sni.count("b.pass.example.com"), 1u);
+  EXPECT_TRUE(by_sni["b.pass.example.com"]->passthrough);
+  EXPECT_EQ(upstream(*by_sni["b.pass.example.com"]), "foo-v2.default");
+  ASSERT_EQ(by_sni.count("term.example.com"), 1u);
+  EXPECT_FALSE(by_sni["term.example.com"]->passthrough);
+  EXPECT_TRUE(by_sni["term.example.com"]->tls.has_value());
+  EXPECT_EQ(upstream(*by_sni["term.example.com"]), "bar-svc.default");
+
+  ASSERT_NE(any, nullptr);
+  ASSERT_EQ(any->tcp.size(), 1u);
+  EXPECT_EQ(any->tcp[0].sni, "*");
+  EXPECT_TRUE(any->tcp[0].passthrough);
+  // Passthrough TLSRoutes need no TLSContext: only the Terminate listener has one.
+  EXPECT_EQ(c.count("TLSContext"), 1u);
+
+  for (const char* route : {"pass-a", "pass-b", "term-app", "any-name"}) {
+    EXPECT_EQ(c.route_condition("TLSRoute", route, "Accepted")["status"], "True") << route;
+    EXPECT_EQ(c.route_condition("TLSRoute", route, "ResolvedRefs")["status"], "True") << route;
+  }
+  nlohmann::json pass = c.listener_status("edge", "pass");
+  EXPECT_EQ(condition(pass["conditions"], "Accepted")["status"], "True");
+  EXPECT_EQ(condition(pass["conditions"], "ResolvedRefs")["status"], "True");
+  EXPECT_EQ(condition(pass["conditions"], "Programmed")["status"], "True");
+  EXPECT_EQ(pass["attachedRoutes"], 2);
+  nlohmann::json https = c.listener_status("edge", "https-pass");
+  EXPECT_EQ(condition(https["conditions"], "Accepted")["reason"], "UnsupportedValue");
+  bool warned = false;
+  for (const config::Diagnostic& d : c.t.diagnostics) {
+    if (d.field.find("certificateRefs") != std::string::npos &&
+        d.severity == config::Severity::kWarning) {
+      warned = true;
+    }
+  }
+  EXPECT_TRUE(warned) << dump(c.t.diagnostics);
 }
 
 TEST(GatewayTranslator, PortConflictsBetweenGateways) {
