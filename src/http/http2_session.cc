@@ -408,6 +408,9 @@ struct Http2Session::Callbacks {
         }
         break;
       }
+      case NGHTTP2_SETTINGS:
+        if ((frame->hd.flags & NGHTTP2_FLAG_ACK) == 0) s.remote_settings_received_ = true;
+        break;
       case NGHTTP2_GOAWAY:
         ++s.stats_.goaways_received;
         s.goaway_received_ = true;
