@@ -804,6 +804,7 @@ bool Http2Session::deliver_request_head(Stream& st, bool end_stream) {
     return false;
   }
   head.version_minor = 1;
+  head.version_major = 2;
   head.keep_alive = true;
   head.framing = end_stream ? BodyFraming::kNone
                             : (cl_seen ? BodyFraming::kContentLength : BodyFraming::kChunked);

@@ -1169,6 +1169,15 @@ void Http2Stream::log() {
   r.protocol = "HTTP/2";
   r.authority = e.request.authority;
   r.request_headers = &e.request.headers;
+  // What the upstream got (or would have) as x-forwarded-for; the client's list alone when the
+  // request was refused before the gateway read its configuration.
+  thread_local std::string forwarded_for;
+  forwarded_for.clear();
+  if (e.config && e.config->snapshot) {
+    append_forwarded_for(e.request.headers, e.config->snapshot->module.use_remote_address,
+                         conn_.routing_input().peer, forwarded_for);
+    r.forwarded_for = &forwarded_for;
+  }
   r.response_headers = e.response.status ? &e.response.headers : nullptr;
   r.response_code = e.status;
   r.response_flags = e.flags;
