@@ -228,12 +228,19 @@ void Http2Stream::local_reply(int status, std::string_view body, std::string_vie
   std::string& storage = e.scratch;
   storage.clear();
   fields_.clear();
-  if (grpc_ && !e.cors_preflight) {
-    // Envoy answers a gRPC request it cannot route or proxy the gRPC way: HTTP 200 and a
-    // trailers-only response carrying the mapped status.
+  std::string grpc_type;
+  if (!connect_ && !e.cors_preflight) {
+    // A malformed gRPC-Web body (DPE) keeps its plain 400, as Envoy's grpc_web filter answers.
+    grpc_type = grpc_local_reply_content_type(
+        e.request.headers, e.config && e.config->snapshot &&
+                               e.config->snapshot->module.enable_grpc_web && flags != "DPE");
+  }
+  if (!grpc_type.empty()) {
+    // Envoy answers a gRPC (or gRPC-Web) request it cannot route or proxy the gRPC way: HTTP
+    // 200 and a trailers-only response carrying the mapped status.
     e.status = 200;
     e.response.clear();
-    http::make_grpc_local_reply(local_reply_grpc_status(status, flags), body, "application/grpc",
+    http::make_grpc_local_reply(local_reply_grpc_status(status, flags), body, grpc_type,
                                 e.response);
     fields_ = e.response.headers;
     fields_.insert(fields_.end(), e.cors_fields.begin(), e.cors_fields.end());

@@ -64,7 +64,7 @@ void Exchange::reset() {
   response_chunked = response_until_close = upstream_reusable = retried = secure = false;
   head_request = upgrade = tunnel = false;
   stream_idle_ms = 0;
-  grpc = cors_preflight = false;
+  grpc = grpc_web = cors_preflight = false;
   cors_fields.clear();
   start_ms = upstream_start_ms = 0;
   start_us = upstream_start_us = 0;
@@ -402,6 +402,9 @@ void HttpConnection::start_exchange(size_t head_length) {
   e.start_unix_ms = unix_now_ms();
   e.head_request = e.request.method == "HEAD";
   e.grpc = http::is_grpc_content_type(http::find_header(e.request.headers, "content-type"));
+  e.grpc_web = e.config && e.config->snapshot && e.config->snapshot->module.enable_grpc_web &&
+               http::grpc_web_format(http::find_header(e.request.headers, "content-type")) !=
+                   http::GrpcWebFormat::kNone;
   stats_->downstream_rq_total.inc();
   if (!e.request.keep_alive || worker_.draining()) close_after_response_ = true;
   e.request_body.reset(e.request.framing, e.request.content_length);
@@ -495,12 +498,18 @@ void HttpConnection::send_local_reply(int status, std::string_view body, std::st
                                 : std::string_view("envoy");
   bool close = close_after_response_ || peer_eof_;
   bool http10 = e.request.version_minor == 0;
-  if (e.grpc && !e.cors_preflight) {
-    // As on HTTP/2: a gRPC client gets HTTP 200 and the mapped status. Without a body, the
-    // status stays in the head (a trailers-only response), with content-length: 0.
+  std::string grpc_type;
+  // A malformed gRPC-Web body (DPE) keeps its plain 400, as Envoy's grpc_web filter answers.
+  bool web = e.grpc_web && flags != "DPE";
+  if ((e.grpc || web) && !e.cors_preflight) {
+    grpc_type = grpc_local_reply_content_type(e.request.headers, web);
+  }
+  if (!grpc_type.empty()) {
+    // As on HTTP/2: a gRPC (or gRPC-Web) client gets HTTP 200 and the mapped status. Without a
+    // body, the status stays in the head (a trailers-only response), with content-length: 0.
     e.status = 200;
     e.response.clear();
-    http::make_grpc_local_reply(local_reply_grpc_status(status, flags), body, "application/grpc",
+    http::make_grpc_local_reply(local_reply_grpc_status(status, flags), body, grpc_type,
                                 e.response);
     e.response.headers.push_back({"content-length", "0"});
     ResponseHeadContext ctx;

@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "proxy/request_router.h"
+
 namespace proxenos::proxy {
 namespace {
 
@@ -62,6 +64,30 @@ TEST(AppendForwardedFor, AppendsThePeerAtTheEdge) {
   out.clear();
   EXPECT_FALSE(append_forwarded_for({}, false, "10.1.2.3:80", out));
   EXPECT_EQ(out, "");
+}
+
+TEST(GrpcLocalReplyContentType, GrpcAndEnabledGrpcWebOnly) {
+  using H = http::HeaderList;
+  EXPECT_EQ(grpc_local_reply_content_type(H{{"content-type", "application/grpc"}}, false),
+            "application/grpc");
+  EXPECT_EQ(grpc_local_reply_content_type(H{{"content-type", "application/grpc+proto"}}, true),
+            "application/grpc");
+  EXPECT_EQ(grpc_local_reply_content_type(H{{"content-type", "text/plain"}}, true), "");
+  EXPECT_EQ(grpc_local_reply_content_type(H{}, true), "");
+  // gRPC-Web only when the Module enables it (without the filter Envoy answers plain HTTP).
+  H web{{"content-type", "application/grpc-web+proto"}};
+  EXPECT_EQ(grpc_local_reply_content_type(web, false), "");
+  EXPECT_EQ(grpc_local_reply_content_type(web, true), "application/grpc-web+proto");
+  EXPECT_EQ(grpc_local_reply_content_type(H{{"content-type", "application/grpc-web"}}, true),
+            "application/grpc-web+proto");
+  EXPECT_EQ(grpc_local_reply_content_type(
+                H{{"content-type", "application/grpc-web-text"}, {"accept", "*/*"}}, true),
+            "application/grpc-web-text+proto");
+  // A binary request that accepts -text gets -text back, as its answer would be.
+  EXPECT_EQ(grpc_local_reply_content_type(H{{"content-type", "application/grpc-web+json"},
+                                            {"accept", "application/grpc-web-text"}},
+                                          true),
+            "application/grpc-web-text+json");
 }
 
 }  // namespace
