@@ -80,6 +80,7 @@ struct Exchange {
   std::string request_id;
   std::string original_path;      // set when the path was rewritten
   std::string up_head;            // serialized upstream request head (kept for one retry)
+  std::string request_trailers;   // the chunked request's trailer section, as it is decoded
   std::string upstream_host;      // "ip:port" of the chosen endpoint
   std::string upstream_local;     // "ip:port" of our end of the upstream connection
   std::string transport_failure;  // why connecting upstream failed (TLS errors), for the log

@@ -79,6 +79,7 @@ void Exchange::reset() {
   request_id.clear();
   original_path.clear();
   up_head.clear();
+  request_trailers.clear();
   upstream_host.clear();
   upstream_local.clear();
   transport_failure.clear();
@@ -690,11 +691,17 @@ void HttpConnection::forward_request_body() {
         e.up_out->append(r.data);
       }
     }
+    // The trailer section, bounded by the decoder, is held until it is whole: a chunked
+    // upstream gets it after the last chunk (RFC 9112 §7.1.2).
+    if (chunked) e.request_trailers.append(r.trailers);
     in_->consume(r.consumed);
     if (r.done) {
       e.request_complete = true;
-      if (chunked) e.up_out->append("0\r\n\r\n");
-      if (e.shadow != nullptr) e.shadow->end_body();
+      if (chunked) {
+        e.up_out->append("0\r\n");
+        e.up_out->append(e.request_trailers);
+      }
+      if (e.shadow != nullptr) e.shadow->end_body(e.request_trailers);
     }
     if (r.consumed == 0 && r.data.empty() && !r.done) break;
   }
@@ -1150,10 +1157,12 @@ void HttpConnection::h2_forward_request_body() {
         h2_body_.append(r.data);
       }
     }
+    // The HTTP/2 upstream gets no request trailers; a chunked mirror does.
+    if (e.shadow != nullptr) e.request_trailers.append(r.trailers);
     in_->consume(r.consumed);
     if (r.done) {
       e.request_complete = true;
-      if (e.shadow != nullptr) e.shadow->end_body();
+      if (e.shadow != nullptr) e.shadow->end_body(e.request_trailers);
       web_error = web_error || !grpc_web_.finish();
     }
     if (web_error) {
