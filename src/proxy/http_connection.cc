@@ -85,6 +85,10 @@ void Exchange::reset() {
   transport_failure.clear();
   xfcc.clear();
   response_parser.reset();
+  // A pooled exchange must not carry its last response's status into the next request: that
+  // status reads as "the upstream already answered" (no replay of a request a reused upstream
+  // connection dropped, a close instead of a 503).
+  response.clear();
   parser.reset();
   route_timer.cancel();
   connect_timer.cancel();
@@ -649,6 +653,12 @@ void HttpConnection::send_request_head() {
   Exchange& e = *exchange_;
   if (!e.up_out) e.up_out = worker_.buffers().take();
   e.up_out->append(e.up_head);
+  if (e.retried && e.request_complete && e.request.framing == http::BodyFraming::kChunked) {
+    // A replay of a chunked request whose (empty) body had been read whole: its last chunk and
+    // trailers went out with the failed attempt, and the decoder will not produce them again.
+    e.up_out->append("0\r\n");
+    e.up_out->append(e.request_trailers);
+  }
   forward_request_body();
 }
 

@@ -22,7 +22,10 @@ class TrailerRecorder:
     """A keep-alive HTTP/1.1 upstream that records each request's framing, body digest and raw
     trailer section, and answers 200 with that record as JSON."""
 
-    def __init__(self):
+    def __init__(self, drop_reused=False):
+        # drop_reused: the first connection closes, unanswered, when its second request comes
+        # (an upstream closing an idle keep-alive connection just as it is reused).
+        self.drop_reused = drop_reused
         self.requests = []
         self.lock = threading.Lock()
         self.upstream = FakeUpstream(self._serve)
@@ -45,7 +48,12 @@ class TrailerRecorder:
         return buf
 
     def _serve(self, conn, data):
+        first_connection = self.upstream.connections == 1
+        served = 0
         while True:
+            if self.drop_reused and first_connection and served == 1:
+                return  # closed by FakeUpstream
+            served += 1
             head, _, buf = data.partition(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
             headers = {}
@@ -182,3 +190,23 @@ def test_trailers_reach_a_shadow_too(start_gateway, rec, T):
         assert c.read_response().status == 200
     assert harness.wait_until(lambda: mirror.count() == 2, T(5))
     assert mirror.requests[1]["trailers"] == "x-sig: h1\r\n"
+
+
+def test_a_replayed_chunked_request_keeps_its_end_and_trailers(start_gateway, T):
+    # The upstream closes the reused connection as the request reaches it: the request (nothing
+    # of its body taken yet but its end) is replayed on a new connection, last chunk and
+    # trailers included, instead of leaving the upstream waiting for the end of the body.
+    rec = TrailerRecorder(drop_reused=True)
+    gw = start_gateway([mapping("rec", "/", rec.addr, rewrite="")], workers=1)
+    with harness.RawConn(gw.port) as c:
+        r = c.request(b"GET /warm HTTP/1.1\r\nHost: r.example\r\n\r\n")
+        assert r.status == 200, r
+        c.send(b"POST /again HTTP/1.1\r\nHost: r.example\r\ntransfer-encoding: chunked\r\n\r\n"
+               b"0\r\nx-sig: replayed\r\n\r\n")
+        r = c.read_response(timeout=T(5))
+        assert r.status == 200, r
+        got = r.json()
+    assert got["path"] == "/again"
+    assert got["length"] == 0
+    assert got["trailers"] == "x-sig: replayed\r\n"
+    assert rec.upstream.connections == 2
