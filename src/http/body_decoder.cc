@@ -31,6 +31,25 @@ bool forbidden_trailer(std::string_view lower_name) {
 
 }  // namespace
 
+void append_trailer_section(const HeaderList& trailers, std::string& out) {
+  for (const HeaderField& f : trailers) {
+    if (f.name.empty() || f.name.front() == ':') continue;
+    if (f.name.size() < kTrailerNameProbe) {
+      char lower[kTrailerNameProbe];
+      for (size_t i = 0; i < f.name.size(); ++i) {
+        char c = f.name[i];
+        lower[i] = c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c;
+      }
+      if (forbidden_trailer(std::string_view(lower, f.name.size()))) continue;
+    }
+    out.append(f.name);
+    out.append(": ");
+    out.append(f.value);
+    out.append("\r\n");
+  }
+  out.append("\r\n");
+}
+
 void BodyDecoder::reset(BodyFraming framing, uint64_t content_length) {
   framing_ = framing;
   remaining_ = 0;
@@ -98,6 +117,8 @@ DecodeResult BodyDecoder::decode(std::string_view in) {
   // bytes and its terminating "0\r\n\r\n" usually come back from the same call with done set.
   const size_t n = in.size();
   size_t p = 0;
+  constexpr size_t kNoTrailers = static_cast<size_t>(-1);
+  size_t trailer_start = state_ >= State::kTrailerLineStart ? 0 : kNoTrailers;
   while (p < n) {
     const unsigned char c = static_cast<unsigned char>(in[p]);
     switch (state_) {
@@ -141,6 +162,7 @@ DecodeResult BodyDecoder::decode(std::string_view in) {
         if (remaining_ == 0) {
           state_ = State::kTrailerLineStart;
           trailer_bytes_ = 0;
+          trailer_start = p;
         } else {
           state_ = State::kChunkData;
         }
@@ -216,6 +238,7 @@ DecodeResult BodyDecoder::decode(std::string_view in) {
           state_ = State::kDone;
           r.done = true;
           r.consumed = p + 1;
+          r.trailers = in.substr(trailer_start, r.consumed - trailer_start);
           return r;
         }
         ++p;
@@ -227,6 +250,7 @@ DecodeResult BodyDecoder::decode(std::string_view in) {
     }
   }
   r.consumed = p;
+  if (trailer_start != kNoTrailers) r.trailers = in.substr(trailer_start, p - trailer_start);
   return r;
 }
 

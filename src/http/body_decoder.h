@@ -6,8 +6,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
+#include "http/header.h"
 #include "http/message_head.h"
 
 namespace proxenos::http {
@@ -18,6 +20,10 @@ struct DecodeResult {
   bool done = false;      // the body ended (last chunk and trailers, or CL reached)
   bool error = false;     // malformed framing; `reason` says what
   std::string_view reason;
+  // Chunked: the bytes of the trailer section this call consumed (a view into the input), once
+  // validated. Over the calls of one body they add up to the whole section, field lines and the
+  // final CRLF ("\r\n" alone without trailers), complete when `done` is set.
+  std::string_view trailers;
 };
 
 // Limits on chunk framing overhead, so a peer cannot make the decoder spin through unbounded
@@ -26,7 +32,13 @@ inline constexpr size_t kMaxChunkExtBytes = 4 * 1024;  // per chunk-size line, a
 inline constexpr size_t kMaxTrailerBytes = 16 * 1024;  // whole trailer section incl. final CRLF
 inline constexpr size_t kTrailerNameProbe = 18;        // longest forbidden name + 1
 
-// Trailers are validated and then discarded: nothing downstream of the HTTP/1 codec uses them.
+// Appends `trailers` as a chunked trailer section (RFC 9112 §7.1.2): a "name: value" line for
+// each field but those a trailer must not carry (framing, Host, pseudo-headers), then the final
+// CRLF.
+void append_trailer_section(const HeaderList& trailers, std::string& out);
+
+// Trailers are validated and handed out raw (DecodeResult::trailers) for a hop that forwards
+// them; they are never merged into the head.
 class BodyDecoder {
  public:
   void reset(BodyFraming framing, uint64_t content_length);

@@ -396,6 +396,7 @@ ParseResult parse_request_head(RequestHead& out, const ParserLimits& limits) {
   if (minor > 1) return fail(kBadRequest, "unsupported HTTP/1 minor version");
   if (minor == 0 && !limits.allow_http10) return fail(426, "HTTP/1.0 not enabled");
   out.version_minor = minor;
+  out.version_major = 1;
   p += 10;
 
   FramingFields framing;

@@ -408,6 +408,9 @@ struct Http2Session::Callbacks {
         }
         break;
       }
+      case NGHTTP2_SETTINGS:
+        if ((frame->hd.flags & NGHTTP2_FLAG_ACK) == 0) s.remote_settings_received_ = true;
+        break;
       case NGHTTP2_GOAWAY:
         ++s.stats_.goaways_received;
         s.goaway_received_ = true;
@@ -801,6 +804,7 @@ bool Http2Session::deliver_request_head(Stream& st, bool end_stream) {
     return false;
   }
   head.version_minor = 1;
+  head.version_major = 2;
   head.keep_alive = true;
   head.framing = end_stream ? BodyFraming::kNone
                             : (cl_seen ? BodyFraming::kContentLength : BodyFraming::kChunked);

@@ -277,6 +277,9 @@ class Http2Session {
   uint32_t remote_max_concurrent_streams() const;
   size_t open_streams() const { return open_streams_; }
   bool goaway_received() const { return goaway_received_; }
+  // The peer's first SETTINGS frame was wholly received and applied (until then its limits are
+  // the protocol defaults: unlimited streams). A frame may arrive split over several reads.
+  bool remote_settings_received() const { return remote_settings_received_; }
 
   // Body bytes queued for the stream and not yet serialized (0 for unknown streams).
   size_t stream_send_buffered(int32_t stream) const;
@@ -348,6 +351,7 @@ class Http2Session {
   bool closing_ = false;  // a fatal error or a guard tripped: stop reading
   bool dead_ = false;     // nghttp2 can no longer send
   bool goaway_received_ = false;
+  bool remote_settings_received_ = false;
   Http2Stats stats_;
   std::string close_reason_;
   std::string last_error_;  // nghttp2's last error text, for close_reason

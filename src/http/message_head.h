@@ -26,6 +26,7 @@ struct RequestHead {
   std::string_view query;   // text after '?', without the '?'; empty when none
   bool has_query = false;
   int version_minor = 1;  // HTTP/1.x
+  int version_major = 1;  // 2 for a request that came over HTTP/2 (version_minor stays 1)
   HeaderList headers;
   std::string_view authority;  // Host header, or the authority of an absolute-form target
 

@@ -376,6 +376,10 @@ void AccessLogFormat::append_piece(const Piece& piece, const AccessLogRecord& r,
           return r.original_path;
         }
         if (name == "x-request-id" && !r.request_id.empty()) return r.request_id;
+        if (name == "x-forwarded-for" && r.forwarded_for != nullptr) {
+          *found = !r.forwarded_for->empty();
+          return *r.forwarded_for;
+        }
         return header_value(r.request_headers, name, found);
       };
       bool found = false;

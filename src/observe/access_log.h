@@ -60,6 +60,9 @@ struct AccessLogRecord {
   std::string_view protocol;       // "HTTP/1.1"
   std::string_view authority;
   const http::HeaderList* request_headers = nullptr;
+  // The x-forwarded-for we send upstream, which REQ(X-FORWARDED-FOR) shows (Envoy logs the
+  // request after its append); null: the client's, from request_headers.
+  const std::string* forwarded_for = nullptr;
   const http::HeaderList* response_headers = nullptr;
   int response_code = 0;
   std::string_view response_flags;  // "-", "NR", "UF", "UT", "UC", "DC", "UH", ...

@@ -56,6 +56,7 @@ struct Exchange {
   bool tunnel = false;   // the upstream answered 101: bytes pass both ways until a side closes
   uint32_t stream_idle_ms = 0;  // no bytes either way for this long ends the exchange (0 = off)
   bool grpc = false;            // content-type application/grpc[+...] (HTTP/1.1 connections)
+  bool grpc_web = false;        // ... or gRPC-Web with the Module's enable_grpc_web (likewise)
   bool cors_preflight = false;  // a CORS preflight answered here (no gRPC-style answer for it)
   // CORS fields for whatever response this exchange gets (views into the route's policy and the
   // request head), or the preflight answer's.
@@ -79,6 +80,7 @@ struct Exchange {
   std::string request_id;
   std::string original_path;      // set when the path was rewritten
   std::string up_head;            // serialized upstream request head (kept for one retry)
+  std::string request_trailers;   // the chunked request's trailer section, as it is decoded
   std::string upstream_host;      // "ip:port" of the chosen endpoint
   std::string upstream_local;     // "ip:port" of our end of the upstream connection
   std::string transport_failure;  // why connecting upstream failed (TLS errors), for the log

@@ -11,6 +11,7 @@
 
 #include "http/grpc.h"
 #include "proxy/response_builder.h"
+#include "proxy/shadow_request.h"
 
 namespace proxenos::proxy {
 
@@ -159,6 +160,15 @@ void Http2Stream::route() {
     return;
   }
   e.up_out = worker_.buffers().take();
+  const auto& shadow = e.match.route->shadow;
+  if (shadow && !connect_ && shadow->cluster < e.config->clusters.size() &&
+      worker_.draw_percent() < shadow->cumulative_weight) {
+    // The mirror gets the HTTP/1.1 head the route built, as for HTTP/1.1 clients, and the body
+    // as it arrives from the client.
+    e.shadow = ShadowRequest::start(worker_, e.config->clusters[shadow->cluster], e.up_head,
+                                    e.request.framing == http::BodyFraming::kChunked,
+                                    e.request_complete, shadow->timeout_ms);
+  }
   // An upgrade goes to the upstream over HTTP/1.1 even when the cluster speaks HTTP/2, as for
   // HTTP/1.1 clients.
   h2_mode_ = e.cluster->spec().http2 && !connect_;
@@ -228,12 +238,19 @@ void Http2Stream::local_reply(int status, std::string_view body, std::string_vie
   std::string& storage = e.scratch;
   storage.clear();
   fields_.clear();
-  if (grpc_ && !e.cors_preflight) {
-    // Envoy answers a gRPC request it cannot route or proxy the gRPC way: HTTP 200 and a
-    // trailers-only response carrying the mapped status.
+  std::string grpc_type;
+  if (!connect_ && !e.cors_preflight) {
+    // A malformed gRPC-Web body (DPE) keeps its plain 400, as Envoy's grpc_web filter answers.
+    grpc_type = grpc_local_reply_content_type(
+        e.request.headers, e.config && e.config->snapshot &&
+                               e.config->snapshot->module.enable_grpc_web && flags != "DPE");
+  }
+  if (!grpc_type.empty()) {
+    // Envoy answers a gRPC (or gRPC-Web) request it cannot route or proxy the gRPC way: HTTP
+    // 200 and a trailers-only response carrying the mapped status.
     e.status = 200;
     e.response.clear();
-    http::make_grpc_local_reply(local_reply_grpc_status(status, flags), body, "application/grpc",
+    http::make_grpc_local_reply(local_reply_grpc_status(status, flags), body, grpc_type,
                                 e.response);
     fields_ = e.response.headers;
     fields_.insert(fields_.end(), e.cors_fields.begin(), e.cors_fields.end());
@@ -321,6 +338,7 @@ void Http2Stream::on_request_data(std::string_view bytes, bool end_stream) {
   if (!bytes.empty()) {
     e.bytes_received += bytes.size();
     e.last_activity_ms = worker_.loop().now_ms();
+    if (e.shadow != nullptr) e.shadow->feed(bytes);
     if (chunked_request_) {
       append_chunk_header(*e.up_out, bytes.size());
       e.up_out->append(bytes);
@@ -350,18 +368,25 @@ void Http2Stream::on_request_data(std::string_view bytes, bool end_stream) {
   }
 }
 
-void Http2Stream::on_request_trailers() {
+void Http2Stream::on_request_trailers(const http::HeaderList& trailers) {
   client_fin_ = true;
   if (connect_) {
     if (!discard_ && e_->tunnel && e_->upstream && e_->upstream->connected) flush_upstream();
     return;
   }
-  // An HTTP/1.1 upstream gets no request trailers (RFC 9110 §6.5.1: they may be dropped).
   if (discard_) {
     e_->request_complete = true;
     return;
   }
-  end_request_body();
+  // A chunked HTTP/1.1 upstream request (and mirror) carries the trailers after its last chunk
+  // (RFC 9112 §7.1.2); one with a content-length cannot, and an HTTP/2 upstream does not get
+  // them: there they are dropped, as Envoy does (RFC 9110 §6.5.1 allows it).
+  std::string& section = e_->request_trailers;
+  section.clear();
+  if (e_->request.framing == http::BodyFraming::kChunked) {
+    http::append_trailer_section(trailers, section);
+  }
+  end_request_body(section);
   if (h2_mode_) {
     h2_send_body();
   } else if (e_->upstream && e_->upstream->connected) {
@@ -369,11 +394,15 @@ void Http2Stream::on_request_trailers() {
   }
 }
 
-void Http2Stream::end_request_body() {
+void Http2Stream::end_request_body(std::string_view trailer_section) {
   Exchange& e = *e_;
   if (e.request_complete) return;
   e.request_complete = true;
-  if (chunked_request_) e.up_out->append("0\r\n\r\n");
+  if (e.shadow != nullptr) e.shadow->end_body(trailer_section);
+  if (chunked_request_) {
+    e.up_out->append("0\r\n");
+    e.up_out->append(trailer_section.empty() ? std::string_view("\r\n") : trailer_section);
+  }
   arm_route_timer();
 }
 
@@ -506,7 +535,11 @@ void Http2Stream::upstream_failed(std::string_view reason, std::string_view flag
     connect_timer_.cancel();
     e.up_out->clear();
     e.up_out->append(e.up_head);
-    if (e.request_complete && chunked_request_) e.up_out->append("0\r\n\r\n");
+    if (e.request_complete && chunked_request_) {
+      e.up_out->append("0\r\n");
+      e.up_out->append(e.request_trailers.empty() ? std::string_view("\r\n")
+                                                  : std::string_view(e.request_trailers));
+    }
     if (e.up_in) e.up_in->clear();
     e.response_parser.reset();
     e.request_sent = false;
@@ -1171,6 +1204,15 @@ void Http2Stream::log() {
   r.protocol = "HTTP/2";
   r.authority = e.request.authority;
   r.request_headers = &e.request.headers;
+  // What the upstream got (or would have) as x-forwarded-for; the client's list alone when the
+  // request was refused before the gateway read its configuration.
+  thread_local std::string forwarded_for;
+  forwarded_for.clear();
+  if (e.config && e.config->snapshot) {
+    append_forwarded_for(e.request.headers, e.config->snapshot->module.use_remote_address,
+                         conn_.routing_input().peer, forwarded_for);
+    r.forwarded_for = &forwarded_for;
+  }
   r.response_headers = e.response.status ? &e.response.headers : nullptr;
   r.response_code = e.status;
   r.response_flags = e.flags;
@@ -1467,9 +1509,9 @@ void Http2Connection::on_data(int32_t stream, std::string_view bytes, bool end_s
   it->second->on_request_data(bytes, end_stream);
 }
 
-void Http2Connection::on_trailers(int32_t stream, const http::HeaderList&) {
+void Http2Connection::on_trailers(int32_t stream, const http::HeaderList& trailers) {
   auto it = streams_.find(stream);
-  if (it != streams_.end()) it->second->on_request_trailers();
+  if (it != streams_.end()) it->second->on_request_trailers(trailers);
 }
 
 void Http2Connection::on_stream_reset(int32_t stream, uint32_t) {

@@ -53,7 +53,7 @@ class Http2Stream final : public upstream::UpstreamConnection::Handler,
 
   void start(http::RequestHead&& head, bool end_stream);
   void on_request_data(std::string_view bytes, bool end_stream);
-  void on_request_trailers();
+  void on_request_trailers(const http::HeaderList& trailers);
   void on_send_ready();
   // The session closed the stream (error_code NO_ERROR: both sides ended): count and log it.
   void on_closed(uint32_t error_code);
@@ -85,7 +85,8 @@ class Http2Stream final : public upstream::UpstreamConnection::Handler,
   void reset_downstream(uint32_t error_code, std::string_view flags);
   void connect_upstream();
   void upstream_failed(std::string_view reason, std::string_view flags);
-  void end_request_body();
+  // `trailer_section`: the request's trailers as a chunked trailer section, when it had some.
+  void end_request_body(std::string_view trailer_section = {});
   void discard_request();
   bool flush_upstream();
   void read_upstream(bool to_eagain);

@@ -64,7 +64,7 @@ void Exchange::reset() {
   response_chunked = response_until_close = upstream_reusable = retried = secure = false;
   head_request = upgrade = tunnel = false;
   stream_idle_ms = 0;
-  grpc = cors_preflight = false;
+  grpc = grpc_web = cors_preflight = false;
   cors_fields.clear();
   start_ms = upstream_start_ms = 0;
   start_us = upstream_start_us = 0;
@@ -79,11 +79,16 @@ void Exchange::reset() {
   request_id.clear();
   original_path.clear();
   up_head.clear();
+  request_trailers.clear();
   upstream_host.clear();
   upstream_local.clear();
   transport_failure.clear();
   xfcc.clear();
   response_parser.reset();
+  // A pooled exchange must not carry its last response's status into the next request: that
+  // status reads as "the upstream already answered" (no replay of a request a reused upstream
+  // connection dropped, a close instead of a 503).
+  response.clear();
   parser.reset();
   route_timer.cancel();
   connect_timer.cancel();
@@ -402,6 +407,9 @@ void HttpConnection::start_exchange(size_t head_length) {
   e.start_unix_ms = unix_now_ms();
   e.head_request = e.request.method == "HEAD";
   e.grpc = http::is_grpc_content_type(http::find_header(e.request.headers, "content-type"));
+  e.grpc_web = e.config && e.config->snapshot && e.config->snapshot->module.enable_grpc_web &&
+               http::grpc_web_format(http::find_header(e.request.headers, "content-type")) !=
+                   http::GrpcWebFormat::kNone;
   stats_->downstream_rq_total.inc();
   if (!e.request.keep_alive || worker_.draining()) close_after_response_ = true;
   e.request_body.reset(e.request.framing, e.request.content_length);
@@ -495,12 +503,18 @@ void HttpConnection::send_local_reply(int status, std::string_view body, std::st
                                 : std::string_view("envoy");
   bool close = close_after_response_ || peer_eof_;
   bool http10 = e.request.version_minor == 0;
-  if (e.grpc && !e.cors_preflight) {
-    // As on HTTP/2: a gRPC client gets HTTP 200 and the mapped status. Without a body, the
-    // status stays in the head (a trailers-only response), with content-length: 0.
+  std::string grpc_type;
+  // A malformed gRPC-Web body (DPE) keeps its plain 400, as Envoy's grpc_web filter answers.
+  bool web = e.grpc_web && flags != "DPE";
+  if ((e.grpc || web) && !e.cors_preflight) {
+    grpc_type = grpc_local_reply_content_type(e.request.headers, web);
+  }
+  if (!grpc_type.empty()) {
+    // As on HTTP/2: a gRPC (or gRPC-Web) client gets HTTP 200 and the mapped status. Without a
+    // body, the status stays in the head (a trailers-only response), with content-length: 0.
     e.status = 200;
     e.response.clear();
-    http::make_grpc_local_reply(local_reply_grpc_status(status, flags), body, "application/grpc",
+    http::make_grpc_local_reply(local_reply_grpc_status(status, flags), body, grpc_type,
                                 e.response);
     e.response.headers.push_back({"content-length", "0"});
     ResponseHeadContext ctx;
@@ -639,6 +653,12 @@ void HttpConnection::send_request_head() {
   Exchange& e = *exchange_;
   if (!e.up_out) e.up_out = worker_.buffers().take();
   e.up_out->append(e.up_head);
+  if (e.retried && e.request_complete && e.request.framing == http::BodyFraming::kChunked) {
+    // A replay of a chunked request whose (empty) body had been read whole: its last chunk and
+    // trailers went out with the failed attempt, and the decoder will not produce them again.
+    e.up_out->append("0\r\n");
+    e.up_out->append(e.request_trailers);
+  }
   forward_request_body();
 }
 
@@ -681,11 +701,17 @@ void HttpConnection::forward_request_body() {
         e.up_out->append(r.data);
       }
     }
+    // The trailer section, bounded by the decoder, is held until it is whole: a chunked
+    // upstream gets it after the last chunk (RFC 9112 §7.1.2).
+    if (chunked) e.request_trailers.append(r.trailers);
     in_->consume(r.consumed);
     if (r.done) {
       e.request_complete = true;
-      if (chunked) e.up_out->append("0\r\n\r\n");
-      if (e.shadow != nullptr) e.shadow->end_body();
+      if (chunked) {
+        e.up_out->append("0\r\n");
+        e.up_out->append(e.request_trailers);
+      }
+      if (e.shadow != nullptr) e.shadow->end_body(e.request_trailers);
     }
     if (r.consumed == 0 && r.data.empty() && !r.done) break;
   }
@@ -1141,10 +1167,12 @@ void HttpConnection::h2_forward_request_body() {
         h2_body_.append(r.data);
       }
     }
+    // The HTTP/2 upstream gets no request trailers; a chunked mirror does.
+    if (e.shadow != nullptr) e.request_trailers.append(r.trailers);
     in_->consume(r.consumed);
     if (r.done) {
       e.request_complete = true;
-      if (e.shadow != nullptr) e.shadow->end_body();
+      if (e.shadow != nullptr) e.shadow->end_body(e.request_trailers);
       web_error = web_error || !grpc_web_.finish();
     }
     if (web_error) {
@@ -1536,6 +1564,15 @@ void HttpConnection::log_exchange() {
   r.protocol = e.request.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
   r.authority = e.request.authority;
   r.request_headers = &e.request.headers;
+  // What the upstream got (or would have) as x-forwarded-for; the client's list alone when the
+  // request was refused before the gateway read its configuration.
+  thread_local std::string forwarded_for;
+  forwarded_for.clear();
+  if (e.config && e.config->snapshot) {
+    append_forwarded_for(e.request.headers, e.config->snapshot->module.use_remote_address,
+                         peer_text_, forwarded_for);
+    r.forwarded_for = &forwarded_for;
+  }
   r.response_headers = e.response.status ? &e.response.headers : nullptr;
   r.response_code = e.status;
   r.response_flags = e.flags;

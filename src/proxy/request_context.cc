@@ -93,7 +93,9 @@ void expand_template(const http::ValueTemplate& value, const RequestContext& c, 
         out.append(c.upstream_address);
         break;
       case http::TemplateVar::kProtocol:
-        out.append(c.request->version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1");
+        out.append(c.request->version_major == 2   ? "HTTP/2"
+                   : c.request->version_minor == 0 ? "HTTP/1.0"
+                                                   : "HTTP/1.1");
         break;
       case http::TemplateVar::kStartTime:
         base::append_rfc3339_ms(c.start_unix_ms, out);
@@ -116,6 +118,13 @@ void expand_template(const http::ValueTemplate& value, const RequestContext& c, 
         } else if (piece.text == "x-request-id") {
           v = c.request_id;
           found = true;
+        } else if (piece.text == "x-forwarded-for") {
+          std::string xff;
+          if (append_forwarded_for(c.request->headers, c.module && c.module->use_remote_address,
+                                   c.peer_address, xff)) {
+            append_sanitized(xff, out);
+          }
+          break;
         } else {
           v = http::find_header(c.request->headers, piece.text, &found);
         }
@@ -126,6 +135,23 @@ void expand_template(const http::ValueTemplate& value, const RequestContext& c, 
         break;
     }
   }
+}
+
+bool append_forwarded_for(const http::HeaderList& request_headers, bool use_remote_address,
+                          std::string_view peer_address, std::string& out) {
+  // Several x-forwarded-for lines: the first is the list (as the upstream head takes it).
+  bool has_xff = false;
+  std::string_view xff = http::find_header(request_headers, "x-forwarded-for", &has_xff);
+  if (use_remote_address) {
+    if (has_xff && !xff.empty()) {
+      out.append(xff);
+      out.append(", ");
+    }
+    out.append(strip_port(peer_address));
+    return true;
+  }
+  if (has_xff) out.append(xff);
+  return has_xff;
 }
 
 bool is_hop_by_hop(std::string_view name) {

@@ -33,6 +33,12 @@ struct RequestContext {
 void expand_template(const http::ValueTemplate& value, const RequestContext& context,
                      std::string& out);
 
+// Appends the x-forwarded-for value the upstream gets: the client's list, then the peer's
+// address when the Module's use_remote_address makes us the edge (Envoy's append). False (and
+// nothing appended) when none is sent. %REQ(X-FORWARDED-FOR)% shows this value, as in Envoy.
+bool append_forwarded_for(const http::HeaderList& request_headers, bool use_remote_address,
+                          std::string_view peer_address, std::string& out);
+
 // Hop-by-hop and proxy-owned request headers never copied from the client to the upstream.
 bool is_hop_by_hop(std::string_view name);
 

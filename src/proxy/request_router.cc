@@ -145,6 +145,18 @@ http::GrpcStatus local_reply_grpc_status(int http_status, std::string_view flags
                        : http::grpc_status_from_http(http_status);
 }
 
+std::string grpc_local_reply_content_type(const http::HeaderList& request_headers,
+                                          bool grpc_web_enabled) {
+  std::string_view content_type = http::find_header(request_headers, "content-type");
+  if (http::is_grpc_content_type(content_type)) return "application/grpc";
+  if (!grpc_web_enabled) return {};
+  http::GrpcWebFormat format =
+      http::grpc_web_response_format(content_type, http::find_header(request_headers, "accept"));
+  if (format == http::GrpcWebFormat::kNone) return {};
+  return http::grpc_to_grpc_web_content_type(http::grpc_web_to_grpc_content_type(content_type),
+                                             format);
+}
+
 std::unique_ptr<const net::PeerCertificateInfo> client_certificate(const net::TlsStream* tls) {
   if (tls == nullptr) return nullptr;
   net::PeerCertificateInfo info = tls->peer_certificate_info();

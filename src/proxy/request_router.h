@@ -40,6 +40,13 @@ struct LocalReply {
 // mapping; a route or grpc-timeout expiry, flag UT, is DEADLINE_EXCEEDED).
 http::GrpcStatus local_reply_grpc_status(int http_status, std::string_view flags);
 
+// The content-type of a local answer given the gRPC way (HTTP 200, grpc-status and grpc-message
+// in the head, no body): application/grpc for a gRPC request, the grpc-web(-text) response type
+// for a gRPC-Web request when the Module enables gRPC-Web (as Envoy's grpc_web filter turns the
+// router's local replies into). Empty for any other request: a plain HTTP answer.
+std::string grpc_local_reply_content_type(const http::HeaderList& request_headers,
+                                          bool grpc_web_enabled);
+
 // The client certificate of a TLS connection, when it presented one (else null).
 std::unique_ptr<const net::PeerCertificateInfo> client_certificate(const net::TlsStream* tls);
 

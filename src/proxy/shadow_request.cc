@@ -114,10 +114,13 @@ void ShadowRequest::feed(std::string_view data) {
   if (!finished_ && upstream_ && upstream_->connected) flush();
 }
 
-void ShadowRequest::end_body() {
+void ShadowRequest::end_body(std::string_view trailer_section) {
   if (finished_ || body_complete_) return;
   body_complete_ = true;
-  if (chunked_) append("0\r\n\r\n");
+  if (chunked_) {
+    append("0\r\n");
+    append(trailer_section.empty() ? std::string_view("\r\n") : trailer_section);
+  }
   if (!finished_ && upstream_ && upstream_->connected) flush();
 }
 

@@ -36,9 +36,11 @@ class ShadowRequest final : public upstream::UpstreamConnection::Handler {
                               uint32_t timeout_ms);
   ~ShadowRequest();
 
-  // Body bytes (decoded: without the client's chunk framing) and the body's end.
+  // Body bytes (decoded: without the client's chunk framing) and the body's end, with the
+  // request's chunked trailer section (field lines and final CRLF) when the client sent
+  // trailers; they go out only when the copy is chunked.
   void feed(std::string_view data);
-  void end_body();
+  void end_body(std::string_view trailer_section = {});
   // The exchange will feed no more. A shadow whose body is incomplete is abandoned.
   void detach();
 

@@ -178,7 +178,8 @@ void Http2Upstream::read() {
         fail("protocol error");
         return;
       }
-      if (!settings_known_) {
+      // Only a whole SETTINGS frame tells the stream limit: its first bytes may come alone.
+      if (!settings_known_ && session_->remote_settings_received()) {
         settings_known_ = true;
         connect_timer_.cancel();
         notify_waiting();

@@ -124,7 +124,7 @@ class Http2Upstream final : public UpstreamConnection::Handler,
   bool failed_ = false;
   bool retired_ = false;
   bool draining_ = false;
-  // The upstream's first bytes were processed: its SETTINGS frame, which a server sends first.
+  // The upstream's SETTINGS frame (a server sends it first) was wholly received.
   bool settings_known_ = false;
 };
 

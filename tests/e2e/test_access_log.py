@@ -194,3 +194,49 @@ def _umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _h2c_get(gw, path, *headers, T):
+    import subprocess
+
+    args = ["curl", "-sS", "--noproxy", "*", "--http2-prior-knowledge", "-m", str(T(10))]
+    for h in headers:
+        args += ["-H", h]
+    r = subprocess.run(args + [gw.url(path)], capture_output=True, timeout=T(15))
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_protocol_and_forwarded_for_as_envoy_shows_them(start_gateway, echo, T):
+    """%PROTOCOL% names the client's protocol (HTTP/2 for h2c), in the log and in header
+    templates; %REQ(X-FORWARDED-FOR)% is the value sent upstream, with the peer appended."""
+    fmt = {"ua": "%REQ(USER-AGENT)%", "protocol": "%PROTOCOL%", "xff": "%REQ(X-FORWARDED-FOR)%",
+           "code": "%RESPONSE_CODE%"}
+    gw = start_gateway([
+        module({"envoy_log_type": "json", "envoy_log_format": fmt}),
+        mapping("m", "/p/", echo.addr, add_request_headers={
+            "x-proto": "%PROTOCOL%", "x-xff-seen": "%REQ(X-FORWARDED-FOR)%"}),
+    ])
+    info = json.loads(_h2c_get(gw, "/p/h2", "user-agent: proto-h2",
+                               "x-forwarded-for: 198.51.100.7", T=T))
+    assert info["headers"]["x-proto"] == "HTTP/2"
+    assert info["headers"]["x-forwarded-for"] == "198.51.100.7, 127.0.0.1"
+    assert info["headers"]["x-xff-seen"] == "198.51.100.7, 127.0.0.1"
+    with RawConn(gw.port, timeout=T(5)) as c:
+        r = c.request(get_request("/p/h1", headers=[("User-Agent", "proto-h1")]))
+        assert r.status == 200
+        assert r.json()["headers"]["x-proto"] == "HTTP/1.1"
+        assert r.json()["headers"]["x-xff-seen"] == "127.0.0.1"
+        # Refused before any upstream: the log still shows the header as Envoy appended it.
+        assert c.request(get_request("/nowhere", headers=[
+            ("User-Agent", "proto-404"), ("X-Forwarded-For", "192.0.2.1")])).status == 404
+    lines = wait_lines(lambda: json_lines(gw.stdout()),
+                       lambda l: str(l.get("ua")).startswith("proto-"), T, count=3)
+    assert lines, gw.stdout()[-3000:]
+    by_ua = {l["ua"]: l for l in lines}
+    assert by_ua["proto-h2"]["protocol"] == "HTTP/2"
+    assert by_ua["proto-h2"]["xff"] == "198.51.100.7, 127.0.0.1"
+    assert by_ua["proto-h1"]["protocol"] == "HTTP/1.1"
+    assert by_ua["proto-h1"]["xff"] == "127.0.0.1"
+    assert by_ua["proto-404"]["code"] == 404
+    assert by_ua["proto-404"]["xff"] == "192.0.2.1, 127.0.0.1"

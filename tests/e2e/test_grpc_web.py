@@ -6,6 +6,7 @@ translation). Response framing is checked byte for byte: messages, then the trai
 
 import base64
 import subprocess
+from urllib.parse import unquote
 
 import pytest
 
@@ -150,3 +151,95 @@ def test_grpc_web_disabled_passes_through(start_gateway, echo):
     # Untranslated, the backend's gRPC service does not take it.
     assert r.header("content-type", "") != "application/grpc-web+proto", r
     assert not r.body.endswith(trailer_frame(OK_TRAILERS)), r
+
+
+# ---------------------------------------------------------------------------------------------
+# Failures the gateway itself produces reach a gRPC-Web client the gRPC way (HTTP 200, the status
+# in the head, a grpc-web content-type), as Envoy's grpc_web filter turns the router's local
+# replies into: a browser's grpc-web client only reads grpc-status.
+
+@pytest.fixture
+def failing_gw(start_gateway, echo):
+    return start_gateway([
+        module({"enable_grpc_web": True}),
+        mapping("grpc-echo", "/echo.Echo/", echo.addr, rewrite="/echo.Echo/", grpc=True,
+                timeout_ms=300),
+        mapping("grpc-dead", "/dead.Echo/", f"127.0.0.1:{harness.closed_port()}",
+                rewrite="/echo.Echo/", grpc=True),
+    ])
+
+
+FAILURES = [
+    # path, extra request headers, grpc-status, grpc-message
+    ("/nowhere.Svc/Call", "", "12", None),
+    ("/dead.Echo/Unary", "", "14",
+     "upstream connect error or disconnect/reset before headers. reset reason: connection "
+     "failure"),
+    ("/echo.Echo/Unary", "x-delay-ms: 3000\r\n", "4", "upstream request timeout"),
+]
+
+
+@pytest.mark.parametrize("path,extra,status,message", FAILURES)
+@pytest.mark.parametrize("content_type,answer_type", [
+    ("application/grpc-web+proto", "application/grpc-web+proto"),
+    ("application/grpc-web-text", "application/grpc-web-text+proto"),
+])
+def test_gateway_failures_over_http1(failing_gw, path, extra, status, message, content_type,
+                                     answer_type):
+    body = frame(b"x")
+    if "text" in content_type:
+        body = base64.b64encode(body)
+    with harness.RawConn(failing_gw.port) as c:
+        c.send(web_request(path, body, content_type, extra=extra))
+        r = c.read_response()
+        assert r.status == 200, r
+        assert r.header("content-type") == answer_type, r
+        assert r.header("grpc-status") == status, r
+        if message is not None:
+            assert unquote(r.header("grpc-message")) == message, r
+        assert r.header("content-length") == "0", r
+        assert r.body == b""
+
+
+@pytest.mark.parametrize("path,extra,status,message", FAILURES)
+def test_gateway_failures_over_h2c(failing_gw, path, extra, status, message):
+    args = ["curl", "-sS", "--noproxy", "*", "--http2-prior-knowledge", "-m", "10", "-D", "-",
+            "-H", "content-type: application/grpc-web+proto", "-H", "x-grpc-web: 1"]
+    if extra:
+        # The call reaches the upstream, which holds it: the whole request is sent by then.
+        args += ["-H", extra.strip(), "--data-binary", "@-"]
+    else:
+        # Answered at the request head: a call without a message, since curl 7.88 can hang when
+        # a trailers-only answer arrives before its upload (it waits for the stream to close).
+        args += ["-X", "POST"]
+    r = subprocess.run(args + [failing_gw.url(path)], input=frame(b"x"), capture_output=True,
+                       timeout=15)
+    assert r.returncode == 0, r.stderr
+    head, _, body = r.stdout.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0].startswith("HTTP/2 200"), head
+    assert header(lines, "content-type") == "application/grpc-web+proto"
+    assert header(lines, "grpc-status") == status, head
+    if message is not None:
+        assert unquote(header(lines, "grpc-message")) == message, head
+    assert body == b""
+
+
+def test_gateway_failures_stay_plain_http_without_grpc_web(start_gateway, echo):
+    gw = start_gateway([
+        mapping("grpc-echo", "/echo.Echo/", echo.addr, rewrite="/echo.Echo/", grpc=True),
+    ])
+    with harness.RawConn(gw.port) as c:
+        c.send(web_request("/nowhere.Svc/Call", frame(b"x")))
+        r = c.read_response()
+    assert r.status == 404, r
+    assert r.header("grpc-status") is None, r
+
+
+def test_invalid_base64_is_refused_over_h2c(gw):
+    r = subprocess.run(["curl", "-sS", "--noproxy", "*", "--http2-prior-knowledge", "-m", "10",
+                        "-o", "/dev/null", "-w", "%{http_code}",
+                        "-H", "content-type: application/grpc-web-text",
+                        "--data-binary", "!!!!", gw.url("/echo.Echo/Unary")],
+                       capture_output=True, timeout=15)
+    assert r.stdout == b"400", r

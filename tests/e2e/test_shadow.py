@@ -3,6 +3,7 @@ service, with `-shadow` appended to the Host; the mirror's response is thrown aw
 slowness or failure never reaches the client."""
 
 import hashlib
+import subprocess
 import threading
 import time
 
@@ -207,3 +208,91 @@ def test_second_shadow_in_a_group_is_an_error(start_gateway, echo, T):
     ]})
     log = gw.stderr()
     assert "Mapping/default/mirror-b: spec.shadow: a canary group takes one shadow" in log, log
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP/2 clients are mirrored the same way.
+
+def h2c_curl(args, timeout=20, stdin=None):
+    r = subprocess.run(["curl", "-sS", "--noproxy", "*", "--http2-prior-knowledge", "-m",
+                        str(timeout), "-o", "/dev/null", "-w", "%{http_code} %{http_version}"]
+                       + args, capture_output=True, timeout=timeout + 5, input=stdin)
+    assert r.returncode == 0, r.stderr.decode("latin-1")
+    return r.stdout.decode()
+
+
+def nghttp(urls, *args, timeout=20):
+    """nghttp: every URL as a stream of one h2c connection; returns the :status values."""
+    r = subprocess.run(["nghttp", "-nv"] + list(args) + urls, capture_output=True,
+                       timeout=timeout + 5)
+    assert r.returncode == 0, r.stdout.decode("latin-1")[-2000:] + r.stderr.decode("latin-1")
+    return [line.split(b":status: ")[1].strip().decode()
+            for line in r.stdout.splitlines() if b"recv (stream_id=" in line
+            and b":status: " in line]
+
+
+def test_http2_requests_are_mirrored(start_gateway, echo, T):
+    rec = Recorder()
+    gw = shadowed_gateway(start_gateway, echo, rec.addr)
+    urls = [gw.url(f"/svc/item/{i}?q=1") for i in range(10)]
+    # One connection, ten streams.
+    statuses = nghttp(urls, "-H", ":authority: shop.example.com:8443", timeout=T(10))
+    assert statuses == ["200"] * 10, statuses
+    assert harness.wait_until(lambda: rec.count() == 10, T(5)), rec.count()
+    assert sorted(r["path"] for r in rec.requests) == sorted(f"/item/{i}?q=1" for i in range(10))
+    assert {r["host"] for r in rec.requests} == {"shop.example.com-shadow:8443"}
+    assert {r["method"] for r in rec.requests} == {"GET"}
+    assert h2c_curl([gw.url("/other/")], timeout=T(5)) == "404 2"
+    assert rec.count() == 10
+
+
+def test_http2_request_bodies_are_mirrored(start_gateway, echo, T, tmp_path):
+    rec = Recorder()
+    gw = shadowed_gateway(start_gateway, echo, rec.addr)
+    body = bytes(range(256)) * 4096  # 1 MiB, many DATA frames and window updates
+    path = tmp_path / "body.bin"
+    path.write_bytes(body)
+    # With a content-length.
+    assert h2c_curl(["--data-binary", f"@{path}", gw.url("/svc/upload")], timeout=T(10)) == "200 2"
+    assert harness.wait_until(lambda: rec.count() == 1, T(5))
+    assert rec.requests[0]["method"] == "POST"
+    assert rec.requests[0]["length"] == len(body)
+    assert rec.requests[0]["sha"] == hashlib.sha256(body).hexdigest()
+    assert rec.requests[0]["headers"].get("content-length") == str(len(body))
+    # Without one (curl streams stdin): the mirror gets it chunked, like the real upstream.
+    assert h2c_curl(["-T", "-", "-X", "POST", gw.url("/svc/stream")], timeout=T(10),
+                    stdin=body) == "200 2"
+    assert harness.wait_until(lambda: rec.count() == 2, T(5))
+    assert rec.requests[1]["length"] == len(body)
+    assert rec.requests[1]["sha"] == hashlib.sha256(body).hexdigest()
+    assert rec.requests[1]["headers"].get("transfer-encoding") == "chunked"
+
+
+def test_http2_slow_or_failing_shadow_never_reaches_the_client(start_gateway, echo, T, tmp_path):
+    slow = Recorder(delay=3.0)
+    gw = shadowed_gateway(start_gateway, echo, slow.addr)
+    body = tmp_path / "body"
+    body.write_bytes(b"x" * 1000)
+    started = time.monotonic()
+    statuses = nghttp([gw.url(f"/svc/{i}") for i in range(10)], "-d", str(body), timeout=T(10))
+    assert statuses == ["200"] * 10, statuses
+    assert time.monotonic() - started < 3.0
+    assert harness.wait_until(lambda: slow.count() >= 1, T(5))
+    refused = shadowed_gateway(start_gateway, echo, f"127.0.0.1:{free_port()}", prefix="/r/")
+    statuses = nghttp([refused.url(f"/r/{i}") for i in range(5)], timeout=T(10))
+    assert statuses == ["200"] * 5, statuses
+    assert gw.alive() and refused.alive()
+
+
+def test_http2_weight_samples_the_mirrored_share(start_gateway, echo, T):
+    rec = Recorder()
+    gw = shadowed_gateway(start_gateway, echo, rec.addr, weight=30)
+    n = 1000 if not harness.SANITIZED else 300
+    r = subprocess.run(["h2load", "-n", str(n), "-c", "4", "-m", "10", gw.url("/svc/x")],
+                       capture_output=True, timeout=T(60))
+    assert r.returncode == 0, r.stderr
+    assert f"{n} succeeded" in r.stdout.decode(), r.stdout.decode()
+    assert harness.wait_until(lambda: rec.count() == requests_started(gw, rec), T(5)), (
+        rec.count(), requests_started(gw, rec))
+    share = rec.count() / n
+    assert 0.23 <= share <= 0.37, share

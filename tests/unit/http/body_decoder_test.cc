@@ -12,6 +12,7 @@ using namespace std::string_literals;
 
 struct Drained {
   std::string body;
+  std::string trailers;
   size_t consumed = 0;
   bool done = false;
   bool error = false;
@@ -23,6 +24,7 @@ void drain(BodyDecoder& d, std::string_view in, Drained& out) {
   while (true) {
     DecodeResult r = d.decode(in);
     out.body.append(r.data);
+    out.trailers.append(r.trailers);
     out.consumed += r.consumed;
     in.remove_prefix(r.consumed);
     if (r.error) {
@@ -103,13 +105,50 @@ const std::string kChunked =
     "Empty:\r\n"
     "\r\n";
 const std::string kChunkedBody = "hello world0123456789";
+const std::string kChunkedTrailers = "X-Trailer: t1\r\nChecksum:\tabc def\r\nEmpty:\r\n\r\n";
 
 TEST(BodyDecoder, ChunkedWithExtensionsAndTrailers) {
   Drained out = decode_all(BodyFraming::kChunked, 0, kChunked + "NEXT");
   EXPECT_FALSE(out.error) << out.reason;
   EXPECT_TRUE(out.done);
   EXPECT_EQ(out.body, kChunkedBody);
-  EXPECT_EQ(out.consumed, kChunked.size());  // stops at the end of the body
+  EXPECT_EQ(out.trailers, kChunkedTrailers);  // handed out raw, for a hop that forwards them
+  EXPECT_EQ(out.consumed, kChunked.size());   // stops at the end of the body
+}
+
+TEST(BodyDecoder, NoTrailersIsTheFinalCrlfAlone) {
+  Drained out = decode_all(BodyFraming::kChunked, 0, "3\r\nabc\r\n0\r\n\r\nNEXT");
+  EXPECT_TRUE(out.done);
+  EXPECT_EQ(out.trailers, "\r\n");
+  Drained length = decode_all(BodyFraming::kContentLength, 3, "abcNEXT");
+  EXPECT_TRUE(length.done);
+  EXPECT_EQ(length.trailers, "");
+}
+
+TEST(BodyDecoder, TrailersOfARejectedSectionAreNotHandedOut) {
+  BodyDecoder d;
+  d.reset(BodyFraming::kChunked, 0);
+  DecodeResult r = d.decode("0\r\nX-A: 1\r\nContent-Length: 5\r\n\r\n");
+  EXPECT_TRUE(r.error);
+  EXPECT_EQ(r.trailers, "");
+}
+
+TEST(AppendTrailerSection, FieldLinesThenFinalCrlfWithoutForbiddenFields) {
+  HeaderList trailers = {{"grpc-status", "0"}, {"Content-Length", "3"},
+                         {":path", "/"},       {"x-checksum", "abc def"},
+                         {"HOST", "h"},        {"transfer-encoding", "x"}};
+  std::string out = "0\r\n";
+  append_trailer_section(trailers, out);
+  EXPECT_EQ(out, "0\r\ngrpc-status: 0\r\nx-checksum: abc def\r\n\r\n");
+  std::string none;
+  append_trailer_section({}, none);
+  EXPECT_EQ(none, "\r\n");
+  // What it writes reads back as the same trailers.
+  BodyDecoder d;
+  d.reset(BodyFraming::kChunked, 0);
+  DecodeResult r = d.decode(out);
+  EXPECT_TRUE(r.done);
+  EXPECT_EQ(r.trailers, "grpc-status: 0\r\nx-checksum: abc def\r\n\r\n");
 }
 
 TEST(BodyDecoder, ChunkedOneSpanPerCall) {
@@ -140,6 +179,7 @@ TEST(BodyDecoder, ChunkedSplitAtEveryOffset) {
     ASSERT_FALSE(out.error) << split << ": " << out.reason;
     EXPECT_TRUE(out.done) << split;
     EXPECT_EQ(out.body, kChunkedBody) << split;
+    EXPECT_EQ(out.trailers, kChunkedTrailers) << split;
     EXPECT_EQ(out.consumed, kChunked.size());
   }
 }
@@ -155,6 +195,7 @@ TEST(BodyDecoder, ChunkedOneByteAtATime) {
   }
   EXPECT_TRUE(out.done);
   EXPECT_EQ(out.body, kChunkedBody);
+  EXPECT_EQ(out.trailers, kChunkedTrailers);
 }
 
 TEST(BodyDecoder, ChunkedUpperAndLowerHexAndLargeSizeLine) {

@@ -211,6 +211,29 @@ TEST(Http2Client, HonoursServerMaxConcurrentStreams) {
   EXPECT_NE(u.find(kHeaders, b), nullptr);
 }
 
+// The upstream's SETTINGS may reach us in pieces: its stream limit is known only once the
+// whole frame was read (Http2Upstream waits for this before submitting any request).
+TEST(Http2Client, SettingsSplitAcrossReadsAreKnownOnlyWhenWhole) {
+  RawUpstream u;
+  u.drain();
+  u.parsed = kHttp2Preface.size();
+  EXPECT_FALSE(u.session.remote_settings_received());
+  const std::string whole = settings({{0x3, 2}, {0x4, 1 << 20}});
+  for (size_t i = 0; i + 1 < whole.size(); ++i) {
+    ASSERT_TRUE(u.send(whole.substr(i, 1))) << i;
+    EXPECT_FALSE(u.session.remote_settings_received()) << i;
+  }
+  ASSERT_TRUE(u.send(whole.substr(whole.size() - 1)));
+  EXPECT_TRUE(u.session.remote_settings_received());
+  EXPECT_EQ(u.session.remote_max_concurrent_streams(), 2u);
+  // A SETTINGS ACK (of ours) is not the server's SETTINGS.
+  RawUpstream v;
+  v.drain();
+  v.parsed = kHttp2Preface.size();
+  v.send(settings_ack());
+  EXPECT_FALSE(v.session.remote_settings_received());
+}
+
 TEST(Http2Client, PushPromiseIsAConnectionError) {
   RawUpstream u;
   u.start();

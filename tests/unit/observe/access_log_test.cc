@@ -96,6 +96,19 @@ TEST(AccessLogText, RequestHeaderFallback) {
             "curl/8.0 text/plain\n");
 }
 
+TEST(AccessLogText, ForwardedForIsTheValueSentUpstream) {
+  Fixture fx;
+  EXPECT_EQ(render_text("%REQ(X-FORWARDED-FOR)%", fx.record), "10.0.0.1\n");
+  std::string sent = "10.0.0.1, 192.168.1.2";
+  fx.record.forwarded_for = &sent;
+  EXPECT_EQ(render_text("%REQ(X-FORWARDED-FOR)% %REQ(x-forwarded-for)%", fx.record),
+            "10.0.0.1, 192.168.1.2 10.0.0.1, 192.168.1.2\n");
+  std::string none;
+  fx.record.forwarded_for = &none;  // none sent upstream
+  EXPECT_EQ(render_text("%REQ(X-FORWARDED-FOR)%", fx.record), "-\n");
+  EXPECT_EQ(render_text("%REQ(X-FORWARDED-FOR?USER-AGENT)%", fx.record), "curl/8.0\n");
+}
+
 TEST(AccessLogText, MissingAndEmptyValuesAreDash) {
   Fixture fx;
   fx.record.response_headers = nullptr;

@@ -1,0 +1,208 @@
+"""The HTTP/2 upstream leg (Mapping `grpc: true`) against a hand-built h2c server: a stream the
+upstream refuses (RST_STREAM REFUSED_STREAM, never processed, RFC 9113 §8.7) is replayed once on
+another connection, body included; a second refusal is the client's 503. The upstream's first
+SETTINGS frame may reach the gateway in pieces: requests wait for the whole frame, so its
+SETTINGS_MAX_CONCURRENT_STREAMS is honoured from the first stream on."""
+
+import hashlib
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+import harness
+from harness import FakeUpstream, mapping
+
+hpack = pytest.importorskip("hpack")
+
+DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY = 0x0, 0x1, 0x3, 0x4, 0x6, 0x7
+END_STREAM, ACK, END_HEADERS = 0x1, 0x1, 0x4
+REFUSED_STREAM = 0x7
+
+
+def frame(kind, flags, stream, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + \
+        struct.pack(">I", stream) + payload
+
+
+class RawH2Upstream:
+    """An h2c server written with raw frames. It advertises SETTINGS_MAX_CONCURRENT_STREAMS =
+    `max_streams` (its SETTINGS sent in two pieces `split_delay` apart when set), refuses with
+    REFUSED_STREAM any stream beyond that many open at once and the first `refuse_first` streams
+    it ever sees, and answers the others `hold` seconds after their request ended: 200 with
+    "<body length> <body sha256>"."""
+
+    def __init__(self, max_streams=100, refuse_first=0, hold=0.0, split_delay=0.0):
+        self.max_streams = max_streams
+        self.refuse_first = refuse_first
+        self.hold = hold
+        self.split_delay = split_delay
+        self.lock = threading.Lock()
+        self.seen = 0
+        self.refused = 0
+        self.answered = 0
+        self.max_open = 0
+        self.upstream = FakeUpstream(self._serve)
+
+    @property
+    def addr(self):
+        return self.upstream.addr
+
+    @property
+    def connections(self):
+        return self.upstream.connections
+
+    def _serve(self, conn, data):
+        preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+        while len(data) < len(preface):
+            data += conn.recv(65536)
+        buf = data[len(preface):]
+        settings = frame(SETTINGS, 0, 0, struct.pack(">HI", 0x3, self.max_streams))
+        if self.split_delay:
+            conn.sendall(settings[:5])
+            time.sleep(self.split_delay)
+            conn.sendall(settings[5:])
+        else:
+            conn.sendall(settings)
+        encoder = hpack.Encoder()
+        open_streams = {}  # stream -> body bytes, while the request is still coming
+        due = []  # (time, stream, body) answers waiting for their hold
+        conn.settimeout(0.01)
+        while True:
+            now = time.monotonic()
+            for item in [d for d in due if d[0] <= now]:
+                due.remove(item)
+                _, sid, body = item
+                block = encoder.encode([(":status", "200"), ("content-type", "text/plain")])
+                answer = b"%d %s" % (len(body), hashlib.sha256(body).hexdigest().encode())
+                conn.sendall(frame(HEADERS, END_HEADERS, sid, block) +
+                             frame(DATA, END_STREAM, sid, answer))
+                with self.lock:
+                    self.answered += 1
+            try:
+                chunk = conn.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                return
+            buf += chunk
+            while len(buf) >= 9:
+                length = int.from_bytes(buf[:3], "big")
+                if len(buf) < 9 + length:
+                    break
+                kind, flags = buf[3], buf[4]
+                sid = struct.unpack(">I", buf[5:9])[0] & 0x7FFFFFFF
+                payload = buf[9:9 + length]
+                buf = buf[9 + length:]
+                if kind == SETTINGS and not flags & ACK:
+                    conn.sendall(frame(SETTINGS, ACK, 0))
+                elif kind == PING and not flags & ACK:
+                    conn.sendall(frame(PING, ACK, 0, payload))
+                elif kind == HEADERS:
+                    with self.lock:
+                        self.seen += 1
+                        busy = len(open_streams) + len(due) >= self.max_streams
+                        refuse = busy or self.seen <= self.refuse_first
+                        if refuse:
+                            self.refused += 1
+                    if refuse:
+                        conn.sendall(frame(RST_STREAM, 0, sid, struct.pack(">I", REFUSED_STREAM)))
+                        continue
+                    open_streams[sid] = b""
+                    with self.lock:
+                        self.max_open = max(self.max_open, len(open_streams) + len(due))
+                    if flags & END_STREAM:
+                        due.append((time.monotonic() + self.hold, sid, open_streams.pop(sid)))
+                elif kind == DATA and sid in open_streams:
+                    pad = payload[0] if flags & 0x8 else 0
+                    open_streams[sid] += payload[1 if flags & 0x8 else 0:len(payload) - pad]
+                    if length:
+                        # Give the window back at once: bodies here are small.
+                        inc = struct.pack(">I", length)
+                        conn.sendall(frame(0x8, 0, 0, inc) + frame(0x8, 0, sid, inc))
+                    if flags & END_STREAM:
+                        due.append((time.monotonic() + self.hold, sid, open_streams.pop(sid)))
+                elif kind == RST_STREAM:
+                    open_streams.pop(sid, None)
+                elif kind == GOAWAY:
+                    return
+
+
+def retries(gw, upstream):
+    body = requests.get(gw.admin_url + "/metrics", timeout=5).text
+    label = 'envoy_cluster_name="%s"' % upstream.addr.replace(".", "_").replace(":", "_")
+    return sum(int(float(line.split()[-1])) for line in body.splitlines()
+               if line.startswith("envoy_cluster_upstream_rq_retry{") and label in line)
+
+
+def h2_gateway(start_gateway, upstream):
+    # One worker: every request shares the worker's upstream connections.
+    return start_gateway([mapping("h2up", "/up/", upstream.addr, grpc=True)], workers=1)
+
+
+def curl(gw, path, *args, T):
+    r = subprocess.run(["curl", "-sS", "--noproxy", "*", "-m", str(T(10)), "-w", " %{http_code}"]
+                       + list(args) + [gw.url(path)], capture_output=True, timeout=T(15))
+    assert r.returncode == 0, r.stderr
+    body, _, code = r.stdout.rpartition(b" ")
+    return int(code), body
+
+
+@pytest.mark.parametrize("client", ["http1", "h2c"])
+def test_refused_stream_is_replayed_on_another_connection(start_gateway, T, client):
+    up = RawH2Upstream(refuse_first=1)
+    gw = h2_gateway(start_gateway, up)
+    code, body = curl(gw, "/up/get", *(["--http2-prior-knowledge"] if client == "h2c" else []),
+                      T=T)
+    assert code == 200, body
+    assert body == b"0 " + hashlib.sha256(b"").hexdigest().encode()
+    assert up.refused == 1 and up.answered == 1
+    assert up.connections == 2  # the refusing connection is avoided for the replay
+    assert retries(gw, up) == 1
+
+
+def test_refused_stream_replays_its_body_for_http2_clients(start_gateway, T):
+    up = RawH2Upstream(refuse_first=1)
+    gw = h2_gateway(start_gateway, up)
+    payload = bytes(range(256)) * 40  # 10 KiB: held for the replay (up to 64 KiB)
+    r = subprocess.run(["curl", "-sS", "--noproxy", "*", "--http2-prior-knowledge", "-m",
+                        str(T(10)), "-w", " %{http_code}", "--data-binary", "@-",
+                        gw.url("/up/post")], input=payload, capture_output=True, timeout=T(15))
+    body, _, code = r.stdout.rpartition(b" ")
+    assert code == b"200", (r, up.seen, up.refused, up.connections, retries(gw, up))
+    assert body == b"%d %s" % (len(payload), hashlib.sha256(payload).hexdigest().encode())
+    assert up.refused == 1 and retries(gw, up) == 1
+
+
+def test_a_second_refusal_is_a_503(start_gateway, T):
+    up = RawH2Upstream(refuse_first=2)
+    gw = h2_gateway(start_gateway, up)
+    code, body = curl(gw, "/up/twice", T=T)
+    assert code == 503, body
+    assert b"reset reason: remote reset" in body
+    assert up.refused == 2 and up.answered == 0
+    assert retries(gw, up) == 1  # once only
+    # The next request is served normally.
+    assert curl(gw, "/up/after", T=T)[0] == 200
+
+
+@pytest.mark.parametrize("split_delay", [0.0, 0.3])
+def test_max_concurrent_streams_is_honoured_from_the_first_stream(start_gateway, T,
+                                                                  split_delay):
+    # The upstream takes one stream at a time and holds each answer: 6 concurrent requests
+    # spread over connections (or wait) instead of being refused, even when its SETTINGS came
+    # in two pieces and requests were already waiting for the connection.
+    up = RawH2Upstream(max_streams=1, hold=0.2, split_delay=split_delay)
+    gw = h2_gateway(start_gateway, up)
+    n = 6
+    r = subprocess.run(["h2load", "-n", str(n), "-c", "1", "-m", str(n), gw.url("/up/c")],
+                       capture_output=True, timeout=T(30))
+    out = r.stdout.decode()
+    assert f"{n} succeeded" in out and "status codes: 6 2xx" in out, out
+    assert up.refused == 0, (up.refused, up.connections)
+    assert up.max_open == 1
+    assert retries(gw, up) == 0
