@@ -36,6 +36,8 @@ class Recorder:
 
     def _serve(self, conn, data):
         while True:
+            if not data:
+                return  # a connection the proxy opened and abandoned without a request
             head, _, rest = data.partition(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
             method, path, _ = lines[0].split(" ", 2)
@@ -129,7 +131,9 @@ def test_requests_are_mirrored_with_shadow_host(start_gateway, echo, http, T):
 def test_request_bodies_are_mirrored(start_gateway, echo, http, T):
     rec = Recorder()
     gw = shadowed_gateway(start_gateway, echo, rec.addr)
-    body = bytes(range(256)) * 8192  # 2 MiB
+    # Bodies stay under the 256 KiB a mirror may lag behind before it is abandoned (by design),
+    # so a slow machine cannot turn this into a test of that bound.
+    body = bytes(range(256)) * 800  # 200 KiB
     r = http.post(f"{gw.url()}svc/upload", data=body, timeout=T(10))
     assert r.status_code == 200
     assert harness.wait_until(lambda: rec.count() == 1, T(5))
@@ -138,7 +142,7 @@ def test_request_bodies_are_mirrored(start_gateway, echo, http, T):
 
     def chunks():
         for i in range(64):
-            yield bytes([i]) * 10000
+            yield bytes([i]) * 3000
 
     r = http.post(f"{gw.url()}svc/chunked", data=chunks(), timeout=T(10))
     assert r.status_code == 200
@@ -249,7 +253,8 @@ def test_http2_requests_are_mirrored(start_gateway, echo, T):
 def test_http2_request_bodies_are_mirrored(start_gateway, echo, T, tmp_path):
     rec = Recorder()
     gw = shadowed_gateway(start_gateway, echo, rec.addr)
-    body = bytes(range(256)) * 4096  # 1 MiB, many DATA frames and window updates
+    # Several stream windows (64 KiB) of DATA frames, but under the 256 KiB a mirror may lag.
+    body = bytes(range(256)) * 800
     path = tmp_path / "body.bin"
     path.write_bytes(body)
     # With a content-length.
