@@ -48,7 +48,8 @@ PrefaceMatch match_http2_preface(std::string_view first_bytes) {
   // HTTP/1 request line.
   constexpr size_t kCommit = std::string_view("PRI * HTTP/2").size();
   const size_t n = std::min(first_bytes.size(), kHttp2Preface.size());
-  if (first_bytes.substr(0, std::min(n, kCommit)) != kHttp2Preface.substr(0, std::min(n, kCommit))) {
+  if (first_bytes.substr(0, std::min(n, kCommit)) !=
+      kHttp2Preface.substr(0, std::min(n, kCommit))) {
     return PrefaceMatch::kNo;
   }
   if (n >= kCommit) return PrefaceMatch::kFull;

@@ -3,9 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <re2/re2.h>
 #include <chrono>
 #include <memory>
-#include <re2/re2.h>
 
 #include <nlohmann/json.hpp>
 
