@@ -37,7 +37,7 @@ unit-asan: build-asan
 	@cd $(ASAN_BUILD) && ctest --output-on-failure -j$(JOBS)
 
 e2e-asan: build-asan
-	@PROXENOS_BUILD=$(abspath $(ASAN_BUILD)) PROXENOS_SANITIZED=1 $(PY) -m pytest -q -p no:cacheprovider tests/e2e
+	@PROXENOS_BUILD=$(abspath $(ASAN_BUILD)) PROXENOS_SANITIZED=1 $(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests/e2e
 
 fuzz: build-fuzz
 	@scripts/run-fuzz $(FUZZ_BUILD)

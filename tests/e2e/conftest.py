@@ -2,6 +2,8 @@
 
 Run: PROXENOS_BUILD=/abs/build /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e
 PROXENOS_SANITIZED=1 stretches every deadline (ASan builds).
+`-m "not slow"` leaves out the tests that mostly wait on multi-second timers (the sanitized pass of
+`make test` does: the Release pass runs them, and waiting finds no memory errors).
 """
 
 import os
@@ -19,6 +21,11 @@ def _require(path):
         pytest.fail("PROXENOS_BUILD is not set (absolute path of a build directory)", pytrace=False)
     if not os.access(path, os.X_OK):
         pytest.fail(f"binary not built: {path}", pytrace=False)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: waits on multi-second timers (skipped by the sanitized pass)")
 
 
 @pytest.fixture

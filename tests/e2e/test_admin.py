@@ -32,6 +32,7 @@ def test_unknown_admin_path_is_404(start_gateway, echo, T):
     assert status == 404
 
 
+@pytest.mark.slow
 def test_not_ready_while_listener_cannot_bind(start_gateway, echo, tmp_path, T):
     """A Listener whose port is taken: readiness must never be claimed (the process may also exit
     with an error, which is acceptable)."""

@@ -4,6 +4,8 @@ rows 8, 30-33) and partially bad configuration."""
 import select
 import time
 
+import pytest
+
 import harness
 from harness import (FakeUpstream, IncompleteResponse, RawConn, closed_port, get_request,
                      mapping, raw_exchange, rst_close)
@@ -276,6 +278,7 @@ def test_client_closes_with_pipelined_requests_pending(start_gateway, echo, T):
     _assert_survives(gw, T)
 
 
+@pytest.mark.slow
 def test_slow_request_head_gets_408(start_gateway, echo, T):
     """Slowloris (edge-hardening row 26): a head still incomplete 10 s after its first byte is
     answered 408 and the connection closed, while other clients are served meanwhile."""

@@ -294,6 +294,7 @@ def test_leader_failover_on_sigterm_releases_the_lease(tmp_path, start_echo, htt
     assert backend_of(http, follower, "/bad/") == 404
 
 
+@pytest.mark.slow
 def test_leader_failover_on_sigkill_after_the_lease_expires(tmp_path, start_echo, http):
     kube, echo, leader, follower = start_status_scenario(tmp_path, start_echo, http)
     t0 = time.monotonic()

@@ -109,6 +109,7 @@ def start_prometheus(tmp_path, http, T):
     return start
 
 
+@pytest.mark.slow
 def test_prometheus_scrape_gives_exact_request_counts(start_gateway, echo, start_prometheus,
                                                       http, T):
     gw = start_gateway([

@@ -758,6 +758,7 @@ def test_session_is_not_resumed_under_another_certificate(start_gateway, echo, p
 # 6. Handshake timeout (takes ~10 s: the edge-hardening default)
 
 
+@pytest.mark.slow
 def test_handshake_timeout_closes_a_stalled_client(start_gateway, echo, pki, T):
     port = free_port("0.0.0.0")
     gw = start_gateway([https_listener(port), tls_secret("a-cert", *pki.a),

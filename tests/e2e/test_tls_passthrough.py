@@ -181,6 +181,7 @@ def test_passthrough_shares_a_port_with_a_terminating_host(start_gateway, tls_ec
     assert r.status_code == 200 and r.json()["backend"] == "plain"
 
 
+@pytest.mark.slow
 def test_garbage_is_closed_at_once_and_silence_after_the_handshake_timeout(start_gateway,
                                                                            tls_echo, pki, T):
     a = tls_echo("pass-a", pki.a)

@@ -430,6 +430,7 @@ def test_listener_http2_max_concurrent_streams(start_gateway, echo, T):
         c.close()
 
 
+@pytest.mark.slow
 def test_a_client_that_stops_reading_holds_back_the_tunnel(ws_gw, T):
     """Flow control end to end: the echo sends everything back, the client stops granting
     window, so the gateway stops reading the upstream, the upstream stops reading, and the
