@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 
 namespace proxenos::http {
 namespace {
@@ -22,16 +23,44 @@ std::string_view trim_ows(std::string_view s) {
   return s.substr(b, e - b);
 }
 
-bool valid_name(std::string_view name) {
-  for (char c : name) {
-    if (!chars::kToken[uc(c)]) return false;
+// Name bytes: kNameBad for bytes outside tchar, kNameUpper for 'A'..'Z'. One pass over a name
+// both validates it and says whether it needs lowercasing.
+constexpr uint8_t kNameBad = 1;
+constexpr uint8_t kNameUpper = 2;
+constexpr std::array<uint8_t, 256> kNameClass = [] {
+  std::array<uint8_t, 256> t{};
+  for (unsigned c = 0; c < 256; ++c) {
+    t[c] = chars::kToken[c] ? (c >= 'A' && c <= 'Z' ? kNameUpper : 0) : kNameBad;
   }
-  return !name.empty();
+  return t;
+}();
+
+uint8_t name_class(std::string_view name) {
+  uint8_t cls = name.empty() ? kNameBad : 0;
+  for (char c : name) cls |= kNameClass[uc(c)];
+  return cls;
 }
 
+// field-value check, eight bytes at a time: a word with no byte below 0x20 and none equal to
+// 0x7f is valid as is; only words that have one (a tab, usually none) are looked at bytewise.
 bool valid_value(std::string_view value) {
-  for (char c : value) {
-    if (!chars::kFieldValue[uc(c)]) return false;
+  constexpr uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr uint64_t kHighs = 0x8080808080808080ULL;
+  const char* p = value.data();
+  size_t n = value.size();
+  for (; n >= 8; p += 8, n -= 8) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    const uint64_t below_space = (w - kOnes * 0x20) & ~w & kHighs;
+    const uint64_t x = w ^ (kOnes * 0x7f);
+    const uint64_t del = (x - kOnes) & ~x & kHighs;
+    if ((below_space | del) == 0) continue;
+    for (size_t i = 0; i < 8; ++i) {
+      if (!chars::kFieldValue[uc(p[i])]) return false;
+    }
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (!chars::kFieldValue[uc(p[i])]) return false;
   }
   return true;
 }
@@ -71,65 +100,94 @@ bool is_connection_specific_header(std::string_view name) {
   }
 }
 
-void H2OutFields::push(std::string_view lower_name, std::string_view value) {
-  Ref r;
-  r.name_off = static_cast<uint32_t>(storage_.size());
-  r.name_len = static_cast<uint32_t>(lower_name.size());
-  storage_.append(lower_name);
-  r.value_off = static_cast<uint32_t>(storage_.size());
-  r.value_len = static_cast<uint32_t>(value.size());
-  storage_.append(value);
-  refs_.push_back(r);
+H2OutFields::Text H2OutFields::stored(std::string_view text) {
+  Text t;
+  t.off = static_cast<uint32_t>(storage_.size());
+  t.len = static_cast<uint32_t>(text.size());
+  storage_.append(text);
+  return t;
 }
 
 void H2OutFields::add(std::string_view name, std::string_view value) {
-  Ref r;
-  r.name_off = static_cast<uint32_t>(storage_.size());
-  r.name_len = static_cast<uint32_t>(name.size());
-  for (char c : name) storage_.push_back(lower(c));
-  r.value_off = static_cast<uint32_t>(storage_.size());
-  r.value_len = static_cast<uint32_t>(value.size());
-  storage_.append(value);
-  refs_.push_back(r);
+  add_classified(name, value, (name_class(name) & kNameUpper) != 0);
+}
+
+void H2OutFields::add_classified(std::string_view name, std::string_view value, bool has_upper) {
+  if (!has_upper) {
+    push(name, value);
+    return;
+  }
+  Text n;
+  n.off = static_cast<uint32_t>(storage_.size());
+  n.len = static_cast<uint32_t>(name.size());
+  storage_.resize(storage_.size() + name.size());
+  char* out = storage_.data() + n.off;
+  for (char c : name) *out++ = lower(c);
+  fields_.push_back({n, borrowed(value)});
+}
+
+void H2OutFields::own() {
+  size_t bytes = storage_.size();
+  for (const Field& f : fields_) {
+    if (f.name.data != nullptr) bytes += f.name.len;
+    if (f.value.data != nullptr) bytes += f.value.len;
+  }
+  storage_.reserve(bytes);
+  for (Field& f : fields_) {
+    if (f.name.data != nullptr) f.name = stored({f.name.data, f.name.len});
+    if (f.value.data != nullptr) f.value = stored({f.value.data, f.value.len});
+  }
 }
 
 void H2OutFields::add_fields(const HeaderList& fields, Kind kind, bool drop_host) {
   std::array<std::string_view, kMaxConnectionHeaders> connection{};
   size_t connection_count = 0;
   for (const HeaderField& f : fields) {
-    if (iequals(f.name, "connection") && connection_count < connection.size()) {
+    if (f.name.size() == 10 && iequals(f.name, "connection") &&
+        connection_count < connection.size()) {
       connection[connection_count++] = f.value;
     }
   }
 
   for (const HeaderField& f : fields) {
-    if (f.name.empty() || f.name[0] == ':' || !valid_name(f.name)) continue;
+    const uint8_t cls = name_class(f.name);  // ':' is no tchar: pseudo-looking names go too
+    if ((cls & kNameBad) != 0) continue;
     const std::string_view value = trim_ows(f.value);
     if (!valid_value(value)) continue;
-    if (is_connection_specific_header(f.name)) continue;
-    if (iequals(f.name, "te")) {
-      if (kind == Kind::kRequest && header_has_token(value, "trailers")) push("te", "trailers");
-      continue;
+    // Names HTTP/2 treats specially, found by length first: most fields match none.
+    switch (f.name.size()) {
+      case 2:
+        if (iequals(f.name, "te")) {
+          if (kind == Kind::kRequest && header_has_token(value, "trailers")) push("te", "trailers");
+          continue;
+        }
+        break;
+      case 4:
+        if (drop_host && iequals(f.name, "host")) continue;
+        break;
+      case 6:
+        if (kind == Kind::kRequest && iequals(f.name, "cookie")) {
+          std::string_view rest = value;
+          while (!rest.empty()) {
+            const size_t semi = rest.find(';');
+            const std::string_view crumb = trim_ows(rest.substr(0, semi));
+            if (!crumb.empty()) push("cookie", crumb);
+            if (semi == std::string_view::npos) break;
+            rest.remove_prefix(semi + 1);
+          }
+          continue;
+        }
+        break;
+      default:
+        if (is_connection_specific_header(f.name)) continue;
+        break;
     }
-    if (drop_host && iequals(f.name, "host")) continue;
     bool nominated = false;
     for (size_t i = 0; i < connection_count && !nominated; ++i) {
       nominated = header_has_token(connection[i], f.name);
     }
     if (nominated) continue;
-
-    if (kind == Kind::kRequest && iequals(f.name, "cookie")) {
-      std::string_view rest = value;
-      while (!rest.empty()) {
-        const size_t semi = rest.find(';');
-        const std::string_view crumb = trim_ows(rest.substr(0, semi));
-        if (!crumb.empty()) push("cookie", crumb);
-        if (semi == std::string_view::npos) break;
-        rest.remove_prefix(semi + 1);
-      }
-      continue;
-    }
-    add(f.name, value);
+    add_classified(f.name, value, (cls & kNameUpper) != 0);
   }
 }
 

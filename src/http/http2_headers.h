@@ -35,14 +35,17 @@ inline bool is_http2_preface(std::string_view first_bytes) {
 bool is_connection_specific_header(std::string_view name);
 
 // An outgoing HTTP/2 header block being assembled: pseudo-headers first, then regular fields.
-// Owns copies of names (lowercased) and values; reused across blocks so it stops allocating.
+// Values and already-lowercase names are views into what was added (the caller keeps it alive
+// until the block is submitted; nghttp2 copies it then); only names that needed lowercasing are
+// copied. own() copies everything, for a block kept past its sources (trailers waiting for the
+// body to drain). Reused across blocks so it stops allocating.
 class H2OutFields {
  public:
   enum class Kind : uint8_t { kRequest, kResponse, kTrailers };
 
   void clear() {
     storage_.clear();
-    refs_.clear();
+    fields_.clear();
   }
   // Appends one field as given (name lowercased). Used for pseudo-headers.
   void add(std::string_view name, std::string_view value);
@@ -52,22 +55,36 @@ class H2OutFields {
   // HTTP/2 forbids dropped (a header built from tainted data must not reset the stream), and
   // request cookies split into crumbs (RFC 9113 §8.2.3) so HPACK indexes each one.
   void add_fields(const HeaderList& fields, Kind kind, bool drop_host);
+  // Copies every name and value into this object: the sources may go away.
+  void own();
 
-  size_t size() const { return refs_.size(); }
-  std::string_view name(size_t i) const {
-    return {storage_.data() + refs_[i].name_off, refs_[i].name_len};
-  }
-  std::string_view value(size_t i) const {
-    return {storage_.data() + refs_[i].value_off, refs_[i].value_len};
-  }
+  size_t size() const { return fields_.size(); }
+  std::string_view name(size_t i) const { return view(fields_[i].name); }
+  std::string_view value(size_t i) const { return view(fields_[i].value); }
 
  private:
-  struct Ref {
-    uint32_t name_off, name_len, value_off, value_len;
+  // Either a view (data != nullptr) or an offset into storage_, which may reallocate.
+  struct Text {
+    const char* data = nullptr;
+    uint32_t off = 0;
+    uint32_t len = 0;
   };
-  void push(std::string_view lower_name, std::string_view value);
+  struct Field {
+    Text name, value;
+  };
+  std::string_view view(const Text& t) const {
+    return {t.data != nullptr ? t.data : storage_.data() + t.off, t.len};
+  }
+  Text stored(std::string_view text);
+  static Text borrowed(std::string_view text) {
+    return {text.data(), 0, static_cast<uint32_t>(text.size())};
+  }
+  void add_classified(std::string_view name, std::string_view value, bool has_upper);
+  void push(std::string_view name, std::string_view value) {
+    fields_.push_back({borrowed(name), borrowed(value)});
+  }
   std::string storage_;
-  std::vector<Ref> refs_;
+  std::vector<Field> fields_;
 };
 
 }  // namespace proxenos::http

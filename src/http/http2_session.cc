@@ -70,6 +70,8 @@ void build_nva(const H2OutFields& fields, std::vector<nghttp2_nv>& nva) {
   nva.clear();
   for (size_t i = 0; i < fields.size(); ++i) {
     nva.push_back(make_nv(fields.name(i), fields.value(i)));
+    // A value that differs on every message would only churn the HPACK dynamic table.
+    if (fields.name(i) == "x-request-id") nva.back().flags = NGHTTP2_NV_FLAG_NO_INDEX;
   }
 }
 
@@ -1098,6 +1100,7 @@ bool Http2Session::submit_trailers(int32_t stream, const HeaderList& trailers) {
   }
   st->trailers.clear();
   st->trailers.add_fields(trailers, H2OutFields::Kind::kTrailers, false);
+  st->trailers.own();  // sent once the body drained: the caller's fields are gone by then
   st->has_trailers = st->trailers.size() > 0;  // an empty block would be a malformed trailer
   st->send_end = true;
   resume(*st);

@@ -39,6 +39,17 @@ std::string_view header_value(const http::HeaderList* headers, std::string_view 
   return http::find_header(*headers, name, found);
 }
 
+// Every `c` in [data, data + n) becomes a space (memchr: most values have none).
+void blank_out(char* data, size_t n, char c) {
+  while (n > 0) {
+    char* hit = static_cast<char*>(std::memchr(data, c, n));
+    if (hit == nullptr) return;
+    *hit = ' ';
+    n -= static_cast<size_t>(hit + 1 - data);
+    data = hit + 1;
+  }
+}
+
 // Length of the well-formed UTF-8 sequence starting at v[i] (RFC 3629: no overlongs, no
 // surrogates, nothing above U+10FFFF), or 0 when the bytes there are not one.
 size_t utf8_sequence_length(std::string_view v, size_t i) {
@@ -440,12 +451,11 @@ void AccessLogFormat::append_piece(const Piece& piece, const AccessLogRecord& r,
   switch (piece.mode) {
     case Mode::kText: {
       if (v.empty()) v = "-";
-      size_t start = out.size();
-      out.append(v);
       // Log lines are one per request: a value must not be able to forge another line.
-      for (size_t i = start; i < out.size(); ++i) {
-        if (out[i] == '\n' || out[i] == '\r') out[i] = ' ';
-      }
+      const size_t start = out.size();
+      out.append(v);
+      blank_out(out.data() + start, v.size(), '\n');
+      blank_out(out.data() + start, v.size(), '\r');
       break;
     }
     case Mode::kJsonString:

@@ -61,6 +61,9 @@ struct Exchange {
   // CORS fields for whatever response this exchange gets (views into the route's policy and the
   // request head), or the preflight answer's.
   http::HeaderList cors_fields;
+  // Scratch for HTTP/2 streams: the response fields being submitted and the upstream request's.
+  http::HeaderList h2_response_fields;
+  http::HeaderList h2_request_fields;
 
   uint64_t start_ms = 0;
   uint64_t start_us = 0;  // the same instants in microseconds, for the latency histograms

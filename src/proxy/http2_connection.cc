@@ -74,6 +74,8 @@ Http2Stream::Http2Stream(Http2Connection& connection, int32_t id)
       worker_(connection.worker()),
       id_(id),
       e_(take_exchange(worker_.loop())),
+      fields_(e_->h2_response_fields),
+      h2_fields_(e_->h2_request_fields),
       route_timer_(worker_.loop(), [this] { on_route_timeout(); }),
       connect_timer_(worker_.loop(), [this] { on_connect_timeout(); }),
       idle_timer_(worker_.loop(), [this] { on_idle_timeout(); }),
@@ -417,7 +419,7 @@ void Http2Stream::connect_upstream() {
   if (e.upstream) {
     e.upstream->set_handler(this);
     e.upstream->requests++;
-    e.upstream_host = e.upstream->endpoint().to_string();
+    e.upstream_host = e.upstream->endpoint_text();
     on_upstream_connected();
     return;
   }

@@ -110,12 +110,14 @@ class Http2Stream final : public upstream::UpstreamConnection::Handler,
   Worker& worker_;
   int32_t id_;
   std::unique_ptr<Exchange> e_;
+  // Scratch lists kept in the pooled exchange, so a stream reuses their capacity.
+  http::HeaderList& fields_;     // response fields being submitted
+  http::HeaderList& h2_fields_;  // HTTP/2 upstream request fields, views into e_->up_head
   net::Timer route_timer_;
   net::Timer connect_timer_;
-  net::Timer idle_timer_;    // the route's idle_timeout_ms: no bytes either way for that long
-  http::HeaderList fields_;  // response fields being submitted
-  size_t unacked_ = 0;       // request body bytes taken from the client, not yet written upstream
-  bool grpc_ = false;        // content-type application/grpc: local replies the gRPC way
+  net::Timer idle_timer_;  // the route's idle_timeout_ms: no bytes either way for that long
+  size_t unacked_ = 0;     // request body bytes taken from the client, not yet written upstream
+  bool grpc_ = false;      // content-type application/grpc: local replies the gRPC way
   bool chunked_request_ = false;  // re-chunk the request body (unknown length)
   bool discard_ = false;          // request body bytes are no longer wanted: acknowledge, drop
   bool paused_ = false;           // submit_data said kFull: wait for on_send_ready
@@ -126,7 +128,6 @@ class Http2Stream final : public upstream::UpstreamConnection::Handler,
   bool h2_mode_ = false;
   upstream::Http2Upstream* h2_ = nullptr;  // waited on (h2_stream_ < 0) or carrying our stream
   int32_t h2_stream_ = -1;
-  http::HeaderList h2_fields_;  // request fields, views into e_->up_head
   std::string_view h2_authority_;
   std::string_view h2_path_;
   std::string h2_sent_;         // body bytes submitted before the response head (REFUSED retry)

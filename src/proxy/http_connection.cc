@@ -66,6 +66,8 @@ void Exchange::reset() {
   stream_idle_ms = 0;
   grpc = grpc_web = cors_preflight = false;
   cors_fields.clear();
+  h2_response_fields.clear();
+  h2_request_fields.clear();
   start_ms = upstream_start_ms = 0;
   start_us = upstream_start_us = 0;
   route_stats = nullptr;
@@ -553,7 +555,7 @@ void HttpConnection::connect_upstream() {
   if (e.upstream) {
     e.upstream->set_handler(this);
     e.upstream->requests++;
-    e.upstream_host = e.upstream->endpoint().to_string();
+    e.upstream_host = e.upstream->endpoint_text();
     on_upstream_connected();
     return;
   }

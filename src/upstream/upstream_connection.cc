@@ -73,6 +73,11 @@ void UpstreamConnection::fail(std::string reason) {
   if (handler_ != nullptr) handler_->on_upstream_event(EPOLLERR);
 }
 
+const std::string& UpstreamConnection::endpoint_text() {
+  if (endpoint_text_.empty()) endpoint_text_ = endpoint_.to_string();
+  return endpoint_text_;
+}
+
 const std::string& UpstreamConnection::local_address() {
   if (local_address_.empty() && fd_ >= 0) local_address_ = net::local_address(fd_).to_string();
   return local_address_;

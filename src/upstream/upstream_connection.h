@@ -54,6 +54,8 @@ class UpstreamConnection final : public net::IoHandler {
   // Why connecting failed: "connection failure", or the TLS error with its verification reason.
   const std::string& failure() const { return failure_; }
   const net::Address& endpoint() const { return endpoint_; }
+  // "ip:port" of the endpoint, formatted once per connection (for %UPSTREAM_HOST%).
+  const std::string& endpoint_text();
   // "ip:port" of our end, read once per connection (for %UPSTREAM_LOCAL_ADDRESS%).
   const std::string& local_address();
   WorkerCluster* cluster() const { return cluster_; }
@@ -79,6 +81,7 @@ class UpstreamConnection final : public net::IoHandler {
   Handler* handler_ = nullptr;
   std::shared_ptr<observe::ClusterStats> stats_;
   std::string local_address_;
+  std::string endpoint_text_;
   std::unique_ptr<net::TlsStream> tls_;
   std::string failure_;
   bool tcp_connected_ = false;

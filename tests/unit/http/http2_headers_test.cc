@@ -74,6 +74,24 @@ TEST(Http2Headers, RequestTranslation) {
                                     {"x-trim", "v"}}));
 }
 
+TEST(Http2Headers, ValuesAreCheckedEveryByteLongOrShort) {
+  // Bytes HTTP/2 forbids anywhere in a long value (checked a word at a time) or its tail.
+  const std::string ok = "0123456789abcdef\tGHIJKLMNOP \x80\xff~!xyz";  // tab, obs-text: fine
+  Fields want{{"x-ok", ok}};
+  Fields in_fields{{"X-Ok", ok}};
+  for (size_t at : {0, 5, 7, 8, 15, 16, 23, 30, 32, 34}) {
+    for (char bad : {'\0', '\n', '\r', '\x1f', '\x7f'}) {
+      std::string v = ok;
+      v[at] = bad;
+      in_fields.emplace_back("X-Bad", v);
+    }
+  }
+  OwnedHeaders in(in_fields);
+  H2OutFields out;
+  out.add_fields(in.list, H2OutFields::Kind::kResponse, false);
+  EXPECT_EQ(fields_of(out), want);
+}
+
 TEST(Http2Headers, TeOtherThanTrailersIsDropped) {
   OwnedHeaders in({{"TE", "gzip"}, {"te", "deflate, trailers;q=0.5"}});
   H2OutFields out;
@@ -101,6 +119,24 @@ TEST(Http2Headers, ReuseAcrossBlocks) {
   OwnedHeaders b({{"X-B", "b"}});
   out.add_fields(b.list, H2OutFields::Kind::kResponse, false);
   EXPECT_EQ(fields_of(out), (Fields{{"x-b", "b"}}));
+}
+
+TEST(Http2Headers, OwnedBlockOutlivesItsSources) {
+  H2OutFields out;
+  {
+    std::string status = "222";
+    OwnedHeaders in({{"grpc-status", "0"}, {"Grpc-Message", "all good"}, {"x-long", "v"}});
+    out.add(":status", status);
+    out.add_fields(in.list, H2OutFields::Kind::kTrailers, false);
+    out.own();
+    status.assign("999");
+    for (auto& [n, v] : in.fields) n.assign(n.size(), '?'), v.assign(v.size(), '?');
+  }
+  const std::string clobber(4096, 'x');  // likely reuses the freed memory
+  EXPECT_EQ(fields_of(out), (Fields{{":status", "222"},
+                                    {"grpc-status", "0"},
+                                    {"grpc-message", "all good"},
+                                    {"x-long", "v"}}));
 }
 
 }  // namespace
