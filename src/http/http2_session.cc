@@ -7,6 +7,8 @@
 #include <charconv>
 #include <cstring>
 
+#include "base/block_pool.h"
+
 namespace proxenos::http {
 namespace {
 
@@ -66,6 +68,19 @@ nghttp2_nv make_nv(std::string_view name, std::string_view value) {
   return nv;
 }
 
+// nghttp2's allocations (streams, queued frames, header buffers) come and go with every
+// message; the worker thread's block pool serves them without the shared heap.
+nghttp2_mem* pooled_mem() {
+  static nghttp2_mem mem = {
+      nullptr,
+      [](size_t size, void*) { return base::pool_malloc(size); },
+      [](void* p, void*) { base::pool_release(p); },
+      [](size_t count, size_t size, void*) { return base::pool_calloc(count, size); },
+      [](void* p, size_t size, void*) { return base::pool_realloc(p, size); },
+  };
+  return &mem;
+}
+
 void build_nva(const H2OutFields& fields, std::vector<nghttp2_nv>& nva) {
   nva.clear();
   for (size_t i = 0; i < fields.size(); ++i) {
@@ -80,7 +95,7 @@ void build_nva(const H2OutFields& fields, std::vector<nghttp2_nv>& nva) {
 // ---------------------------------------------------------------------------------------------
 // Per-stream state.
 
-struct Http2Session::Stream {
+struct Http2Session::Stream : base::PooledObject {
   struct Ref {
     uint32_t off = 0;
     uint32_t len = 0;
@@ -580,9 +595,9 @@ Http2Session::Http2Session(Role role, Handler& handler, const Http2Options& opti
       opt, std::max(kMaxSendHeaderBlock, options_.max_header_list_bytes * 2));
 
   if (role_ == Role::kServer) {
-    nghttp2_session_server_new2(&session_, cbs, this, opt);
+    nghttp2_session_server_new3(&session_, cbs, this, opt, pooled_mem());
   } else {
-    nghttp2_session_client_new2(&session_, cbs, this, opt);
+    nghttp2_session_client_new3(&session_, cbs, this, opt, pooled_mem());
   }
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);

@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/block_pool.h"
 #include "http/header.h"
 #include "http/http2_session.h"
 #include "http/message_head.h"
@@ -43,7 +44,8 @@ void h2_request_fields(const Exchange& e, http::HeaderList& fields, std::string_
 
 // One HTTP/2 stream proxied to an HTTP/1.1 upstream, or over a shared HTTP/2 upstream connection
 // when the cluster speaks HTTP/2 (Mapping grpc: true).
-class Http2Stream final : public upstream::UpstreamConnection::Handler,
+class Http2Stream final : public base::PooledObject,
+                          public upstream::UpstreamConnection::Handler,
                           public upstream::Http2UpstreamRequest {
  public:
   Http2Stream(Http2Connection& connection, int32_t id);
