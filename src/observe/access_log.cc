@@ -39,14 +39,22 @@ std::string_view header_value(const http::HeaderList* headers, std::string_view 
   return http::find_header(*headers, name, found);
 }
 
-// Every `c` in [data, data + n) becomes a space (memchr: most values have none).
-void blank_out(char* data, size_t n, char c) {
-  while (n > 0) {
-    char* hit = static_cast<char*>(std::memchr(data, c, n));
-    if (hit == nullptr) return;
-    *hit = ' ';
-    n -= static_cast<size_t>(hit + 1 - data);
-    data = hit + 1;
+// CR and LF in [data, data + n) become spaces. Eight bytes at a time: a word with no byte below
+// 0x0e (most values have no control byte at all) is skipped whole.
+void blank_line_breaks(char* data, size_t n) {
+  constexpr uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr uint64_t kHighs = 0x8080808080808080ULL;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, data + i, 8);
+    if (((w - kOnes * 0x0e) & ~w & kHighs) == 0) continue;
+    for (size_t k = i; k < i + 8; ++k) {
+      if (data[k] == '\n' || data[k] == '\r') data[k] = ' ';
+    }
+  }
+  for (; i < n; ++i) {
+    if (data[i] == '\n' || data[i] == '\r') data[i] = ' ';
   }
 }
 
@@ -186,9 +194,12 @@ bool AccessLogFormat::parse_template(std::string_view format, std::vector<Piece>
         a = a.substr(0, q);
       }
       p.text = lower(a);
+      p.source = req_source(p.text);
+      p.fallback_source = req_source(p.fallback);
     } else if (auto arg2 = arg_of("RESP")) {
       p.op = Op::kResp;
       p.text = lower(*arg2);
+      p.service_time = p.text == "x-envoy-upstream-service-time";
     } else if (cmd == "START_TIME" || cmd.substr(0, 11) == "START_TIME(") {
       p.op = Op::kStartTime;
     } else if (cmd == "RESPONSE_CODE") {
@@ -334,6 +345,16 @@ std::optional<AccessLogFormat> AccessLogFormat::parse_json(std::string_view json
   return f;
 }
 
+AccessLogFormat::ReqSource AccessLogFormat::req_source(std::string_view lower_name) {
+  if (lower_name == ":method") return ReqSource::kMethod;
+  if (lower_name == ":path") return ReqSource::kPath;
+  if (lower_name == ":authority") return ReqSource::kAuthority;
+  if (lower_name == "x-envoy-original-path") return ReqSource::kOriginalPath;
+  if (lower_name == "x-request-id") return ReqSource::kRequestId;
+  if (lower_name == "x-forwarded-for") return ReqSource::kForwardedFor;
+  return ReqSource::kHeader;
+}
+
 void AccessLogFormat::append_piece(const Piece& piece, const AccessLogRecord& r,
                                    std::string& out) const {
   if (piece.op == Op::kLiteral) {
@@ -363,7 +384,7 @@ void AccessLogFormat::append_piece(const Piece& piece, const AccessLogRecord& r,
       append_uint(out, r.duration_ms);
       return;
     case Op::kResp:
-      if (piece.text == "x-envoy-upstream-service-time" && r.upstream_service_time_ms >= 0) {
+      if (piece.service_time && r.upstream_service_time_ms >= 0) {
         quote(true);
         append_uint(out, static_cast<uint64_t>(r.upstream_service_time_ms));
         quote(true);
@@ -377,25 +398,37 @@ void AccessLogFormat::append_piece(const Piece& piece, const AccessLogRecord& r,
   std::string_view v;
   switch (piece.op) {
     case Op::kReq: {
-      auto special = [&](std::string_view name, bool* found) -> std::string_view {
+      auto lookup = [&](ReqSource source, std::string_view name, bool* found) {
         *found = true;
-        if (name == ":method") return r.method;
-        if (name == ":path") return r.path;
-        if (name == ":authority") return r.authority;
-        if (name == "x-envoy-original-path") {
-          *found = !r.original_path.empty();
-          return r.original_path;
-        }
-        if (name == "x-request-id" && !r.request_id.empty()) return r.request_id;
-        if (name == "x-forwarded-for" && r.forwarded_for != nullptr) {
-          *found = !r.forwarded_for->empty();
-          return *r.forwarded_for;
+        switch (source) {
+          case ReqSource::kMethod:
+            return r.method;
+          case ReqSource::kPath:
+            return r.path;
+          case ReqSource::kAuthority:
+            return r.authority;
+          case ReqSource::kOriginalPath:
+            *found = !r.original_path.empty();
+            return r.original_path;
+          case ReqSource::kRequestId:
+            if (!r.request_id.empty()) return r.request_id;
+            break;
+          case ReqSource::kForwardedFor:
+            if (r.forwarded_for != nullptr) {
+              *found = !r.forwarded_for->empty();
+              return std::string_view(*r.forwarded_for);
+            }
+            break;
+          case ReqSource::kHeader:
+            break;
         }
         return header_value(r.request_headers, name, found);
       };
       bool found = false;
-      v = special(piece.text, &found);
-      if (!found && !piece.fallback.empty()) v = special(piece.fallback, &found);
+      v = lookup(piece.source, piece.text, &found);
+      if (!found && !piece.fallback.empty()) {
+        v = lookup(piece.fallback_source, piece.fallback, &found);
+      }
       if (!found) v = {};
       break;
     }
@@ -454,8 +487,7 @@ void AccessLogFormat::append_piece(const Piece& piece, const AccessLogRecord& r,
       // Log lines are one per request: a value must not be able to forge another line.
       const size_t start = out.size();
       out.append(v);
-      blank_out(out.data() + start, v.size(), '\n');
-      blank_out(out.data() + start, v.size(), '\r');
+      blank_line_breaks(out.data() + start, v.size());
       break;
     }
     case Mode::kJsonString:

@@ -126,13 +126,27 @@ class AccessLogFormat {
     kJsonString,  // inside a JSON string: escaped, "-" when missing
     kJsonValue,   // the whole JSON value: number, escaped quoted string, or null when missing
   };
+  // REQ() names with a value of their own rather than a request header's, resolved at parse.
+  enum class ReqSource : uint8_t {
+    kHeader,
+    kMethod,
+    kPath,
+    kAuthority,
+    kOriginalPath,
+    kRequestId,
+    kForwardedFor,
+  };
   struct Piece {
     Op op = Op::kLiteral;
     Mode mode = Mode::kText;
-    std::string text;      // literal, or lower-case header name
-    std::string fallback;  // REQ(A?B): B
+    std::string text;                                // literal, or lower-case header name
+    std::string fallback;                            // REQ(A?B): B
+    ReqSource source = ReqSource::kHeader;           // of `text` (REQ)
+    ReqSource fallback_source = ReqSource::kHeader;  // of `fallback`
+    bool service_time = false;  // RESP(x-envoy-upstream-service-time): our own measure
     size_t max_length = 0;
   };
+  static ReqSource req_source(std::string_view lower_name);
   static bool parse_template(std::string_view format, std::vector<Piece>& out, std::string* error);
   friend class JsonFormatBuilder;  // access_log.cc: keeps nlohmann out of this header
   void add_literal(std::string_view text);

@@ -143,6 +143,12 @@ TEST(AccessLogText, ValuesCannotForgeLines) {
   Fixture fx;
   fx.request_headers.push_back({"X-Evil", "a\r\nACCESS [forged]"});
   EXPECT_EQ(render_text("%REQ(X-EVIL)%", fx.record), "a  ACCESS [forged]\n");
+  // Anywhere in a long value (checked a word at a time) or its tail; tabs and other bytes stay.
+  fx.request_headers.push_back({"X-Multi-Line",
+                                "0123456\n89abcdef\t\x0b\r"
+                                "0123\r567\x0e\n"});
+  EXPECT_EQ(render_text("%REQ(X-MULTI-LINE)%", fx.record),
+            "0123456 89abcdef\t\x0b 0123 567\x0e \n");
 }
 
 TEST(AccessLogText, Errors) {
