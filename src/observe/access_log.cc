@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -355,46 +356,8 @@ AccessLogFormat::ReqSource AccessLogFormat::req_source(std::string_view lower_na
   return ReqSource::kHeader;
 }
 
-void AccessLogFormat::append_piece(const Piece& piece, const AccessLogRecord& r,
-                                   std::string& out) const {
-  if (piece.op == Op::kLiteral) {
-    out.append(piece.text);
-    return;
-  }
-  // Values that are plain ASCII by construction (numbers, times) are written straight away.
-  auto quote = [&](bool on) {
-    if (on && piece.mode == Mode::kJsonValue) out.push_back('"');
-  };
-  switch (piece.op) {
-    case Op::kStartTime:
-      quote(true);
-      base::append_rfc3339_ms(r.start_unix_ms, out);
-      quote(true);
-      return;
-    case Op::kResponseCode:
-      append_uint(out, static_cast<uint64_t>(r.response_code < 0 ? 0 : r.response_code));
-      return;
-    case Op::kBytesReceived:
-      append_uint(out, r.bytes_received);
-      return;
-    case Op::kBytesSent:
-      append_uint(out, r.bytes_sent);
-      return;
-    case Op::kDuration:
-      append_uint(out, r.duration_ms);
-      return;
-    case Op::kResp:
-      if (piece.service_time && r.upstream_service_time_ms >= 0) {
-        quote(true);
-        append_uint(out, static_cast<uint64_t>(r.upstream_service_time_ms));
-        quote(true);
-        return;
-      }
-      break;
-    default:
-      break;
-  }
-
+// The value of a string-valued operator (not literals, numbers or times); empty when missing.
+std::string_view AccessLogFormat::value_of(const Piece& piece, const AccessLogRecord& r) const {
   std::string_view v;
   switch (piece.op) {
     case Op::kReq: {
@@ -481,6 +444,50 @@ void AccessLogFormat::append_piece(const Piece& piece, const AccessLogRecord& r,
       break;
   }
   if (piece.max_length && v.size() > piece.max_length) v = v.substr(0, piece.max_length);
+  return v;
+}
+
+void AccessLogFormat::append_piece(const Piece& piece, const AccessLogRecord& r,
+                                   std::string& out) const {
+  if (piece.op == Op::kLiteral) {
+    out.append(piece.text);
+    return;
+  }
+  // Values that are plain ASCII by construction (numbers, times) are written straight away.
+  auto quote = [&](bool on) {
+    if (on && piece.mode == Mode::kJsonValue) out.push_back('"');
+  };
+  switch (piece.op) {
+    case Op::kStartTime:
+      quote(true);
+      base::append_rfc3339_ms(r.start_unix_ms, out);
+      quote(true);
+      return;
+    case Op::kResponseCode:
+      append_uint(out, static_cast<uint64_t>(r.response_code < 0 ? 0 : r.response_code));
+      return;
+    case Op::kBytesReceived:
+      append_uint(out, r.bytes_received);
+      return;
+    case Op::kBytesSent:
+      append_uint(out, r.bytes_sent);
+      return;
+    case Op::kDuration:
+      append_uint(out, r.duration_ms);
+      return;
+    case Op::kResp:
+      if (piece.service_time && r.upstream_service_time_ms >= 0) {
+        quote(true);
+        append_uint(out, static_cast<uint64_t>(r.upstream_service_time_ms));
+        quote(true);
+        return;
+      }
+      break;
+    default:
+      break;
+  }
+
+  std::string_view v = value_of(piece, r);
   switch (piece.mode) {
     case Mode::kText: {
       if (v.empty()) v = "-";
@@ -506,8 +513,79 @@ void AccessLogFormat::append_piece(const Piece& piece, const AccessLogRecord& r,
 }
 
 void AccessLogFormat::append(const AccessLogRecord& record, std::string& out) const {
+  if (!json_ && pieces_.size() <= kMaxTextPieces) {
+    append_text(record, out);
+    return;
+  }
   for (const auto& piece : pieces_) append_piece(piece, record, out);
   out.push_back('\n');
+}
+
+// Text lines, the common case: every piece's text is found first (numbers and the time are
+// formatted into a local buffer), then the line is written with one resize and a copy per piece.
+void AccessLogFormat::append_text(const AccessLogRecord& r, std::string& out) const {
+  struct Part {
+    std::string_view text;
+    bool value;  // from the request: line breaks are blanked
+  };
+  std::array<Part, kMaxTextPieces> parts;
+  char scratch[kMaxTextPieces * 24];
+  char* free = scratch;
+  auto number = [&](uint64_t v) {
+    char* start = free;
+    free = std::to_chars(free, free + 24, v).ptr;
+    return std::string_view(start, static_cast<size_t>(free - start));
+  };
+  size_t total = 1;  // the newline
+  for (size_t i = 0; i < pieces_.size(); ++i) {
+    const Piece& piece = pieces_[i];
+    Part part{{}, false};
+    switch (piece.op) {
+      case Op::kLiteral:
+        part.text = piece.text;
+        break;
+      case Op::kStartTime: {
+        const size_t n = base::format_rfc3339_ms(r.start_unix_ms, free);
+        part.text = std::string_view(free, n);
+        free += n;
+        break;
+      }
+      case Op::kResponseCode:
+        part.text = number(static_cast<uint64_t>(r.response_code < 0 ? 0 : r.response_code));
+        break;
+      case Op::kBytesReceived:
+        part.text = number(r.bytes_received);
+        break;
+      case Op::kBytesSent:
+        part.text = number(r.bytes_sent);
+        break;
+      case Op::kDuration:
+        part.text = number(r.duration_ms);
+        break;
+      default:
+        if (piece.op == Op::kResp && piece.service_time && r.upstream_service_time_ms >= 0) {
+          part.text = number(static_cast<uint64_t>(r.upstream_service_time_ms));
+          break;
+        }
+        part.text = value_of(piece, r);
+        if (part.text.empty()) part.text = "-";
+        part.value = true;
+        break;
+    }
+    parts[i] = part;
+    total += part.text.size();
+  }
+  const size_t start = out.size();
+  out.resize(start + total);
+  char* p = out.data() + start;
+  for (size_t i = 0; i < pieces_.size(); ++i) {
+    const Part& part = parts[i];
+    std::memcpy(p, part.text.data(), part.text.size());
+    // Log lines are one per request: a value must not be able to forge another line.
+    if (part.value) blank_line_breaks(p, part.text.size());
+    p += part.text.size();
+  }
+  *p = '\n';
 }
 
 AccessLogSink::AccessLogSink(int fd) : fd_(fd), thread_([this] { run(); }) {}

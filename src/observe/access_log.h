@@ -151,6 +151,10 @@ class AccessLogFormat {
   friend class JsonFormatBuilder;  // access_log.cc: keeps nlohmann out of this header
   void add_literal(std::string_view text);
   void append_piece(const Piece& piece, const AccessLogRecord& record, std::string& out) const;
+  std::string_view value_of(const Piece& piece, const AccessLogRecord& record) const;
+  // Formats with more pieces take the general path.
+  static constexpr size_t kMaxTextPieces = 64;
+  void append_text(const AccessLogRecord& record, std::string& out) const;
   std::vector<Piece> pieces_;
   bool json_ = false;
 };
