@@ -141,6 +141,8 @@ struct Http2Session::Stream : base::PooledObject {
   bool discard_input = false;   // reset_stream(NO_ERROR) pending: drop what the peer still sends
   bool rst_after_send = false;  // ... and send that RST_STREAM once our END_STREAM is out
   bool sent_end = false;        // our END_STREAM has been sent
+  bool tunnel = false;          // a CONNECT request: bytes after our END_STREAM are still wanted
+  uint64_t drained = 0;         // request body bytes received after our END_STREAM
   uint32_t local_reset_code = kH2NoError;
   uint64_t unconsumed = 0;  // delivered to the handler, not yet consume()d
 
@@ -169,7 +171,8 @@ struct Http2Session::Stream : base::PooledObject {
     opened_at = {};
     reset_block();
     known = rejected = peer_stream = counted_peer = response_submitted = head_request = false;
-    overrun = discard_input = rst_after_send = sent_end = false;
+    overrun = discard_input = rst_after_send = sent_end = tunnel = false;
+    drained = 0;
     local_reset_code = kH2NoError;
     unconsumed = 0;
     send_buf.clear();
@@ -406,16 +409,17 @@ struct Http2Session::Callbacks {
     switch (frame->hd.type) {
       case NGHTTP2_DATA: {
         Stream* st = s.find(id);
-        if (st != nullptr && st->known && !st->rejected && !st->discard_input &&
-            (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
-          s.handler_.on_data(id, {}, true);
-        }
+        if (st == nullptr || (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0) break;
+        s.note_peer_end(*st);
+        if (st->known && !st->rejected && !st->discard_input) s.handler_.on_data(id, {}, true);
         break;
       }
       case NGHTTP2_HEADERS: {
         Stream* st = s.find(id);
-        if (st == nullptr || st->rejected || st->discard_input) break;
+        if (st == nullptr) break;
         const bool end_stream = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+        if (end_stream) s.note_peer_end(*st);
+        if (st->rejected || st->discard_input) break;
         if (s.role_ == Role::kServer) {
           if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
             s.deliver_request_head(*st, end_stream);
@@ -468,6 +472,10 @@ struct Http2Session::Callbacks {
       // never the peer's to send. Only the connection window counted them.
       nghttp2_session_consume_connection(session, len);
       return 0;
+    }
+    if (st != nullptr && st->sent_end && st->peer_stream && !st->tunnel && !st->rejected) {
+      st->drained += len;
+      if (st->drained > s.options_.max_drain_after_response) s.reject_stream(*st, kH2NoError);
     }
     if (st == nullptr || !st->known || st->rejected || st->discard_input) {
       // Nobody will pass these on: give the window back now.
@@ -727,6 +735,13 @@ void Http2Session::reject_stream(Stream& st, uint32_t error_code) {
   nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, st.id, error_code);
 }
 
+// The client ended its request after our response had ended. Its END_STREAM closes the stream at
+// its end as it sends it, and curl 7.88 only notices a closed stream when it reads: with nothing
+// more to read it waits until its timeout. feed() sees that something follows.
+void Http2Session::note_peer_end(const Stream& st) {
+  if (st.peer_stream && st.sent_end && !st.rejected) wake_peer_ = true;
+}
+
 int Http2Session::header_overflow(Stream& st) {
   ++stats_.header_overflows;
   reject_stream(st, kH2ProtocolError);
@@ -837,6 +852,7 @@ bool Http2Session::deliver_request_head(Stream& st, bool end_stream) {
   head.keep_alive = true;
   head.framing = end_stream ? BodyFraming::kNone
                             : (cl_seen ? BodyFraming::kContentLength : BodyFraming::kChunked);
+  st.tunnel = head.method == "CONNECT";
   st.known = true;
   ++open_streams_;
   st.reset_block();
@@ -924,6 +940,15 @@ bool Http2Session::feed(std::string_view bytes) {
   // Serialize now: the owner writes next anyway, and a GOAWAY nghttp2 queued for a connection
   // error only shows (want_read() turning false) once it has been sent.
   flush();
+  if (wake_peer_) {
+    wake_peer_ = false;
+    // Any frame still to be written will do (not a WINDOW_UPDATE queued for the stream that
+    // just closed: nghttp2 drops it); with none, a PING.
+    if (out_pos_ == out_.size()) {
+      nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, nullptr);
+      flush();
+    }
+  }
   if (nghttp2_session_want_read(session_) == 0) {
     // nghttp2 ended the connection (it queued a GOAWAY for a protocol error) or both sides
     // said GOAWAY and no stream is left.

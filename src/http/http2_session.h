@@ -79,6 +79,7 @@ inline constexpr uint32_t kH2DefaultPrematureResetTotalStreams = 500;  // Envoy'
 inline constexpr std::chrono::milliseconds kH2DefaultPrematureResetMinLifetime{1000};
 inline constexpr size_t kH2DefaultStreamSendBuffer = 64 * 1024;
 inline constexpr size_t kH2DefaultOutputBufferLimit = 32 * 1024;  // per-connection watermark
+inline constexpr uint64_t kH2DefaultMaxDrainAfterResponse = 4 * 1024 * 1024;
 
 struct Http2Options {
   using Clock = std::chrono::steady_clock;
@@ -112,6 +113,10 @@ struct Http2Options {
   size_t output_buffer_limit = kH2DefaultOutputBufferLimit;  // serialized, not yet written
   bool enable_connect_protocol = false;      // RFC 8441 extended CONNECT (server role)
   std::function<Clock::time_point()> clock;  // empty: steady_clock::now
+  // Server role: request body bytes a client may still send on a (non-CONNECT) stream after our
+  // response ended. They are delivered and acknowledged as usual, so an upload the response did
+  // not wait for can finish; past this many, RST_STREAM(NO_ERROR) stops it (RFC 9113 §8.1).
+  uint64_t max_drain_after_response = kH2DefaultMaxDrainAfterResponse;
 };
 
 // Counters for the proxy to export (Envoy's http2.* names in comments).
@@ -250,6 +255,11 @@ class Http2Session {
   // submit_response: "stop sending me the request body" (RFC 9113 §8.1, e.g. after an early 413
   // or 401): nothing more of the request is delivered, and the RST_STREAM waits until our
   // response has been sent in full. No-op for unknown streams.
+  // Without it, a request still arriving after the response ended is delivered until the
+  // client's END_STREAM (bounded by max_drain_after_response); when that END_STREAM closes the
+  // stream, the session makes sure a frame follows (a PING when nothing else is to be sent): curl
+  // 7.88 notices a stream closed by its own END_STREAM only when input arrives, and waits for it
+  // otherwise.
   void reset_stream(int32_t stream, uint32_t error_code);
 
   // The handler passed these body bytes on: acknowledge them to the peer (WINDOW_UPDATE once a
@@ -303,6 +313,7 @@ class Http2Session {
   void close_stream(Stream& st, uint32_t error_code);
   void note_closed_peer_stream(const Stream& st);
   void reject_stream(Stream& st, uint32_t error_code);
+  void note_peer_end(const Stream& st);
   int header_overflow(Stream& st);
   bool deliver_request_head(Stream& st, bool end_stream);
   bool deliver_response_head(Stream& st, bool end_stream);
@@ -352,6 +363,7 @@ class Http2Session {
   bool dead_ = false;     // nghttp2 can no longer send
   bool goaway_received_ = false;
   bool remote_settings_received_ = false;
+  bool wake_peer_ = false;  // a client ended its request after our response: a frame must follow
   Http2Stats stats_;
   std::string close_reason_;
   std::string last_error_;  // nghttp2's last error text, for close_reason

@@ -228,6 +228,60 @@ def test_grpc_no_route_is_unimplemented(narrow_gw):
     assert headers["grpc-status"] == "12"  # UNIMPLEMENTED
 
 
+# Answered at the request head while the client is still uploading: the gateway takes the rest of
+# the body until the client's END_STREAM and a frame follows it, so curl 7.88 (which notices a
+# stream its own END_STREAM closed only when input arrives) finishes instead of waiting for -m.
+# A 2xx answer keeps curl uploading; a 404 makes it stop ("HTTP error before end of send").
+EARLY_ANSWERS = [
+    ("/nowhere.Svc/Call", ["-H", "content-type: application/grpc", "-H", "te: trailers"], 200,
+     "12"),
+    ("/nowhere/plain", [], 404, None),
+]
+
+
+def upload_runs(url, extra, body, status, grpc_status, runs, *curl_args, stdin=False):
+    args = ["curl", "-sS", "--noproxy", "*", "-m", "5", "-D", "-", "-o", "/dev/null"]
+    args += list(curl_args) + extra
+    args += ["-T", "-", "-X", "POST"] if stdin else ["--data-binary", "@-"]
+    for i in range(runs):
+        r = subprocess.run(args + [url], input=body, capture_output=True, timeout=15)
+        assert r.returncode == 0, (i, r.returncode, r.stderr)
+        lines = r.stdout.decode("latin-1").split("\r\n")
+        assert lines[0].split()[:2] == ["HTTP/2", str(status)], (i, lines)
+        found = [l.split(":", 1)[1].strip() for l in lines if l.lower().startswith("grpc-status:")]
+        assert found == ([grpc_status] if grpc_status else []), (i, lines)
+
+
+@pytest.mark.parametrize("path,extra,status,grpc_status", EARLY_ANSWERS)
+@pytest.mark.parametrize("size", [3 * 1024, 200 * 1024])  # 200 KB: past the 64 KiB window
+def test_upload_still_going_when_answered_at_the_head(narrow_gw, path, extra, status,
+                                                      grpc_status, size):
+    body = b"\x00" + (size - 5).to_bytes(4, "big") + os.urandom(size - 5)
+    upload_runs(narrow_gw.url(path), extra, body, status, grpc_status, 30,
+                "--http2-prior-knowledge")
+
+
+def test_upload_of_unknown_length_answered_at_the_head(narrow_gw):
+    # -T -: no content-length, and curl ends the body with an empty END_STREAM DATA frame.
+    path, extra, status, grpc_status = EARLY_ANSWERS[0]
+    upload_runs(narrow_gw.url(path), extra, os.urandom(200 * 1024), status, grpc_status, 30,
+                "--http2-prior-knowledge", stdin=True)
+
+
+def test_upload_past_the_drain_limit_is_stopped_with_no_error(narrow_gw):
+    # More than 4 MiB after the answer: RST_STREAM(NO_ERROR) stops the upload (RFC 9113 §8.1).
+    # nghttp takes the complete answer and exits cleanly; the gateway keeps serving.
+    path = "/nowhere.Svc/Call"
+    r = subprocess.run(["nghttp", "-v", "-H", "content-type: application/grpc", "-d", "-",
+                        narrow_gw.url(path)], input=os.urandom(8 * 1024 * 1024),
+                       capture_output=True, timeout=30)
+    out = r.stdout.decode("latin-1")
+    assert "grpc-status: 12" in out, out[-2000:]
+    assert re.search(r"recv RST_STREAM frame <length=4, flags=0x00, stream_id=\d+>\s+"
+                     r"\(error_code=NO_ERROR", out), out[-2000:]
+    grpc_call(narrow_gw, "/svc.Echo/Unary")
+
+
 def test_grpc_timeout_is_deadline_exceeded(gw):
     headers = grpc_call(gw, "/slow/svc.Echo/Unary", "-H", "x-echo-delay-ms: 2000")
     assert headers["grpc-status"] == "4"  # DEADLINE_EXCEEDED
@@ -405,6 +459,18 @@ def test_tls_alpn_negotiates_h2(start_gateway, echo, pki):
     # A client that only speaks HTTP/1.1 still gets it.
     r = curl(base + ["--http1.1", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", url])
     assert r.stdout == b"1.1 200", r.stderr
+
+
+def test_upload_still_going_when_answered_at_the_head_over_tls(start_gateway, echo, pki):
+    port = free_port("0.0.0.0")
+    gw = start_gateway([listener("e2e-https", port, protocol="HTTPS"),
+                        tls_secret("a-cert", *pki.a),
+                        host("a", "a.example.com", tlsSecret={"name": "a-cert"}),
+                        mapping("echo", "/t/", echo.addr)])
+    path, extra, status, grpc_status = EARLY_ANSWERS[0]
+    upload_runs(f"https://a.example.com:{port}{path}", extra, os.urandom(200 * 1024), status,
+                grpc_status, 20, "--http2", "--cacert", pki.ca_crt, "--resolve",
+                f"a.example.com:{port}:127.0.0.1")
 
 
 def test_client_that_stops_reading_holds_back_the_upstream(gw, T):
