@@ -33,6 +33,21 @@ size_t pool_cached_blocks();
 // False when the build passes every block straight to malloc (AddressSanitizer).
 bool pool_caches();
 
+// Standard allocator over the pool, for node containers on the hot path (one node per stream).
+template <typename T>
+struct PoolAllocator {
+  using value_type = T;
+  PoolAllocator() noexcept = default;
+  template <typename U>
+  PoolAllocator(const PoolAllocator<U>&) noexcept {}  // NOLINT: implicit, as allocators are
+  T* allocate(size_t n) { return static_cast<T*>(pool_allocate(n * sizeof(T))); }
+  void deallocate(T* p, size_t n) noexcept { pool_free(p, n * sizeof(T)); }
+  template <typename U>
+  bool operator==(const PoolAllocator<U>&) const noexcept {
+    return true;
+  }
+};
+
 // Mix-in giving a class pooled operator new/delete.
 struct PooledObject {
   static void* operator new(size_t size) { return pool_allocate(size); }

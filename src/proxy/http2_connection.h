@@ -215,7 +215,9 @@ class Http2Connection final : public DownstreamConnection,
   std::shared_ptr<observe::ListenerStats> stats_;
   std::unique_ptr<http::Http2Session> session_;
   http::Http2Stats synced_;  // the session's counters already added to stats_
-  std::unordered_map<int32_t, std::unique_ptr<Http2Stream>> streams_;
+  std::unordered_map<int32_t, std::unique_ptr<Http2Stream>, std::hash<int32_t>, std::equal_to<>,
+                     base::PoolAllocator<std::pair<const int32_t, std::unique_ptr<Http2Stream>>>>
+      streams_;
   std::vector<int32_t> ready_;  // streams owed on_send_ready, run after the write pass
   net::Timer timer_;            // idle timeout, and the close deadline after GOAWAY
   uint64_t idle_since_ms_ = 0;

@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/block_pool.h"
 #include "http/header.h"
 #include "http/http2_session.h"
 #include "http/message_head.h"
@@ -117,7 +118,9 @@ class Http2Upstream final : public UpstreamConnection::Handler,
   std::unique_ptr<http::Http2Session> session_;
   std::string endpoint_text_;
   std::vector<Http2UpstreamRequest*> waiting_;
-  std::unordered_map<int32_t, Http2UpstreamRequest*> streams_;
+  std::unordered_map<int32_t, Http2UpstreamRequest*, std::hash<int32_t>, std::equal_to<>,
+                     base::PoolAllocator<std::pair<const int32_t, Http2UpstreamRequest*>>>
+      streams_;
   std::vector<int32_t> ready_;  // streams owed on_h2_send_ready after the write pass
   bool in_feed_ = false;
   bool in_flush_ = false;

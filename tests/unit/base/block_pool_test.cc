@@ -8,6 +8,7 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace proxenos::base {
@@ -92,6 +93,22 @@ TEST(BlockPool, PooledObjectsReuseTheirBlocks) {
   auto* b = new Pooled;
   EXPECT_EQ(static_cast<void*>(a), static_cast<void*>(b));
   delete b;
+}
+
+TEST(BlockPool, AllocatorServesNodeContainers) {
+  std::unordered_map<int, std::string, std::hash<int>, std::equal_to<>,
+                     PoolAllocator<std::pair<const int, std::string>>>
+      m;
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 500; ++i) m.emplace(i, std::to_string(i * round));
+    EXPECT_EQ(m.size(), 500u);
+    EXPECT_EQ(m.at(499), std::to_string(499 * round));
+    for (int i = 0; i < 500; ++i) m.erase(i);
+    EXPECT_TRUE(m.empty());
+  }
+  if (pool_caches()) {
+    EXPECT_GT(pool_cached_blocks(), 0u);  // the nodes wait for reuse
+  }
 }
 
 TEST(BlockPool, EachThreadHasItsOwnCacheAndDrainsItAtExit) {
