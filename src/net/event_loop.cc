@@ -96,7 +96,18 @@ void EventLoop::stop() {
 
 uint64_t EventLoop::refresh_now() {
   now_us_ = monotonic_us();
+  unix_ms_fresh_ = false;
   return now_ms_ = now_us_ / 1000;
+}
+
+int64_t EventLoop::now_unix_ms() const {
+  if (!unix_ms_fresh_) {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    unix_ms_ = static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+    unix_ms_fresh_ = true;
+  }
+  return unix_ms_;
 }
 
 bool EventLoop::earlier(size_t a, size_t b) const {

@@ -97,6 +97,9 @@ class EventLoop {
   // Monotonic milliseconds, refreshed once per loop iteration (cheap to call on the hot path).
   uint64_t now_ms() const { return now_ms_; }
   uint64_t now_us() const { return now_us_; }  // same instant as now_ms(), in microseconds
+  // Wall-clock milliseconds since the Unix epoch, read at most once per loop iteration (request
+  // start times for logs and templates share it).
+  int64_t now_unix_ms() const;
   uint64_t refresh_now();
 
  private:
@@ -117,6 +120,8 @@ class EventLoop {
   int wake_fd_ = -1;
   uint64_t now_ms_ = 0;
   uint64_t now_us_ = 0;
+  mutable int64_t unix_ms_ = 0;
+  mutable bool unix_ms_fresh_ = false;  // unix_ms_ was read since the last refresh_now()
   uint64_t next_timer_seq_ = 1;
   std::vector<Timer*> timers_;  // indexed min-heap on (deadline, seq)
   std::vector<std::function<void()>> deferred_;

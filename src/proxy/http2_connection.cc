@@ -33,12 +33,6 @@ std::unique_ptr<Exchange> take_exchange(net::EventLoop& loop) {
   return e;
 }
 
-int64_t unix_now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 void append_uint(std::string& out, uint64_t v) {
   char buf[24];
   auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
@@ -95,7 +89,7 @@ void Http2Stream::start(http::RequestHead&& head, bool end_stream) {
   e.config = worker_.config();
   e.start_ms = worker_.loop().now_ms();
   e.start_us = worker_.loop().now_us();
-  e.start_unix_ms = unix_now_ms();
+  e.start_unix_ms = worker_.loop().now_unix_ms();
   conn_.stats().downstream_rq_total.inc();
   conn_.stats().downstream_rq_active.add(1);
   e.counted_active = true;
@@ -1277,6 +1271,11 @@ Http2Connection::Http2Connection(Worker& worker, int fd, std::string listener_ke
   }
   // RFC 8441: WebSockets (and other allowed upgrades) ride on extended CONNECT streams.
   options.enable_connect_protocol = true;
+  // Stream ages (rapid-reset guard) from the loop's per-iteration clock, not a clock read per
+  // stream. Both are CLOCK_MONOTONIC.
+  options.clock = [&loop = worker_.loop()] {
+    return http::Http2Options::Clock::time_point(std::chrono::microseconds(loop.now_us()));
+  };
   session_ =
       std::make_unique<http::Http2Session>(http::Http2Session::Role::kServer, *this, options);
 }

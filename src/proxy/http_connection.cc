@@ -29,12 +29,6 @@ namespace {
 constexpr size_t kMaxPooledExchanges = 1024;
 thread_local std::vector<std::unique_ptr<Exchange>> g_free_exchanges;
 
-int64_t unix_now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 }  // namespace
 
 Exchange::Exchange(net::EventLoop& loop)
@@ -389,7 +383,7 @@ void HttpConnection::parse_error(const http::ParseResult& result) {
   auto& e = *exchange_;
   e.start_ms = worker_.loop().now_ms();
   e.start_us = worker_.loop().now_us();
-  e.start_unix_ms = unix_now_ms();
+  e.start_unix_ms = worker_.loop().now_unix_ms();
   send_local_reply(result.error_status, result.error, "DPE");
 }
 
@@ -406,7 +400,7 @@ void HttpConnection::start_exchange(size_t head_length) {
   e.start_us = worker_.loop().now_us();
   stats_->downstream_rq_active.add(1);
   e.counted_active = true;
-  e.start_unix_ms = unix_now_ms();
+  e.start_unix_ms = worker_.loop().now_unix_ms();
   e.head_request = e.request.method == "HEAD";
   e.grpc = http::is_grpc_content_type(http::find_header(e.request.headers, "content-type"));
   e.grpc_web = e.config && e.config->snapshot && e.config->snapshot->module.enable_grpc_web &&
