@@ -666,9 +666,13 @@ Http2Session::Clock::time_point Http2Session::now() const {
 // role only its own), so live streams stay sorted by appending.
 
 Http2Session::Stream* Http2Session::find(int32_t id) const {
+  // Callbacks come in runs for one stream (a header block's fields, a frame's data chunks).
+  if (last_found_ != nullptr && last_found_->id == id) return last_found_;
   auto it = std::lower_bound(live_.begin(), live_.end(), id,
                              [](const std::unique_ptr<Stream>& s, int32_t v) { return s->id < v; });
-  return (it != live_.end() && (*it)->id == id) ? it->get() : nullptr;
+  if (it == live_.end() || (*it)->id != id) return nullptr;
+  last_found_ = it->get();
+  return last_found_;
 }
 
 Http2Session::Stream* Http2Session::new_stream(int32_t id) {
@@ -696,6 +700,7 @@ void Http2Session::close_stream(Stream& st, uint32_t error_code) {
                              [](const std::unique_ptr<Stream>& s, int32_t v) { return s->id < v; });
   std::unique_ptr<Stream> owned = std::move(*it);
   live_.erase(it);
+  if (last_found_ == owned.get()) last_found_ = nullptr;
   if (known) --open_streams_;
   if (free_streams_.size() < kMaxFreeStreams) {
     owned->reset();

@@ -339,6 +339,7 @@ class Http2Session {
   bool patch_settings_ = false;     // the next bytes sent are our SETTINGS (see send callback)
 
   std::vector<std::unique_ptr<Stream>> live_;  // sorted by id
+  mutable Stream* last_found_ = nullptr;       // find()'s last answer, while it is live
   std::vector<std::unique_ptr<Stream>> free_streams_;
   std::vector<int32_t> ready_;  // streams owed on_send_ready after the send pass
   std::vector<int32_t> ready_scratch_;
