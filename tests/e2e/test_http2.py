@@ -436,12 +436,18 @@ def pki(tmp_path_factory):
     return p
 
 
-def test_tls_alpn_negotiates_h2(start_gateway, echo, pki):
+def tls_gateway(start_gateway, echo, pki):
+    """An HTTPS Listener serving a.example.com with /t/ to the echo backend; its port."""
     port = free_port("0.0.0.0")
-    gw = start_gateway([listener("e2e-https", port, protocol="HTTPS"),
-                        tls_secret("a-cert", *pki.a),
-                        host("a", "a.example.com", tlsSecret={"name": "a-cert"}),
-                        mapping("echo", "/t/", echo.addr)])
+    start_gateway([listener("e2e-https", port, protocol="HTTPS"),
+                   tls_secret("a-cert", *pki.a),
+                   host("a", "a.example.com", tlsSecret={"name": "a-cert"}),
+                   mapping("echo", "/t/", echo.addr)])
+    return port
+
+
+def test_tls_alpn_negotiates_h2(start_gateway, echo, pki):
+    port = tls_gateway(start_gateway, echo, pki)
     base = ["--cacert", pki.ca_crt, "--resolve", f"a.example.com:{port}:127.0.0.1"]
     url = f"https://a.example.com:{port}/t/x"
     r = curl(base + ["--http2", "-w", "\n%{http_version} %{http_code}", url])
@@ -462,11 +468,7 @@ def test_tls_alpn_negotiates_h2(start_gateway, echo, pki):
 
 
 def test_upload_still_going_when_answered_at_the_head_over_tls(start_gateway, echo, pki):
-    port = free_port("0.0.0.0")
-    gw = start_gateway([listener("e2e-https", port, protocol="HTTPS"),
-                        tls_secret("a-cert", *pki.a),
-                        host("a", "a.example.com", tlsSecret={"name": "a-cert"}),
-                        mapping("echo", "/t/", echo.addr)])
+    port = tls_gateway(start_gateway, echo, pki)
     path, extra, status, grpc_status = EARLY_ANSWERS[0]
     upload_runs(f"https://a.example.com:{port}{path}", extra, os.urandom(200 * 1024), status,
                 grpc_status, 20, "--http2", "--cacert", pki.ca_crt, "--resolve",
