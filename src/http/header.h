@@ -43,7 +43,11 @@ struct HeaderField {
 using HeaderList = std::vector<HeaderField>;
 
 // ASCII case-insensitive equality; header names are tokens, so ASCII folding is exact.
-bool iequals(std::string_view a, std::string_view b);
+bool iequals_same_size(const char* a, const char* b, size_t size);
+inline bool iequals(std::string_view a, std::string_view b) {
+  // Inline: most comparisons in header scans fail on the length alone.
+  return a.size() == b.size() && iequals_same_size(a.data(), b.data(), a.size());
+}
 
 // First value of `name` (case-insensitive) or empty view; `found` tells absent from empty.
 std::string_view find_header(const HeaderList& headers, std::string_view name,
