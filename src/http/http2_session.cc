@@ -347,7 +347,9 @@ struct Http2Session::Callbacks {
     const std::string_view value(reinterpret_cast<const char*>(value_p), valuelen);
 
     st->block_bytes += namelen + valuelen + kFieldOverhead;
-    if (st->block_bytes > s.options_.max_header_list_bytes) return s.header_overflow(*st);
+    if (st->block_bytes > s.options_.max_header_list_bytes) {
+      return s.header_overflow(*st, "header list too large");
+    }
 
     auto append = [st](std::string_view text) {
       Stream::Ref r{static_cast<uint32_t>(st->block.size()), static_cast<uint32_t>(text.size()),
@@ -382,7 +384,9 @@ struct Http2Session::Callbacks {
     } else {
       ++st->block_count;
     }
-    if (st->block_count > s.options_.max_header_count) return s.header_overflow(*st);
+    if (st->block_count > s.options_.max_header_count) {
+      return s.header_overflow(*st, "too many headers");
+    }
 
     if (s.role_ == Role::kServer && name.find('_') != std::string_view::npos) {
       switch (s.options_.underscores) {
@@ -392,7 +396,7 @@ struct Http2Session::Callbacks {
           return 0;
         case UnderscoreAction::kReject:
           ++s.stats_.messaging_errors;
-          s.reject_stream(*st, kH2ProtocolError);
+          s.reject_request_head(*st, "underscore in header name");
           return 0;
       }
     }
@@ -455,10 +459,20 @@ struct Http2Session::Callbacks {
     return 0;
   }
 
-  static int on_invalid_frame_recv(nghttp2_session*, const nghttp2_frame*, int lib_error_code,
+  static int on_invalid_frame_recv(nghttp2_session*, const nghttp2_frame* frame, int lib_error_code,
                                    void* ud) {
     if (lib_error_code == NGHTTP2_ERR_HTTP_HEADER || lib_error_code == NGHTTP2_ERR_HTTP_MESSAGING) {
-      ++self(ud).stats_.messaging_errors;
+      Http2Session& s = self(ud);
+      ++s.stats_.messaging_errors;
+      // nghttp2 has reset a request stream for a field or for the head as a whole (it submitted
+      // the RST_STREAM): the handler never heard of the stream, so tell it now.
+      if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+      Stream* st = s.find(frame->hd.stream_id);
+      if (st == nullptr || !st->peer_stream || st->known || st->rejected) return 0;
+      st->rejected = true;
+      st->local_reset_code = kH2ProtocolError;
+      s.report_rejected(*st, lib_error_code == NGHTTP2_ERR_HTTP_HEADER ? "invalid header field"
+                                                                       : "malformed request head");
     }
     return 0;
   }
@@ -747,9 +761,17 @@ void Http2Session::note_peer_end(const Stream& st) {
   if (st.peer_stream && st.sent_end && !st.rejected) wake_peer_ = true;
 }
 
-int Http2Session::header_overflow(Stream& st) {
-  ++stats_.header_overflows;
+// RST_STREAM(PROTOCOL_ERROR) for a header block; a request head the handler has not seen yet is
+// reported to it (the stream is still logged, as Envoy logs it).
+void Http2Session::reject_request_head(Stream& st, std::string_view reason) {
+  const bool report = !st.rejected && st.peer_stream && !st.known;
   reject_stream(st, kH2ProtocolError);
+  if (report) report_rejected(st, reason);
+}
+
+int Http2Session::header_overflow(Stream& st, std::string_view reason) {
+  ++stats_.header_overflows;
+  reject_request_head(st, reason);
   st.reset_block();
   return 0;
 }
@@ -850,6 +872,7 @@ bool Http2Session::deliver_request_head(Stream& st, bool end_stream) {
     ++stats_.messaging_errors;
     st.reset_block();
     reject_stream(st, kH2ProtocolError);
+    handler_.on_request_rejected(st.id, head, bad);
     return false;
   }
   head.version_minor = 1;
@@ -871,6 +894,34 @@ bool Http2Session::deliver_request_head(Stream& st, bool end_stream) {
     again->block.clear();
   }
   return true;
+}
+
+// The request head received so far (the header block up to the field that was refused) for
+// on_request_rejected; the block is used up.
+void Http2Session::report_rejected(Stream& st, std::string_view reason) {
+  RequestHead head;
+  head.storage = std::move(st.block);
+  head.storage.reserve(head.storage.size() + st.cookie_bytes);
+  build_fields(head.storage, st.fields, st.cookie_crumbs, st.cookie_bytes, head.headers);
+  const std::string_view storage = head.storage;
+  auto view = [&](const Stream::Ref& r) { return storage.substr(r.off, r.len); };
+  head.method = view(st.method);
+  if (st.path.set) {
+    head.target = view(st.path);
+    const size_t q = head.target.find('?');
+    head.path = head.target.substr(0, q);
+    if (q != std::string_view::npos) {
+      head.has_query = true;
+      head.query = head.target.substr(q + 1);
+    }
+  } else if (head.method == "CONNECT") {
+    head.target = view(st.authority);
+  }
+  head.authority = st.authority.set ? view(st.authority) : find_header(head.headers, "host");
+  head.version_major = 2;
+  head.version_minor = 1;
+  st.reset_block();
+  handler_.on_request_rejected(st.id, head, reason);
 }
 
 bool Http2Session::deliver_response_head(Stream& st, bool end_stream) {

@@ -177,6 +177,15 @@ class Http2Session {
     // head.storage is heap-allocated, so moving the head keeps its views valid.
     virtual void on_request_head(int32_t /*stream*/, RequestHead&& /*head*/, bool /*end_stream*/) {}
 
+    // Server role: a peer stream reset with RST_STREAM(PROTOCOL_ERROR) for its request head
+    // (malformed as RFC 9113 §8.2-8.3 or our checks define it, over a header limit, an underscore
+    // name under kReject) before on_request_head: called once, and nothing else follows for the
+    // stream. `partial` holds what arrived before the fault: method, target/path, authority (or
+    // Host) and the regular fields in order, each possibly empty; views valid during the call.
+    // Not for streams refused over max_concurrent_streams (REFUSED_STREAM).
+    virtual void on_request_rejected(int32_t /*stream*/, const RequestHead& /*partial*/,
+                                     std::string_view /*reason*/) {}
+
     // Client role: a response head. 1xx heads (status < 200) may come first and end nothing;
     // the final head follows. framing as for requests (kNone for HEAD requests, 204 and 304).
     virtual void on_response_head(int32_t /*stream*/, ResponseHead&& /*head*/,
@@ -313,8 +322,10 @@ class Http2Session {
   void close_stream(Stream& st, uint32_t error_code);
   void note_closed_peer_stream(const Stream& st);
   void reject_stream(Stream& st, uint32_t error_code);
+  void reject_request_head(Stream& st, std::string_view reason);
+  void report_rejected(Stream& st, std::string_view reason);
   void note_peer_end(const Stream& st);
-  int header_overflow(Stream& st);
+  int header_overflow(Stream& st, std::string_view reason);
   bool deliver_request_head(Stream& st, bool end_stream);
   bool deliver_response_head(Stream& st, bool end_stream);
   void deliver_trailers(Stream& st);

@@ -58,6 +58,19 @@ void append_chunk_header(net::Buffer& out, size_t size) {
   out.append(std::string_view(line, static_cast<size_t>(p - line)));
 }
 
+// The access-log fields of an HTTP/2 request known from its head and connection alone.
+void fill_request_record(observe::AccessLogRecord& r, const http::RequestHead& request,
+                         const Http2Connection& conn) {
+  r.method = request.method;
+  r.path = request.target;
+  r.protocol = "HTTP/2";
+  r.authority = request.authority;
+  r.request_headers = &request.headers;
+  r.requested_server_name = conn.sni();
+  r.downstream_remote_address = conn.routing_input().peer;
+  r.downstream_local_address = conn.routing_input().local;
+}
+
 }  // namespace
 
 // =============================================================================================
@@ -1193,13 +1206,9 @@ void Http2Stream::log() {
   const auto& cfg = e.config ? e.config : worker_.config();
   if (!cfg || !cfg->access_log) return;
   observe::AccessLogRecord r;
+  fill_request_record(r, e.request, conn_);
   r.start_unix_ms = e.start_unix_ms;
-  r.method = e.request.method;
-  r.path = e.request.target;
   r.original_path = e.original_path;
-  r.protocol = "HTTP/2";
-  r.authority = e.request.authority;
-  r.request_headers = &e.request.headers;
   // What the upstream got (or would have) as x-forwarded-for; the client's list alone when the
   // request was refused before the gateway read its configuration.
   thread_local std::string forwarded_for;
@@ -1219,14 +1228,11 @@ void Http2Stream::log() {
   r.upstream_host = e.upstream_host;
   r.upstream_local_address = e.upstream_local;
   r.upstream_transport_failure_reason = e.transport_failure;
-  r.requested_server_name = conn_.sni();
   if (e.match.route != nullptr && e.config &&
       e.match.route->stats_index < e.config->snapshot->route_stats_names.size()) {
     r.route_name = e.config->snapshot->route_stats_names[e.match.route->stats_index];
   }
   r.upstream_cluster = e.cluster ? std::string_view(e.cluster->spec().name) : std::string_view();
-  r.downstream_remote_address = conn_.routing_input().peer;
-  r.downstream_local_address = conn_.routing_input().local;
   r.request_id = e.request_id;
   cfg->access_log->append(r, worker_.access_log_buffer());
   worker_.maybe_flush_access_log();
@@ -1499,6 +1505,23 @@ void Http2Connection::on_request_head(int32_t stream, http::RequestHead&& head, 
   stats_->http2_streams_active.add(1);
   it->second = std::make_unique<Http2Stream>(*this, stream);
   it->second->start(std::move(head), end_stream);
+}
+
+// Envoy had opened a stream for it (downstream_rq_total) whose codec reset it before any
+// filter ran: logged with what arrived of the head, code 0 and DPE. http2.rx_messaging_error /
+// header_overflow and tx_reset come from the session.
+void Http2Connection::on_request_rejected(int32_t, const http::RequestHead& partial,
+                                          std::string_view) {
+  stats_->downstream_rq_total.inc();
+  stats_->downstream_rq_time.record_us(0);
+  const auto& cfg = worker_.config();
+  if (!cfg || !cfg->access_log) return;
+  observe::AccessLogRecord r;
+  fill_request_record(r, partial, *this);
+  r.start_unix_ms = unix_now_ms();
+  r.response_flags = "DPE";
+  cfg->access_log->append(r, worker_.access_log_buffer());
+  worker_.maybe_flush_access_log();
 }
 
 void Http2Connection::on_data(int32_t stream, std::string_view bytes, bool end_stream) {

@@ -173,6 +173,9 @@ class Http2Connection final : public DownstreamConnection,
 
   // Http2Session::Handler.
   void on_request_head(int32_t stream, http::RequestHead&& head, bool end_stream) override;
+  // Counted and logged as Envoy does a stream its codec reset: code 0, flag DPE.
+  void on_request_rejected(int32_t stream, const http::RequestHead& partial,
+                           std::string_view reason) override;
   void on_data(int32_t stream, std::string_view bytes, bool end_stream) override;
   void on_trailers(int32_t stream, const http::HeaderList& trailers) override;
   void on_stream_close(int32_t stream, uint32_t error_code) override;

@@ -1158,17 +1158,46 @@ def _access_lines(gw, marker, timeout=None):
         time.sleep(0.05)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a stream reset for a malformed request head (case 17) leaves no access-log line at all; "
-    "Envoy logs it with response code 0 and flag DPE (downstream protocol error)"))
-def test_case17_rejected_stream_is_logged_as_protocol_error(edge):
+# The client's fields before the bad one are what the line can show (%REQ(USER-AGENT)%, ...).
+_LOGGED_BEFORE = [("user-agent", "case17-agent/1"), ("x-request-id", "case17-rid")]
+
+REJECTED_LOGGED = [
+    ("connection", lambda m: _req(m, extra=_LOGGED_BEFORE + [("connection", "close")])),
+    ("te-gzip", lambda m: _req(m, extra=_LOGGED_BEFORE + [("te", "gzip")])),
+    ("transfer-encoding", lambda m: _req(m, method="POST", extra=_LOGGED_BEFORE + [
+        ("transfer-encoding", "chunked")])),
+    ("uppercase-name", lambda m: _req(m, extra=_LOGGED_BEFORE + [("X-Upper", "1")])),
+    # :authority after a regular field: refused there, so the line has no authority.
+    ("pseudo-after-regular", lambda m: [(":method", "GET"), (":scheme", "http"),
+                                        (":path", f"/rec/{m}")] + _LOGGED_BEFORE +
+     [(":authority", "a.example")]),
+]
+
+
+@pytest.mark.parametrize("name,build", REJECTED_LOGGED, ids=[r[0] for r in REJECTED_LOGGED])
+def test_case17_rejected_stream_is_logged_as_protocol_error(edge, name, build):
+    """Envoy logs a stream its codec reset for a malformed head: response code 0, flag DPE, with
+    what arrived of the request before the bad field."""
     gw, _, _ = edge
+    marker = f"case17-log-{name}"
+    fields = build(marker)
+    m = Counters(gw)
     with H2(gw.port) as c:
-        c.send(headers_frame(1, _req("case17-log", extra=[("connection", "close")])))
-        assert c.rst(1) is not None
-    lines = _access_lines(gw, "case17-log")
-    assert lines, "no access-log line for the rejected stream"
-    assert lines[0]["code"] == "0" and "DPE" in lines[0]["flags"]
+        c.send(headers_frame(1, fields))
+        rst = c.rst(1)
+        assert rst is not None and rst.code == PROTOCOL_ERROR, c.frames
+    lines = _access_lines(gw, marker)
+    assert len(lines) == 1, f"want one access-log line for the rejected stream, got {lines}"
+    line = lines[0]
+    method = dict(fields)[":method"]
+    authority = "-" if name == "pseudo-after-regular" else "a.example"
+    assert (line["method"], line["path"], line["protocol"]) == (method, f"/rec/{marker}", "HTTP/2")
+    assert (line["code"], line["flags"], line["rx"], line["tx"], line["duration"]) == \
+        ("0", "DPE", "0", "0", "0"), line
+    assert (line["ua"], line["request_id"], line["authority"], line["upstream"]) == \
+        ("case17-agent/1", "case17-rid", authority, "-"), line
+    assert m.grew("envoy_http_downstream_rq_total") == 1
+    assert m.grew(MESSAGING_ERRORS) == 1
 
 
 def test_case18_mismatch_is_logged_as_protocol_error(edge):

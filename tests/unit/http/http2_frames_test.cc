@@ -196,7 +196,12 @@ TEST(Http2Frames, Case17MalformedRequestHeadsAreReset) {
     EXPECT_EQ(rst->rst_code(), kH2ProtocolError);
     EXPECT_EQ(s.find(kGoaway), nullptr);
     EXPECT_GE(s.session.stats().messaging_errors, 1u);
+    // Reported once to the handler (which logs it), and never closed to it.
+    ASSERT_EQ(s.handler.rejections.size(), 1u);
+    EXPECT_EQ(s.handler.rejections[0].stream, 1);
     expect_still_serving(s, 3);
+    EXPECT_EQ(s.handler.rejections.size(), 1u);
+    EXPECT_FALSE(s.handler.streams[1].closed);
   }
 }
 

@@ -54,8 +54,25 @@ struct StreamLog {
   uint32_t close_code = 0;
 };
 
+// What on_request_rejected reported, copied out of the views.
+struct Rejection {
+  int32_t stream = 0;
+  std::string method;
+  std::string target;
+  std::string path;
+  std::string authority;
+  Fields headers;
+  std::string reason;
+};
+
 class RecordingHandler : public Http2Session::Handler {
  public:
+  void on_request_rejected(int32_t stream, const RequestHead& partial,
+                           std::string_view reason) override {
+    rejections.push_back({stream, std::string(partial.method), std::string(partial.target),
+                          std::string(partial.path), std::string(partial.authority),
+                          to_fields(partial.headers), std::string(reason)});
+  }
   void on_request_head(int32_t stream, RequestHead&& head, bool end_stream) override {
     StreamLog& s = streams[stream];
     s.has_request = true;
@@ -105,6 +122,7 @@ class RecordingHandler : public Http2Session::Handler {
   Http2Session* session = nullptr;
   bool auto_consume = true;
   std::map<int32_t, StreamLog> streams;
+  std::vector<Rejection> rejections;
   std::function<void(int32_t, const RequestHead&, bool)> on_request;
   std::function<void(int32_t, std::string_view, bool)> on_body;
   std::function<void(int32_t)> on_ready;
