@@ -1518,7 +1518,7 @@ void Http2Connection::on_request_rejected(int32_t, const http::RequestHead& part
   if (!cfg || !cfg->access_log) return;
   observe::AccessLogRecord r;
   fill_request_record(r, partial, *this);
-  r.start_unix_ms = unix_now_ms();
+  r.start_unix_ms = worker_.loop().now_unix_ms();
   r.response_flags = "DPE";
   cfg->access_log->append(r, worker_.access_log_buffer());
   worker_.maybe_flush_access_log();
