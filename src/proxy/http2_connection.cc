@@ -12,6 +12,7 @@
 #include "http/grpc.h"
 #include "proxy/response_builder.h"
 #include "proxy/shadow_request.h"
+#include "proxy/upstream_exchange.h"
 
 namespace proxenos::proxy {
 
@@ -420,35 +421,18 @@ void Http2Stream::end_request_body(std::string_view trailer_section) {
 
 void Http2Stream::connect_upstream() {
   Exchange& e = *e_;
-  e.upstream_start_ms = worker_.loop().now_ms();
-  e.upstream_start_us = worker_.loop().now_us();
-  e.upstream = e.retried ? nullptr : e.cluster->take_idle();
-  if (e.upstream) {
-    e.upstream->set_handler(this);
-    e.upstream->requests++;
-    e.upstream_host = e.upstream->endpoint_text();
-    on_upstream_connected();
-    return;
+  UpstreamFailure failure;
+  switch (proxy::connect_upstream(e, worker_.loop(), this, failure)) {
+    case UpstreamConnect::kReused:
+      on_upstream_connected();
+      break;
+    case UpstreamConnect::kConnecting:
+      connect_timer_.arm(e.cluster->spec().connect_timeout_ms);
+      break;
+    case UpstreamConnect::kFailed:
+      local_reply(503, failure.body, failure.flags);
+      break;
   }
-  const net::Address* endpoint = e.cluster->pick_endpoint();
-  if (endpoint == nullptr) {
-    local_reply(503, "no healthy upstream", "UH");
-    return;
-  }
-  int err = 0;
-  e.upstream = e.cluster->connect(*endpoint, &err);
-  e.upstream_host = endpoint->to_string();
-  if (!e.upstream) {
-    e.cluster->stats().upstream_cx_connect_fail.inc();
-    local_reply(503,
-                "upstream connect error or disconnect/reset before headers. reset reason: "
-                "connection failure",
-                "UF");
-    return;
-  }
-  e.upstream->set_handler(this);
-  e.upstream->requests++;
-  connect_timer_.arm(e.cluster->spec().connect_timeout_ms);
 }
 
 void Http2Stream::on_upstream_connected() {
@@ -464,14 +448,7 @@ void Http2Stream::on_upstream_event(uint32_t events) {
   Exchange& e = *e_;
   if (closed_ || !e.upstream) return;
   if (!e.upstream->connected) {
-    e.cluster->stats().upstream_cx_connect_fail.inc();
-    const std::string& failure = e.upstream->failure();
-    if (failure.rfind("TLS", 0) == 0) {
-      e.transport_failure = failure;
-      upstream_failed("connection failure, transport failure reason: " + failure, "UF");
-    } else {
-      upstream_failed(failure.empty() ? "connection failure" : failure, "UF");
-    }
+    upstream_failed(unconnected_failure_reason(e), "UF");
     conn_.flush();
     return;
   }
@@ -555,7 +532,7 @@ void Http2Stream::upstream_failed(std::string_view reason, std::string_view flag
     connect_upstream();
     return;
   }
-  std::string body = "upstream connect error or disconnect/reset before headers. reset reason: ";
+  std::string body(kResetBeforeHeaders);
   body.append(reason);
   local_reply(503, body, flags);
 }
@@ -842,8 +819,6 @@ void Http2Stream::on_send_ready() {
 
 namespace {
 
-constexpr std::string_view kResetBeforeHeaders =
-    "upstream connect error or disconnect/reset before headers. reset reason: ";
 // Body bytes kept to replay a request the upstream refused (REFUSED_STREAM); beyond this the
 // request is not retried.
 constexpr size_t kMaxRetryBody = 64 * 1024;
@@ -895,22 +870,12 @@ void Http2Stream::build_h2_request() {
 }
 
 void Http2Stream::h2_connect(const upstream::Http2Upstream* avoid) {
-  Exchange& e = *e_;
-  e.upstream_start_ms = worker_.loop().now_ms();
-  e.upstream_start_us = worker_.loop().now_us();
-  std::string error;
-  h2_ = upstream::Http2Upstream::acquire(*e.cluster, error, avoid);
+  UpstreamFailure failure;
+  h2_ = acquire_h2_upstream(*e_, worker_.loop(), avoid, failure);
   if (h2_ == nullptr) {
-    if (error == "no healthy upstream") {
-      local_reply(503, "no healthy upstream", "UH");
-    } else {
-      std::string body(kResetBeforeHeaders);
-      body.append(error);
-      local_reply(503, body, "UF");
-    }
+    local_reply(503, failure.body, failure.flags);
     return;
   }
-  e.upstream_host = h2_->endpoint_text();
   h2_->wait(this);
 }
 
@@ -918,12 +883,7 @@ void Http2Stream::on_h2_ready() {
   Exchange& e = *e_;
   if (closed_ || h2_ == nullptr || h2_stream_ >= 0) return;
   e.upstream_local.assign(h2_->local_address());
-  http::Http2Request request;
-  request.method = e.request.method;
-  request.scheme = e.cluster->spec().tls ? "https" : "http";
-  request.authority = h2_authority_;
-  request.path = h2_path_;
-  request.headers = &h2_fields_;
+  const http::Http2Request request = h2_request(e, h2_authority_, h2_path_, h2_fields_);
   bool end = e.request_complete && e.up_out->empty();
   upstream::Http2Upstream* on = h2_;
   h2_stream_ = on->submit_request(request, end, this);
@@ -944,13 +904,7 @@ void Http2Stream::on_h2_ready() {
 void Http2Stream::on_h2_connect_failed(std::string_view reason) {
   h2_ = nullptr;
   if (closed_) return;
-  std::string body(kResetBeforeHeaders);
-  if (reason.rfind("TLS", 0) == 0) {
-    e_->transport_failure.assign(reason);
-    body.append("connection failure, transport failure reason: ");
-  }
-  body.append(reason);
-  local_reply(503, body, "UF");
+  local_reply(503, connect_failure_body(*e_, reason), "UF");
   conn_.flush();
 }
 

@@ -20,6 +20,7 @@
 #include "proxy/request_router.h"
 #include "proxy/response_builder.h"
 #include "proxy/shadow_request.h"
+#include "proxy/upstream_exchange.h"
 
 namespace proxenos::proxy {
 
@@ -543,35 +544,18 @@ void HttpConnection::send_local_reply(int status, std::string_view body, std::st
 
 void HttpConnection::connect_upstream() {
   Exchange& e = *exchange_;
-  e.upstream_start_ms = worker_.loop().now_ms();
-  e.upstream_start_us = worker_.loop().now_us();
-  e.upstream = e.retried ? nullptr : e.cluster->take_idle();
-  if (e.upstream) {
-    e.upstream->set_handler(this);
-    e.upstream->requests++;
-    e.upstream_host = e.upstream->endpoint_text();
-    on_upstream_connected();
-    return;
+  UpstreamFailure failure;
+  switch (proxy::connect_upstream(e, worker_.loop(), this, failure)) {
+    case UpstreamConnect::kReused:
+      on_upstream_connected();
+      break;
+    case UpstreamConnect::kConnecting:
+      e.connect_timer.arm(e.cluster->spec().connect_timeout_ms);
+      break;
+    case UpstreamConnect::kFailed:
+      send_local_reply(503, failure.body, failure.flags);
+      break;
   }
-  const net::Address* endpoint = e.cluster->pick_endpoint();
-  if (endpoint == nullptr) {
-    send_local_reply(503, "no healthy upstream", "UH");
-    return;
-  }
-  int err = 0;
-  e.upstream = e.cluster->connect(*endpoint, &err);
-  e.upstream_host = endpoint->to_string();
-  if (!e.upstream) {
-    e.cluster->stats().upstream_cx_connect_fail.inc();
-    send_local_reply(503,
-                     "upstream connect error or disconnect/reset before headers. reset reason: "
-                     "connection failure",
-                     "UF");
-    return;
-  }
-  e.upstream->set_handler(this);
-  e.upstream->requests++;
-  e.connect_timer.arm(e.cluster->spec().connect_timeout_ms);
 }
 
 void HttpConnection::on_upstream_event(uint32_t events) {
@@ -579,16 +563,7 @@ void HttpConnection::on_upstream_event(uint32_t events) {
   Exchange& e = *exchange_;
   if (!e.upstream->connected) {
     // Before it is connected the connection reports only its failure (TCP or TLS).
-    e.cluster->stats().upstream_cx_connect_fail.inc();
-    const std::string& failure = e.upstream->failure();
-    if (failure.rfind("TLS", 0) == 0) {
-      // Envoy's wording, so clients and dashboards see the same text.
-      e.transport_failure = failure;
-      std::string reason = "connection failure, transport failure reason: " + failure;
-      upstream_failed(reason, "UF", true);
-    } else {
-      upstream_failed(failure.empty() ? "connection failure" : failure, "UF", true);
-    }
+    upstream_failed(unconnected_failure_reason(e), "UF", true);
     return;
   }
   // TLS reads may wait for writability and writes for readability: try both on any event.
@@ -635,7 +610,7 @@ void HttpConnection::upstream_failed(std::string_view reason, std::string_view f
       connect_upstream();
       return;
     }
-    std::string body = "upstream connect error or disconnect/reset before headers. reset reason: ";
+    std::string body(kResetBeforeHeaders);
     body.append(reason);
     send_local_reply(503, body, flags);
     return;
@@ -1062,30 +1037,13 @@ void HttpConnection::on_grpc_deadline() {
 // the same back-pressure as the HTTP/1.1 path (in_ stays full while the stream's queue is), and
 // response bytes are acknowledged upstream only once out_ is below the watermark.
 
-namespace {
-
-constexpr std::string_view kH2ResetBeforeHeaders =
-    "upstream connect error or disconnect/reset before headers. reset reason: ";
-
-}  // namespace
-
 void HttpConnection::h2_connect(const upstream::Http2Upstream* avoid) {
-  Exchange& e = *exchange_;
-  e.upstream_start_ms = worker_.loop().now_ms();
-  e.upstream_start_us = worker_.loop().now_us();
-  std::string error;
-  h2_ = upstream::Http2Upstream::acquire(*e.cluster, error, avoid);
+  UpstreamFailure failure;
+  h2_ = acquire_h2_upstream(*exchange_, worker_.loop(), avoid, failure);
   if (h2_ == nullptr) {
-    if (error == "no healthy upstream") {
-      send_local_reply(503, "no healthy upstream", "UH");
-    } else {
-      std::string body(kH2ResetBeforeHeaders);
-      body.append(error);
-      send_local_reply(503, body, "UF");
-    }
+    send_local_reply(503, failure.body, failure.flags);
     return;
   }
-  e.upstream_host = h2_->endpoint_text();
   h2_->wait(this);
 }
 
@@ -1093,12 +1051,7 @@ void HttpConnection::on_h2_ready() {
   if (phase_ == Phase::kClosed || !exchange_ || h2_ == nullptr || h2_stream_ >= 0) return;
   Exchange& e = *exchange_;
   e.upstream_local.assign(h2_->local_address());
-  http::Http2Request request;
-  request.method = e.request.method;
-  request.scheme = e.cluster->spec().tls ? "https" : "http";
-  request.authority = h2_authority_;
-  request.path = h2_path_;
-  request.headers = &h2_fields_;
+  const http::Http2Request request = h2_request(e, h2_authority_, h2_path_, h2_fields_);
   bool end = e.request_complete;
   upstream::Http2Upstream* on = h2_;
   h2_stream_ = on->submit_request(request, end, this);
@@ -1125,13 +1078,7 @@ void HttpConnection::on_h2_ready() {
 void HttpConnection::on_h2_connect_failed(std::string_view reason) {
   h2_ = nullptr;
   if (phase_ == Phase::kClosed || !exchange_) return;
-  std::string body(kH2ResetBeforeHeaders);
-  if (reason.rfind("TLS", 0) == 0) {
-    exchange_->transport_failure.assign(reason);
-    body.append("connection failure, transport failure reason: ");
-  }
-  body.append(reason);
-  send_local_reply(503, body, "UF");
+  send_local_reply(503, connect_failure_body(*exchange_, reason), "UF");
 }
 
 void HttpConnection::h2_forward_request_body() {
@@ -1458,7 +1405,7 @@ void HttpConnection::on_h2_close(uint32_t error_code) {
       h2_connect(was);
       return;
     }
-    std::string body(kH2ResetBeforeHeaders);
+    std::string body(kResetBeforeHeaders);
     body.append(error_code == http::kH2Cancel ? "connection termination" : "remote reset");
     close_after_response_ = close_after_response_ || !e.request_complete;
     send_local_reply(503, body, error_code == http::kH2Cancel ? "UC" : "UR");
