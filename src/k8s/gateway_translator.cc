@@ -16,7 +16,6 @@ namespace proxenos::k8s {
 
 namespace {
 
-constexpr const char* kApiVersion = "getambassador.io/v3alpha1";
 constexpr const char* kEpoch = "1970-01-01T00:00:00Z";
 
 // What the data plane can do, published on our GatewayClasses (names as in pkg/features).
@@ -341,44 +340,15 @@ class Translator {
 
   void report(const config::Resource& r, config::Severity severity, std::string field,
               std::string message) {
-    config::Diagnostic d;
-    d.severity = severity;
-    d.origin = r.origin;
-    d.resource = r.key();
-    d.field = std::move(field);
-    d.message = std::move(message);
-    out_.diagnostics.push_back(std::move(d));
+    out_.diagnostics.push_back(
+        source_diagnostic(r, severity, std::move(field), std::move(message)));
   }
 
   void emit(const config::Resource& source, const std::string& kind, const std::string& name,
             const std::string& namespace_, const config::Labels& labels, YAML::Node spec) {
-    config::Resource r;
-    r.api_version = kApiVersion;
-    r.kind = kind;
-    r.name = name;
-    r.namespace_ = namespace_;
-    r.labels = labels;
-    r.ambassador_id = {in_.ambassador_id};
-    YAML::Node ids(YAML::NodeType::Sequence);
-    ids.push_back(text(in_.ambassador_id));
-    spec["ambassador_id"] = ids;
-    r.spec = spec;
-    YAML::Node object = map_node();
-    object["apiVersion"] = text(kApiVersion);
-    object["kind"] = text(kind);
-    YAML::Node meta = map_node();
-    meta["name"] = text(name);
-    meta["namespace"] = text(namespace_);
-    if (!labels.empty()) {
-      YAML::Node l = map_node();
-      for (const auto& [k, v] : labels) l[k] = text(v);
-      meta["labels"] = l;
-    }
-    object["metadata"] = meta;
-    object["spec"] = spec;
-    r.object = object;
-    r.origin = source.origin;
-    r.source_id = config::kGatewayApiSource;
+    config::Resource r =
+        translated_resource(source, kind, name, namespace_, labels, in_.ambassador_id, spec);
+    r.source_id = config::kGatewayApiSource;  // the compiler gives these their own Listeners
     out_.resources.push_back(std::move(r));
   }
 
@@ -852,57 +822,7 @@ class Translator {
       out.matches.push_back(Match{});
     }
 
-    const YAML::Node filters = config::child(rule, "filters");
-    if (filters.IsSequence()) {
-      for (size_t k = 0; k < filters.size(); ++k) {
-        const YAML::Node f = filters[k];
-        std::string ffield = field + ".filters[" + std::to_string(k) + "]";
-        std::string type = scalar(f, "type");
-        if (type == "RequestHeaderModifier") {
-          header_edits(p, config::child(f, "requestHeaderModifier"), out.request, ffield);
-        } else if (type == "ResponseHeaderModifier") {
-          header_edits(p, config::child(f, "responseHeaderModifier"), out.response, ffield);
-        } else if (type == "RequestRedirect") {
-          const YAML::Node rr = config::child(f, "requestRedirect");
-          RedirectSpec spec;
-          spec.scheme = scalar(rr, "scheme");
-          spec.hostname = scalar(rr, "hostname");
-          if (auto port = to_int(scalar(rr, "port"))) spec.port = *port;
-          const YAML::Node path = config::child(rr, "path");
-          spec.path_type = scalar(path, "type");
-          spec.path_value = spec.path_type == "ReplaceFullPath"
-                                ? scalar(path, "replaceFullPath")
-                                : scalar(path, "replacePrefixMatch");
-          if (auto code = to_int(scalar(rr, "statusCode"))) spec.status = *code;
-          if (spec.scheme != "" && spec.scheme != "http" && spec.scheme != "https") {
-            unsupported(p, "UnsupportedValue",
-                        ffield + ": scheme " + spec.scheme + " is not supported");
-          }
-          if (spec.status != 301 && spec.status != 302 && spec.status != 303 &&
-              spec.status != 307 && spec.status != 308) {
-            unsupported(
-                p, "UnsupportedValue",
-                ffield + ": statusCode " + std::to_string(spec.status) + " is not supported");
-          }
-          out.redirect = spec;
-        } else if (type == "URLRewrite") {
-          const YAML::Node ur = config::child(f, "urlRewrite");
-          RewriteSpec spec;
-          spec.hostname = scalar(ur, "hostname");
-          const YAML::Node path = config::child(ur, "path");
-          spec.path_type = scalar(path, "type");
-          spec.path_value = spec.path_type == "ReplaceFullPath"
-                                ? scalar(path, "replaceFullPath")
-                                : scalar(path, "replacePrefixMatch");
-          out.rewrite = spec;
-        } else if (type == "RequestMirror") {
-          mirror(p, f, ffield, out);
-        } else {
-          unsupported(p, "UnsupportedValue",
-                      ffield + ": filter type " + type + " is not supported");
-        }
-      }
-    }
+    translate_filters(p, rule, field, "HTTPRoute", out);
     if (out.redirect && out.rewrite) {
       unsupported(p, "IncompatibleFilters",
                   field + ": RequestRedirect and URLRewrite cannot be used together");
@@ -940,6 +860,63 @@ class Translator {
         }
       }
     }
+  }
+
+  // A rule's filters. Both kinds take the header modifiers and RequestMirror; redirects and
+  // rewrites are HTTPRoute's alone, so on a GRPCRoute they are reported like any unknown type.
+  void translate_filters(ParsedRoute& p, const YAML::Node& rule, const std::string& field,
+                         const std::string& kind, Rule& out) {
+    const YAML::Node filters = config::child(rule, "filters");
+    if (!filters.IsSequence()) return;
+    const bool http = kind == "HTTPRoute";
+    for (size_t k = 0; k < filters.size(); ++k) {
+      const YAML::Node f = filters[k];
+      std::string ffield = field + ".filters[" + std::to_string(k) + "]";
+      std::string type = scalar(f, "type");
+      if (type == "RequestHeaderModifier") {
+        header_edits(p, config::child(f, "requestHeaderModifier"), out.request, ffield);
+      } else if (type == "ResponseHeaderModifier") {
+        header_edits(p, config::child(f, "responseHeaderModifier"), out.response, ffield);
+      } else if (type == "RequestMirror") {
+        mirror(p, f, ffield, out);
+      } else if (http && type == "RequestRedirect") {
+        out.redirect = redirect_spec(p, config::child(f, "requestRedirect"), ffield);
+      } else if (http && type == "URLRewrite") {
+        const YAML::Node ur = config::child(f, "urlRewrite");
+        RewriteSpec spec;
+        spec.hostname = scalar(ur, "hostname");
+        path_modifier(config::child(ur, "path"), spec.path_type, spec.path_value);
+        out.rewrite = spec;
+      } else {
+        unsupported(p, "UnsupportedValue", ffield + ": filter type " + type + " is not supported");
+      }
+    }
+  }
+
+  static RedirectSpec redirect_spec(ParsedRoute& p, const YAML::Node& rr,
+                                    const std::string& field) {
+    RedirectSpec spec;
+    spec.scheme = scalar(rr, "scheme");
+    spec.hostname = scalar(rr, "hostname");
+    if (auto port = to_int(scalar(rr, "port"))) spec.port = *port;
+    path_modifier(config::child(rr, "path"), spec.path_type, spec.path_value);
+    if (auto code = to_int(scalar(rr, "statusCode"))) spec.status = *code;
+    if (spec.scheme != "" && spec.scheme != "http" && spec.scheme != "https") {
+      unsupported(p, "UnsupportedValue", field + ": scheme " + spec.scheme + " is not supported");
+    }
+    if (spec.status != 301 && spec.status != 302 && spec.status != 303 && spec.status != 307 &&
+        spec.status != 308) {
+      unsupported(p, "UnsupportedValue",
+                  field + ": statusCode " + std::to_string(spec.status) + " is not supported");
+    }
+    return spec;
+  }
+
+  // An HTTPPathModifier; its type is checked against the rule's matches by the caller.
+  static void path_modifier(const YAML::Node& path, std::string& type, std::string& value) {
+    type = scalar(path, "type");
+    value = type == "ReplaceFullPath" ? scalar(path, "replaceFullPath")
+                                      : scalar(path, "replacePrefixMatch");
   }
 
   void mirror(ParsedRoute& p, const YAML::Node& f, const std::string& field, Rule& out) {
@@ -1008,24 +985,7 @@ class Translator {
       all.path_length = 0;
       out.matches.push_back(std::move(all));
     }
-    const YAML::Node filters = config::child(rule, "filters");
-    if (filters.IsSequence()) {
-      for (size_t k = 0; k < filters.size(); ++k) {
-        const YAML::Node f = filters[k];
-        std::string ffield = field + ".filters[" + std::to_string(k) + "]";
-        std::string type = scalar(f, "type");
-        if (type == "RequestHeaderModifier") {
-          header_edits(p, config::child(f, "requestHeaderModifier"), out.request, ffield);
-        } else if (type == "ResponseHeaderModifier") {
-          header_edits(p, config::child(f, "responseHeaderModifier"), out.response, ffield);
-        } else if (type == "RequestMirror") {
-          mirror(p, f, ffield, out);
-        } else {
-          unsupported(p, "UnsupportedValue",
-                      ffield + ": filter type " + type + " is not supported");
-        }
-      }
-    }
+    translate_filters(p, rule, field, "GRPCRoute", out);
   }
 
   // Where one parentRef attaches, or why it does not.

@@ -15,7 +15,6 @@ namespace proxenos::k8s {
 
 namespace {
 
-constexpr const char* kApiVersion = "getambassador.io/v3alpha1";
 constexpr const char* kIngressLabel = "a10r-k8s-ingress";
 
 std::string annotation(const config::Resource& r, const std::string& key) {
@@ -57,45 +56,14 @@ class IngressTranslator {
 
   void report(const config::Resource& ing, config::Severity severity, std::string field,
               std::string message) {
-    config::Diagnostic d;
-    d.severity = severity;
-    d.origin = ing.origin;
-    d.resource = ing.key();
-    d.field = std::move(field);
-    d.message = std::move(message);
-    out_.diagnostics.push_back(std::move(d));
+    out_.diagnostics.push_back(
+        source_diagnostic(ing, severity, std::move(field), std::move(message)));
   }
 
   void emit(const config::Resource& ing, const std::string& kind, const std::string& name,
             const config::Labels& labels, YAML::Node spec) {
-    config::Resource r;
-    r.api_version = kApiVersion;
-    r.kind = kind;
-    r.name = name;
-    r.namespace_ = ing.namespace_;
-    r.labels = labels;
-    r.ambassador_id = {in_.ambassador_id};
-    YAML::Node ids(YAML::NodeType::Sequence);
-    ids.push_back(text(in_.ambassador_id));
-    spec["ambassador_id"] = ids;
-    r.spec = spec;
-    YAML::Node object(YAML::NodeType::Map);
-    object["apiVersion"] = text(kApiVersion);
-    object["kind"] = text(kind);
-    YAML::Node meta(YAML::NodeType::Map);
-    meta["name"] = text(name);
-    meta["namespace"] = text(ing.namespace_);
-    if (!labels.empty()) {
-      YAML::Node l(YAML::NodeType::Map);
-      for (const auto& [k, v] : labels) l[k] = text(v);
-      meta["labels"] = l;
-    }
-    object["metadata"] = meta;
-    object["spec"] = spec;
-    r.object = object;
-    r.origin = ing.origin;
-    r.source_id = ing.source_id;
-    out_.resources.push_back(std::move(r));
+    out_.resources.push_back(
+        translated_resource(ing, kind, name, ing.namespace_, labels, in_.ambassador_id, spec));
   }
 
   // "name.namespace:port" for a v1 IngressServiceBackend; nullopt (reported) when it cannot be

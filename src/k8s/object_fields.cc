@@ -63,4 +63,50 @@ nlohmann::json to_json(const YAML::Node& node) {
   }
 }
 
+config::Resource translated_resource(const config::Resource& source, const std::string& kind,
+                                     const std::string& name, const std::string& namespace_,
+                                     const config::Labels& labels, const std::string& ambassador_id,
+                                     YAML::Node spec) {
+  constexpr const char* kApiVersion = "getambassador.io/v3alpha1";
+  config::Resource r;
+  r.api_version = kApiVersion;
+  r.kind = kind;
+  r.name = name;
+  r.namespace_ = namespace_;
+  r.labels = labels;
+  r.ambassador_id = {ambassador_id};
+  YAML::Node ids(YAML::NodeType::Sequence);
+  ids.push_back(text(ambassador_id));
+  spec["ambassador_id"] = ids;
+  r.spec = spec;
+  YAML::Node object(YAML::NodeType::Map);
+  object["apiVersion"] = text(kApiVersion);
+  object["kind"] = text(kind);
+  YAML::Node meta(YAML::NodeType::Map);
+  meta["name"] = text(name);
+  meta["namespace"] = text(namespace_);
+  if (!labels.empty()) {
+    YAML::Node l(YAML::NodeType::Map);
+    for (const auto& [k, v] : labels) l[k] = text(v);
+    meta["labels"] = l;
+  }
+  object["metadata"] = meta;
+  object["spec"] = spec;
+  r.object = object;
+  r.origin = source.origin;
+  r.source_id = source.source_id;
+  return r;
+}
+
+config::Diagnostic source_diagnostic(const config::Resource& source, config::Severity severity,
+                                     std::string field, std::string message) {
+  config::Diagnostic d;
+  d.severity = severity;
+  d.origin = source.origin;
+  d.resource = source.key();
+  d.field = std::move(field);
+  d.message = std::move(message);
+  return d;
+}
+
 }  // namespace proxenos::k8s

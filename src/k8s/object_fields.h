@@ -11,6 +11,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "config/diagnostic.h"
+#include "config/label_selector.h"
+#include "config/resource.h"
+
 namespace proxenos::k8s {
 
 // The scalar's text; "" when the node is absent or not a scalar.
@@ -29,5 +33,17 @@ YAML::Node text(const std::string& s);
 // JSON for a node: objects from the API are JSON, so plain true/false and integers are booleans
 // and numbers there; quoted strings carry the "!" tag and stay strings.
 nlohmann::json to_json(const YAML::Node& node);
+
+// A getambassador.io/v3alpha1 resource translated from `source` (an Ingress, a Gateway API
+// object) for `ambassador_id`: its spec carries ambassador_id and its object is what the API
+// would hold, so it compiles like a resource a user wrote. Origin and source_id are the source's.
+config::Resource translated_resource(const config::Resource& source, const std::string& kind,
+                                     const std::string& name, const std::string& namespace_,
+                                     const config::Labels& labels, const std::string& ambassador_id,
+                                     YAML::Node spec);
+
+// A problem with `source`, reported against it (its origin and key).
+config::Diagnostic source_diagnostic(const config::Resource& source, config::Severity severity,
+                                     std::string field, std::string message);
 
 }  // namespace proxenos::k8s

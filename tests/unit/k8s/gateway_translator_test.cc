@@ -5,8 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "../config/tls_test_data.h"
-#include "config/compiler.h"
-#include "http/header.h"
+#include "translation_test_util.h"
 
 namespace proxenos::k8s {
 namespace {
@@ -93,17 +92,13 @@ World world(const std::string& yaml) {
   return w;
 }
 
-std::string dump(const config::Diagnostics& ds) {
-  std::string out;
-  for (const config::Diagnostic& d : ds) out += d.to_string() + "\n";
-  return out;
-}
+using testing::dump;
+using testing::Hit;
+using testing::hit;
+using testing::Request;
+using testing::upstream;
 
-struct Compiled {
-  Translation t;
-  config::CompileResult result;
-  const config::Snapshot& snap() const { return *result.snapshot; }
-
+struct Compiled : testing::Compiled {
   const StatusUpdate* status(const std::string& kind, const std::string& name) const {
     for (const StatusUpdate& s : t.statuses) {
       if (s.kind.kind == kind && s.name == name) return &s;
@@ -136,14 +131,7 @@ struct Compiled {
 };
 
 Compiled compile(const World& w) {
-  Compiled c;
-  c.t = translate_gateway_api(w.in);
-  std::vector<config::Resource> resources = c.t.resources;
-  resources.insert(resources.end(), w.extra.begin(), w.extra.end());
-  config::CompileOptions options;
-  options.ambassador_id = w.in.ambassador_id;
-  c.result = config::compile(resources, options);
-  return c;
+  return {testing::compile_translation(translate_gateway_api(w.in), w.extra, w.in.ambassador_id)};
 }
 
 Compiled compile(const std::string& yaml) {
@@ -155,55 +143,6 @@ nlohmann::json condition(const nlohmann::json& conditions, const std::string& ty
     if (c["type"] == type) return c;
   }
   return nullptr;
-}
-
-struct Request {
-  uint16_t port = 80;
-  std::string authority;
-  std::string path = "/";
-  std::string method = "GET";
-  std::string query;
-  std::vector<std::pair<std::string, std::string>> headers;
-  uint32_t draw = 0;
-};
-
-struct Hit {
-  const router::Route* route = nullptr;
-  const router::RouteTarget* target = nullptr;
-  std::string upstream;  // "host:port", "" when nothing matched
-};
-
-Hit hit(const config::Snapshot& s, const Request& r) {
-  Hit h;
-  for (const config::ListenerSnapshot& l : s.listeners) {
-    if (l.port != r.port || !l.routes) continue;
-    http::HeaderList headers;
-    for (const auto& [n, v] : r.headers) headers.push_back({n, v});
-    router::RequestView req;
-    req.method = r.method;
-    req.path = r.path;
-    req.query = r.query;
-    req.authority = r.authority;
-    req.headers = &headers;
-    router::RouteTable::Match m = l.routes->match(req, r.draw);
-    if (m.target == nullptr) return h;
-    h.route = m.route;
-    h.target = m.target;
-    if (!m.target->redirect) {
-      const upstream::ClusterSpec& c = s.clusters[m.target->cluster];
-      h.upstream = c.host + ":" + std::to_string(c.port);
-    }
-  }
-  return h;
-}
-
-std::string upstream(const config::Snapshot& s, uint16_t port, const std::string& authority,
-                     const std::string& path) {
-  Request r;
-  r.port = port;
-  r.authority = authority;
-  r.path = path;
-  return hit(s, r).upstream;
 }
 
 // gateway-api docs: a Gateway with one HTTP listener and an HTTPRoute with hostnames.

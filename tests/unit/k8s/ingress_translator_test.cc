@@ -5,8 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "../config/tls_test_data.h"
-#include "config/compiler.h"
-#include "http/header.h"
+#include "translation_test_util.h"
 
 namespace proxenos::k8s {
 namespace {
@@ -22,53 +21,32 @@ std::shared_ptr<const config::Resource> object(const std::string& yaml, const Re
   return std::make_shared<config::Resource>(r.value_or(config::Resource{}));
 }
 
-std::string dump(const config::Diagnostics& ds) {
-  std::string out;
-  for (const config::Diagnostic& d : ds) out += d.to_string() + "\n";
-  return out;
-}
-
-struct Compiled {
-  Translation translation;
-  config::CompileResult result;
-  const config::Snapshot& snap() const { return *result.snapshot; }
-};
+using testing::Compiled;
+using testing::dump;
 
 Compiled compile(const IngressInputs& in, const std::vector<std::string>& extra_yaml = {}) {
-  Compiled c;
-  c.translation = translate_ingresses(in);
-  std::vector<config::Resource> resources = c.translation.resources;
+  std::vector<config::Resource> extra;
   for (const std::string& y : extra_yaml) {
     YAML::Node node = YAML::Load(y);
     std::string kind = node["kind"].as<std::string>();
-    resources.push_back(*object(y, kind == "Secret" ? kSecret : kService));
+    extra.push_back(*object(y, kind == "Secret" ? kSecret : kService));
   }
-  config::CompileOptions options;
-  options.ambassador_id = in.ambassador_id;
-  c.result = config::compile(resources, options);
-  return c;
+  return testing::compile_translation(translate_ingresses(in), extra, in.ambassador_id);
 }
 
-// Where a request goes: "host:port" of the upstream, "redirect ..." or "" (404).
+// Where a request goes: "host:port" of the upstream, "" (404) or "no listener".
 std::string route(const config::Snapshot& s, uint16_t port, const std::string& authority,
                   const std::string& path, std::string* rewritten = nullptr) {
-  for (const config::ListenerSnapshot& l : s.listeners) {
-    if (l.port != port || !l.routes) continue;
-    http::HeaderList headers;
-    router::RequestView req;
-    req.method = "GET";
-    req.path = path;
-    req.authority = authority;
-    req.headers = &headers;
-    router::RouteTable::Match m = l.routes->match(req, 0);
-    if (m.target == nullptr) return "";
-    if (rewritten != nullptr) {
-      *rewritten = m.target->prefix_rewrite.value_or("(none)");
-    }
-    const upstream::ClusterSpec& c = s.clusters[m.target->cluster];
-    return c.host + ":" + std::to_string(c.port);
+  testing::Request r;
+  r.port = port;
+  r.authority = authority;
+  r.path = path;
+  testing::Hit h = testing::hit(s, r);
+  if (!h.listener) return "no listener";
+  if (h.target != nullptr && rewritten != nullptr) {
+    *rewritten = h.target->prefix_rewrite.value_or("(none)");
   }
-  return "no listener";
+  return h.upstream;
 }
 
 TEST(IngressTranslator, SimpleFanoutIsElementWisePrefix) {
@@ -105,8 +83,8 @@ spec:
                                 ingress_kind()));
   Compiled c = compile(in);
   ASSERT_FALSE(config::has_errors(c.result.diagnostics)) << dump(c.result.diagnostics);
-  EXPECT_TRUE(c.translation.diagnostics.empty()) << dump(c.translation.diagnostics);
-  for (const config::Resource& r : c.translation.resources) {
+  EXPECT_TRUE(c.t.diagnostics.empty()) << dump(c.t.diagnostics);
+  for (const config::Resource& r : c.t.resources) {
     EXPECT_EQ(r.api_version, "getambassador.io/v3alpha1");
     EXPECT_EQ(r.namespace_, "shop");
     EXPECT_EQ(r.origin.object, "shop/simple-fanout-example");
@@ -125,7 +103,7 @@ spec:
   EXPECT_EQ(route(s, 8080, "foo.bar.com", "/"), "");
   EXPECT_EQ(route(s, 8080, "other.com", "/foo"), "");
   // No load balancer known: no status.
-  EXPECT_TRUE(c.translation.statuses.empty());
+  EXPECT_TRUE(c.t.statuses.empty());
 }
 
 TEST(IngressTranslator, ExactBeatsPrefixAndImplementationSpecificIsAStringPrefix) {
@@ -207,7 +185,7 @@ spec: {controller: k8s.io/ingress-nginx}
   ASSERT_FALSE(config::has_errors(blue.result.diagnostics)) << dump(blue.result.diagnostics);
   EXPECT_EQ(route(blue.snap(), 8080, "annotated.example.com", "/"), "annotated.default:80");
   EXPECT_EQ(route(blue.snap(), 8080, "otherid.example.com", "/"), "");
-  for (const config::Resource& r : blue.translation.resources) {
+  for (const config::Resource& r : blue.t.resources) {
     EXPECT_EQ(r.ambassador_id, std::vector<std::string>{"blue"});
   }
 
@@ -261,7 +239,7 @@ spec:
   Compiled c = compile(in, {config::testing::tls_secret("testsecret-tls")});
   ASSERT_FALSE(config::has_errors(c.result.diagnostics)) << dump(c.result.diagnostics);
   size_t hosts = 0;
-  for (const config::Resource& r : c.translation.resources) {
+  for (const config::Resource& r : c.t.resources) {
     if (r.kind != "Host") continue;
     ++hosts;
     EXPECT_EQ(r.name, "ingress-tls-example-ingress-tls-0-0");
@@ -362,7 +340,7 @@ spec:
   ASSERT_FALSE(config::has_errors(c.result.diagnostics)) << dump(c.result.diagnostics);
   EXPECT_EQ(route(c.snap(), 8080, "h", "/ok"), "web.default:8081");
   EXPECT_EQ(route(c.snap(), 8080, "h", "/bad"), "");
-  const config::Diagnostics& d = c.translation.diagnostics;
+  const config::Diagnostics& d = c.t.diagnostics;
   ASSERT_EQ(d.size(), 2u) << dump(d);
   EXPECT_EQ(d[0].field, "spec.rules[0].http.paths[1].backend.service.port.name");
   EXPECT_EQ(d[0].resource, "Ingress/default/named");

@@ -9,14 +9,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "fake_kube_api.h"
-#include "k8s/api_client.h"
+#include "fake_kube_api_fixture.h"
 
 namespace proxenos::k8s {
 namespace {
 
-using testing::FakeKubeApi;
-using testing::LoopThread;
 using Clock = std::chrono::steady_clock;
 
 int64_t ms_between(Clock::time_point a, Clock::time_point b) {
@@ -32,24 +29,14 @@ struct Candidate {
   Clock::time_point stopped_at;
 };
 
-class LeaderElection : public ::testing::Test {
+class LeaderElection : public testing::FakeKubeApiTest {
  protected:
-  void SetUp() override {
-    ASSERT_TRUE(fake_.ok()) << "fake API server did not start";
-    KubeConfig config;
-    std::string e;
-    ASSERT_TRUE(parse_server_url(fake_.url(), &config, &e)) << e;
-    client_ = ApiClient::create(lt_.loop(), config, &e);
-    ASSERT_TRUE(client_) << e;
-  }
   void TearDown() override {
     lt_.call([&] {
       a_.elector.reset();
       b_.elector.reset();
     });
-    lt_.stop();
-    client_.reset();
-    lt_.loop().run_deferred();
+    FakeKubeApiTest::TearDown();
   }
 
   // Short timings: the Lease says 1 s (whole seconds on the wire), renew deadline 600 ms.
@@ -99,20 +86,7 @@ class LeaderElection : public ::testing::Test {
         fake_.object("coordination.k8s.io", "v1", "leases", "default", "proxenos-status");
     return body.empty() ? nlohmann::json() : nlohmann::json::parse(body);
   }
-  int count_requests(const std::string& method, const std::string& path_part) {
-    nlohmann::json log = nlohmann::json::parse(fake_.get("/fake/requests"));
-    int n = 0;
-    for (const auto& r : log) {
-      if (r["method"] == method &&
-          r["path"].get<std::string>().find(path_part) != std::string::npos)
-        ++n;
-    }
-    return n;
-  }
 
-  FakeKubeApi fake_;
-  LoopThread lt_;
-  std::unique_ptr<ApiClient> client_;
   Candidate a_;
   Candidate b_;
   int leaders_ = 0;

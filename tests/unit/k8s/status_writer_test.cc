@@ -7,15 +7,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include "fake_kube_api.h"
-#include "k8s/api_client.h"
+#include "fake_kube_api_fixture.h"
 
 namespace proxenos::k8s {
 namespace {
 
 using nlohmann::json;
-using testing::FakeKubeApi;
-using testing::LoopThread;
 
 const ResourceKind kMappings{"getambassador.io", "v3alpha1", "mappings", "Mapping", true};
 const ResourceKind kRoutes{"gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute", true};
@@ -40,24 +37,14 @@ json condition(const std::string& type, const std::string& status, const std::st
       {"message", ""}, {"observedGeneration", 1}, {"lastTransitionTime", time}};
 }
 
-class StatusWriterTest : public ::testing::Test {
+class StatusWriterTest : public testing::FakeKubeApiTest {
  protected:
-  void SetUp() override {
-    ASSERT_TRUE(fake_.ok()) << "fake API server did not start";
-    KubeConfig config;
-    std::string e;
-    ASSERT_TRUE(parse_server_url(fake_.url(), &config, &e)) << e;
-    client_ = ApiClient::create(lt_.loop(), config, &e);
-    ASSERT_TRUE(client_) << e;
-  }
   void TearDown() override {
     lt_.call([&] {
       writer_.reset();
       second_.reset();
     });
-    lt_.stop();
-    client_.reset();
-    lt_.loop().run_deferred();
+    FakeKubeApiTest::TearDown();
   }
 
   static StatusWriterOptions fast() {
@@ -108,20 +95,7 @@ class StatusWriterTest : public ::testing::Test {
   std::string rv(const ResourceKind& k, const std::string& ns, const std::string& name) {
     return stored(k, ns, name)["metadata"]["resourceVersion"].get<std::string>();
   }
-  int count_requests(const std::string& method, const std::string& path_part) {
-    json log = json::parse(fake_.get("/fake/requests"));
-    int n = 0;
-    for (const auto& r : log) {
-      if (r["method"] == method &&
-          r["path"].get<std::string>().find(path_part) != std::string::npos)
-        ++n;
-    }
-    return n;
-  }
 
-  FakeKubeApi fake_;
-  LoopThread lt_;
-  std::unique_ptr<ApiClient> client_;
   std::unique_ptr<StatusWriter> writer_;
   std::unique_ptr<StatusWriter> second_;
 };
