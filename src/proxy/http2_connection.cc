@@ -389,8 +389,8 @@ void Http2Stream::on_request_trailers(const http::HeaderList& trailers) {
     return;
   }
   // A chunked HTTP/1.1 upstream request (and mirror) carries the trailers after its last chunk
-  // (RFC 9112 §7.1.2); one with a content-length cannot, and an HTTP/2 upstream does not get
-  // them: there they are dropped, as Envoy does (RFC 9110 §6.5.1 allows it).
+  // (RFC 9112 §7.1.2); one with a content-length cannot (dropped, as Envoy does: RFC 9110
+  // §6.5.1 allows it). An HTTP/2 upstream does not get them yet (Envoy sends them there).
   std::string& section = e_->request_trailers;
   section.clear();
   if (e_->request.framing == http::BodyFraming::kChunked) {
