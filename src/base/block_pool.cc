@@ -152,7 +152,8 @@ void* pool_realloc(void* block, size_t size) {
   size_t total;
   std::memcpy(&total, raw, sizeof(total));
   const size_t new_total = size + kHeader;
-  if (total <= kMaxPooledSize && new_total <= kMaxPooledSize &&
+  // A pooled block has its class's size; passed-through ones have exactly `total`.
+  if (!kPassThrough && total <= kMaxPooledSize && new_total <= kMaxPooledSize &&
       class_of(new_total) == class_of(total)) {
     std::memcpy(raw, &new_total, sizeof(new_total));  // same block, same class on release
     return block;

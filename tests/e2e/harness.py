@@ -678,9 +678,10 @@ class FakeUpstream:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn):
-        conn.settimeout(scaled(10))
         data = b""
         try:
+            # stop() may have closed the connection before this thread ran.
+            conn.settimeout(scaled(10))
             while b"\r\n\r\n" not in data:
                 chunk = conn.recv(65536)
                 if not chunk:
