@@ -23,25 +23,18 @@ constexpr std::array<int8_t, 256> kHexValue = [] {
 constexpr uint32_t kMaxChunkSizeDigits = 16;
 constexpr uint64_t kMaxChunkSize = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
 
-// Fields that would change framing or routing if a later hop merged trailers into the head.
-bool forbidden_trailer(std::string_view lower_name) {
-  return lower_name == "content-length" || lower_name == "transfer-encoding" ||
-         lower_name == "host";
-}
-
 }  // namespace
+
+bool forwardable_trailer(std::string_view name) {
+  if (name.empty() || name.front() == ':') return false;
+  // Fields that would change framing or routing if a later hop merged trailers into the head.
+  return !iequals(name, "content-length") && !iequals(name, "transfer-encoding") &&
+         !iequals(name, "host");
+}
 
 void append_trailer_section(const HeaderList& trailers, std::string& out) {
   for (const HeaderField& f : trailers) {
-    if (f.name.empty() || f.name.front() == ':') continue;
-    if (f.name.size() < kTrailerNameProbe) {
-      char lower[kTrailerNameProbe];
-      for (size_t i = 0; i < f.name.size(); ++i) {
-        char c = f.name[i];
-        lower[i] = c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c;
-      }
-      if (forbidden_trailer(std::string_view(lower, f.name.size()))) continue;
-    }
+    if (!forwardable_trailer(f.name)) continue;
     out.append(f.name);
     out.append(": ");
     out.append(f.value);
@@ -215,7 +208,7 @@ DecodeResult BodyDecoder::decode(std::string_view in) {
             ++name_len_;
           } else if (c == ':' && name_len_ > 0) {
             if (name_len_ < kTrailerNameProbe &&
-                forbidden_trailer(std::string_view(name_, name_len_))) {
+                !forwardable_trailer(std::string_view(name_, name_len_))) {
               return fail(r, "forbidden field in trailers");
             }
             state_ = State::kTrailerValue;

@@ -36,6 +36,10 @@ inline constexpr size_t kTrailerNameProbe = 18;        // longest forbidden name
 // each field but those a trailer must not carry (framing, Host, pseudo-headers), then the final
 // CRLF.
 void append_trailer_section(const HeaderList& trailers, std::string& out);
+// A trailer field that may be passed on: not a pseudo-header, and none of the fields that would
+// change framing or routing if a later hop merged trailers into the head (content-length,
+// transfer-encoding, host).
+bool forwardable_trailer(std::string_view name);
 
 // Trailers are validated and handed out raw (DecodeResult::trailers) for a hop that forwards
 // them; they are never merged into the head.

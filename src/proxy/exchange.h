@@ -64,6 +64,10 @@ struct Exchange {
   // Scratch for HTTP/2 streams: the response fields being submitted and the upstream request's.
   http::HeaderList h2_response_fields;
   http::HeaderList h2_request_fields;
+  // Request trailers kept for an HTTP/2 upstream until the body before them has gone (views into
+  // h2_trailer_text).
+  http::HeaderList h2_request_trailers;
+  std::string h2_trailer_text;
 
   uint64_t start_ms = 0;
   uint64_t start_us = 0;  // the same instants in microseconds, for the latency histograms

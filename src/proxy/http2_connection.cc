@@ -388,14 +388,15 @@ void Http2Stream::on_request_trailers(const http::HeaderList& trailers) {
     e_->request_complete = true;
     return;
   }
-  // A chunked HTTP/1.1 upstream request (and mirror) carries the trailers after its last chunk
-  // (RFC 9112 §7.1.2); one with a content-length cannot (dropped, as Envoy does: RFC 9110
-  // §6.5.1 allows it). An HTTP/2 upstream does not get them yet (Envoy sends them there).
+  // An HTTP/2 upstream gets them as a trailing HEADERS frame; a chunked HTTP/1.1 upstream request
+  // (and mirror) after its last chunk (RFC 9112 §7.1.2); one with a content-length cannot
+  // carry them (dropped, as Envoy does: RFC 9110 §6.5.1 allows it).
   std::string& section = e_->request_trailers;
   section.clear();
   if (e_->request.framing == http::BodyFraming::kChunked) {
     http::append_trailer_section(trailers, section);
   }
+  if (h2_mode_) keep_h2_request_trailers(*e_, trailers);
   end_request_body(section);
   if (h2_mode_) {
     h2_send_body();
@@ -884,7 +885,8 @@ void Http2Stream::on_h2_ready() {
   if (closed_ || h2_ == nullptr || h2_stream_ >= 0) return;
   e.upstream_local.assign(h2_->local_address());
   const http::Http2Request request = h2_request(e, h2_authority_, h2_path_, h2_fields_);
-  bool end = e.request_complete && e.up_out->empty();
+  // With trailers to send, the stream ends on them, not on its head.
+  bool end = e.request_complete && e.up_out->empty() && e.h2_request_trailers.empty();
   upstream::Http2Upstream* on = h2_;
   h2_stream_ = on->submit_request(request, end, this);
   if (h2_stream_ < 0) {
@@ -927,7 +929,8 @@ void Http2Stream::h2_send_body() {
   // on_h2_send_ready may run inside submit_data (its flush drained the queue): a kFull it
   // already answered must not pause us.
   h2_send_ready_seen_ = false;
-  http::SubmitResult r = h2_->submit_data(h2_stream_, data, end);
+  http::SubmitResult r = end ? h2_send_request_end(e, *h2_, h2_stream_, data)
+                             : h2_->submit_data(h2_stream_, data, false);
   e.up_out->clear();
   if (end) {
     h2_end_sent_ = true;

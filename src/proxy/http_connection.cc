@@ -63,6 +63,8 @@ void Exchange::reset() {
   cors_fields.clear();
   h2_response_fields.clear();
   h2_request_fields.clear();
+  h2_request_trailers.clear();
+  h2_trailer_text.clear();
   start_ms = upstream_start_ms = 0;
   start_us = upstream_start_us = 0;
   route_stats = nullptr;
@@ -1110,11 +1112,13 @@ void HttpConnection::h2_forward_request_body() {
         h2_body_.append(r.data);
       }
     }
-    // The HTTP/2 upstream gets no request trailers; a chunked mirror does.
-    if (e.shadow != nullptr) e.request_trailers.append(r.trailers);
+    // The trailer section goes to the HTTP/2 upstream as a trailing HEADERS frame (and to a
+    // chunked mirror as it is).
+    e.request_trailers.append(r.trailers);
     in_->consume(r.consumed);
     if (r.done) {
       e.request_complete = true;
+      keep_h2_request_trailers(e, std::string_view(e.request_trailers));
       if (e.shadow != nullptr) e.shadow->end_body(e.request_trailers);
       web_error = web_error || !grpc_web_.finish();
     }
@@ -1138,7 +1142,8 @@ void HttpConnection::h2_forward_request_body() {
   // on_h2_send_ready may run inside submit_data (its flush drained the queue): a kFull it
   // already answered must not pause us.
   h2_send_ready_seen_ = false;
-  http::SubmitResult r = h2_->submit_data(h2_stream_, h2_body_, end);
+  http::SubmitResult r = end ? h2_send_request_end(e, *h2_, h2_stream_, h2_body_)
+                             : h2_->submit_data(h2_stream_, h2_body_, false);
   h2_body_.clear();
   if (end) {
     h2_end_sent_ = true;

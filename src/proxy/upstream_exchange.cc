@@ -1,5 +1,7 @@
 #include "proxy/upstream_exchange.h"
 
+#include "http/body_decoder.h"
+
 namespace proxenos::proxy {
 namespace {
 
@@ -77,6 +79,49 @@ http::Http2Request h2_request(const Exchange& e, std::string_view authority, std
   request.path = path;
   request.headers = &fields;
   return request;
+}
+
+void keep_h2_request_trailers(Exchange& e, const http::HeaderList& trailers) {
+  e.h2_request_trailers.clear();
+  e.h2_trailer_text.clear();
+  size_t bytes = 0;
+  for (const http::HeaderField& f : trailers) bytes += f.name.size() + f.value.size();
+  e.h2_trailer_text.reserve(bytes);  // the views below must not move
+  for (const http::HeaderField& f : trailers) {
+    if (!http::forwardable_trailer(f.name)) continue;
+    const size_t at = e.h2_trailer_text.size();
+    e.h2_trailer_text.append(f.name).append(f.value);
+    const std::string_view text = e.h2_trailer_text;
+    e.h2_request_trailers.push_back(
+        {text.substr(at, f.name.size()), text.substr(at + f.name.size(), f.value.size())});
+  }
+}
+
+void keep_h2_request_trailers(Exchange& e, std::string_view section) {
+  http::HeaderList fields;
+  while (!section.empty()) {
+    const size_t eol = section.find("\r\n");
+    const std::string_view line = section.substr(0, eol);
+    section.remove_prefix(eol == std::string_view::npos ? section.size() : eol + 2);
+    const size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;  // the final empty line
+    std::string_view value = line.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) {
+      value.remove_prefix(1);
+    }
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    fields.push_back({line.substr(0, colon), value});
+  }
+  keep_h2_request_trailers(e, fields);
+}
+
+http::SubmitResult h2_send_request_end(Exchange& e, upstream::Http2Upstream& h2, int32_t stream,
+                                       std::string_view body) {
+  if (e.h2_request_trailers.empty()) return h2.submit_data(stream, body, true);
+  http::SubmitResult r = http::SubmitResult::kOk;
+  if (!body.empty()) r = h2.submit_data(stream, body, false);
+  if (r == http::SubmitResult::kClosed) return r;
+  return h2.submit_trailers(stream, e.h2_request_trailers) ? r : http::SubmitResult::kClosed;
 }
 
 std::string connect_failure_body(Exchange& e, std::string_view reason) {

@@ -50,6 +50,18 @@ upstream::Http2Upstream* acquire_h2_upstream(Exchange& e, net::EventLoop& loop,
 http::Http2Request h2_request(const Exchange& e, std::string_view authority, std::string_view path,
                               const http::HeaderList& fields);
 
+// Keeps the request's trailers for an HTTP/2 upstream (copied into the exchange), minus fields a
+// trailer may not carry; sent by h2_send_request_end once the body before them has gone.
+void keep_h2_request_trailers(Exchange& e, const http::HeaderList& trailers);
+// The same from a chunked body's trailer section as the decoder validated it ("name: value"
+// lines ending in CRLF, then CRLF).
+void keep_h2_request_trailers(Exchange& e, std::string_view section);
+
+// Ends the request on HTTP/2 stream `stream` after `body` (the last bytes, possibly none): with
+// the kept trailers when there are some, else END_STREAM on the data.
+http::SubmitResult h2_send_request_end(Exchange& e, upstream::Http2Upstream& h2, int32_t stream,
+                                       std::string_view body);
+
 // The 503 body for an upstream connection that failed (`reason` from the connection); a TLS
 // failure is also kept in e.transport_failure for %UPSTREAM_TRANSPORT_FAILURE_REASON%.
 std::string connect_failure_body(Exchange& e, std::string_view reason);

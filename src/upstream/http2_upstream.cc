@@ -110,6 +110,13 @@ http::SubmitResult Http2Upstream::submit_data(int32_t stream, std::string_view b
   return r;
 }
 
+bool Http2Upstream::submit_trailers(int32_t stream, const http::HeaderList& trailers) {
+  if (retired_) return false;
+  const bool ok = session_->submit_trailers(stream, trailers);
+  flush();
+  return ok;
+}
+
 void Http2Upstream::consume(int32_t stream, size_t bytes) {
   if (retired_) return;
   session_->consume(stream, bytes);

@@ -73,6 +73,8 @@ class Http2Upstream final : public UpstreamConnection::Handler,
   int32_t submit_request(const http::Http2Request& request, bool end_stream,
                          Http2UpstreamRequest* requester);
   http::SubmitResult submit_data(int32_t stream, std::string_view bytes, bool end_stream);
+  // Ends the request with trailers after the body bytes already submitted (copied now).
+  bool submit_trailers(int32_t stream, const http::HeaderList& trailers);
   void consume(int32_t stream, size_t bytes);
   // The requester is done with the stream (its downstream went away): reset it if still open;
   // no more callbacks for it.

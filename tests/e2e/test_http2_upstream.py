@@ -2,7 +2,8 @@
 upstream refuses (RST_STREAM REFUSED_STREAM, never processed, RFC 9113 §8.7) is replayed once on
 another connection, body included; a second refusal is the client's 503. The upstream's first
 SETTINGS frame may reach the gateway in pieces: requests wait for the whole frame, so its
-SETTINGS_MAX_CONCURRENT_STREAMS is honoured from the first stream on."""
+SETTINGS_MAX_CONCURRENT_STREAMS is honoured from the first stream on. Request trailers (from
+HTTP/2 and chunked HTTP/1.1 clients) reach it as a trailing HEADERS frame, replays included."""
 
 import hashlib
 import socket
@@ -34,7 +35,8 @@ class RawH2Upstream:
     `max_streams` (its SETTINGS sent in two pieces `split_delay` apart when set), refuses with
     REFUSED_STREAM any stream beyond that many open at once and the first `refuse_first` streams
     it ever sees, and answers the others `hold` seconds after their request ended: 200 with
-    "<body length> <body sha256>"."""
+    "<body length> <body sha256>", followed by " name=value;name=value" when the request ended
+    with trailers."""
 
     def __init__(self, max_streams=100, refuse_first=0, hold=0.0, split_delay=0.0):
         self.max_streams = max_streams
@@ -46,6 +48,7 @@ class RawH2Upstream:
         self.refused = 0
         self.answered = 0
         self.max_open = 0
+        self.trailers = []  # every trailer block received, in order
         self.upstream = FakeUpstream(self._serve)
 
     @property
@@ -69,7 +72,9 @@ class RawH2Upstream:
         else:
             conn.sendall(settings)
         encoder = hpack.Encoder()
+        decoder = hpack.Decoder()  # every block is decoded, to keep the HPACK table in step
         open_streams = {}  # stream -> body bytes, while the request is still coming
+        ended_with = {}  # stream -> its trailers
         due = []  # (time, stream, body) answers waiting for their hold
         conn.settimeout(0.01)
         while True:
@@ -79,6 +84,8 @@ class RawH2Upstream:
                 _, sid, body = item
                 block = encoder.encode([(":status", "200"), ("content-type", "text/plain")])
                 answer = b"%d %s" % (len(body), hashlib.sha256(body).hexdigest().encode())
+                if sid in ended_with:
+                    answer += b" " + ";".join(f"{k}={v}" for k, v in ended_with.pop(sid)).encode()
                 conn.sendall(frame(HEADERS, END_HEADERS, sid, block) +
                              frame(DATA, END_STREAM, sid, answer))
                 with self.lock:
@@ -102,7 +109,15 @@ class RawH2Upstream:
                     conn.sendall(frame(SETTINGS, ACK, 0))
                 elif kind == PING and not flags & ACK:
                     conn.sendall(frame(PING, ACK, 0, payload))
+                elif kind == HEADERS and sid in open_streams:
+                    fields = decoder.decode(payload)  # trailers: they end the request
+                    with self.lock:
+                        self.trailers.append(fields)
+                    ended_with[sid] = fields
+                    if flags & END_STREAM:
+                        due.append((time.monotonic() + self.hold, sid, open_streams.pop(sid)))
                 elif kind == HEADERS:
+                    decoder.decode(payload)
                     with self.lock:
                         self.seen += 1
                         busy = len(open_streams) + len(due) >= self.max_streams
@@ -206,3 +221,63 @@ def test_max_concurrent_streams_is_honoured_from_the_first_stream(start_gateway,
     assert up.refused == 0, (up.refused, up.connections)
     assert up.max_open == 1
     assert retries(gw, up) == 0
+
+
+pytest.importorskip("h2")
+from test_request_trailers import h2_post_raw  # noqa: E402
+
+
+def h2c_post(port, path, chunks, trailers, content_length=None, T=lambda s: s):
+    head, body = h2_post_raw(port, path, chunks, trailers, content_length, T)
+    return head[":status"], body
+
+
+def answer(body, trailers):
+    return b"%d %s %s" % (len(body), hashlib.sha256(body).hexdigest().encode(),
+                          ";".join(f"{k}={v}" for k, v in trailers).encode())
+
+
+@pytest.mark.parametrize("chunks,content_length", [
+    ([b"a" * 1000, b"b" * 70000, b"c"], None),  # beyond the 64 KiB stream window
+    ([], None),                                 # trailers alone end the request
+    ([b"12345"], 5),                            # a sized body can carry them too in HTTP/2
+])
+def test_http2_request_trailers_reach_an_http2_upstream(start_gateway, T, chunks,
+                                                        content_length):
+    up = RawH2Upstream()
+    gw = h2_gateway(start_gateway, up)
+    trailers = [("x-checksum", "abc123"), ("x-count", "3")]
+    status, body = h2c_post(gw.port, "/up/t", chunks, trailers, content_length=content_length,
+                            T=T)
+    assert status == "200", body
+    assert body == answer(b"".join(chunks), trailers)
+    assert up.trailers == [trailers]
+
+
+def test_http1_chunked_trailers_reach_an_http2_upstream(start_gateway, T):
+    up = RawH2Upstream()
+    gw = h2_gateway(start_gateway, up)
+    req = (b"POST /up/h1 HTTP/1.1\r\nHost: trailers.example\r\ntransfer-encoding: chunked\r\n"
+           b"trailer: x-sig\r\n\r\n"
+           b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sig: s1\r\nx-more:  two words \r\n\r\n")
+    with harness.RawConn(gw.port) as c:
+        c.send(req)
+        r = c.read_response()
+        assert r.status == 200, r
+        assert r.body == answer(b"hello world", [("x-sig", "s1"), ("x-more", "two words")])
+        # The next request on the connection has none.
+        c.send(b"POST /up/h1 HTTP/1.1\r\nHost: trailers.example\r\n"
+               b"transfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200, r
+        assert r.body == b"3 " + hashlib.sha256(b"abc").hexdigest().encode()
+    assert len(up.trailers) == 1
+
+
+def test_a_replayed_request_keeps_its_trailers(start_gateway, T):
+    up = RawH2Upstream(refuse_first=1)
+    gw = h2_gateway(start_gateway, up)
+    status, body = h2c_post(gw.port, "/up/replay", [b"x" * 3000], [("x-sig", "s2")], T=T)
+    assert status == "200", body
+    assert body == answer(b"x" * 3000, [("x-sig", "s2")])
+    assert up.refused == 1 and retries(gw, up) == 1

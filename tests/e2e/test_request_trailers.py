@@ -107,7 +107,14 @@ def gw(start_gateway, rec):
 
 
 def h2_post(gw, path, chunks, trailers, content_length=None, T=lambda s: s):
-    c = H2Client(gw.port, T(10))
+    head, body = h2_post_raw(gw.port, path, chunks, trailers, content_length, T)
+    return head, json.loads(body)
+
+
+def h2_post_raw(port, path, chunks, trailers, content_length=None, T=lambda s: s):
+    """A POST from python3-h2 over h2c whose stream ends with `trailers`: (response head fields,
+    body bytes)."""
+    c = H2Client(port, T(10))
     try:
         sid = c.conn.get_next_available_stream_id()
         head = [(":method", "POST"), (":scheme", "http"), (":path", path),
@@ -121,7 +128,7 @@ def h2_post(gw, path, chunks, trailers, content_length=None, T=lambda s: s):
         c.flush()
         assert c.pump_until(lambda: sid in c.ended or sid in c.resets)
         assert sid not in c.resets, c.resets
-        return c.headers[sid], json.loads(bytes(c.data[sid]))
+        return c.headers[sid], bytes(c.data[sid])
     finally:
         c.close()
 
