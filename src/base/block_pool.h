@@ -5,11 +5,12 @@
 // per-thread cache holds only 7 blocks per size, so most of them went through the shared heap.
 // Here a free is a push and an allocation a pop on this thread's list for the size class.
 //
-// Blocks must be freed on the thread that allocated them (a worker's objects never leave it).
-// Each list keeps at most kMaxCachedBytesPerClass; beyond that, and above kMaxPooledSize, blocks
-// go back to malloc. Memory is 16-byte aligned, as malloc's. Built with AddressSanitizer, the pool
-// passes everything to malloc/free (use-after-free stays detectable); tests that observe caching
-// check pool_caches().
+// Every block is a malloc'd one, so a block may be freed on any thread: it joins that thread's
+// cache (a worker's objects normally never leave it; teardown may free them elsewhere). Each list
+// keeps at most kMaxCachedBytesPerClass; beyond that, and above kMaxPooledSize, blocks go back to
+// malloc. Memory is 16-byte aligned, as malloc's. Built with AddressSanitizer, the pool passes
+// everything to malloc/free (use-after-free stays detectable); tests that observe caching check
+// pool_caches().
 
 #include <cstddef>
 
