@@ -16,6 +16,7 @@ import pytest
 import harness
 from harness import access_log_lines, closed_port, free_port, host, listener, mapping
 from pki import Pki, tls_secret
+from test_http2_edge import block, frame  # raw-frame helpers
 
 
 def curl(args, timeout=20):
@@ -292,33 +293,6 @@ def test_grpc_timeout_is_deadline_exceeded(gw):
 # A hand-built client: stream resets.
 
 
-def h2_int(value, prefix_bits, first=0):
-    limit = (1 << prefix_bits) - 1
-    if value < limit:
-        return bytes([first | value])
-    out = [first | limit]
-    value -= limit
-    while value >= 128:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def hpack_literal(fields):
-    """Literal header fields without indexing, new names, no Huffman."""
-    out = b""
-    for name, value in fields:
-        out += b"\x00" + h2_int(len(name), 7) + name.encode() + h2_int(len(value), 7) + \
-            value.encode()
-    return out
-
-
-def frame(ftype, flags, stream, payload=b""):
-    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + \
-        struct.pack(">I", stream) + payload
-
-
 class RawH2:
     def __init__(self, port, timeout=10):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
@@ -329,7 +303,7 @@ class RawH2:
         fields = [(":method", "GET"), (":scheme", "http"), (":path", path),
                   (":authority", authority)] + list(headers)
         flags = 0x4 | (0x1 if end_stream else 0)
-        self.sock.sendall(frame(1, flags, stream, hpack_literal(fields)))
+        self.sock.sendall(frame(1, flags, stream, block(fields)))
 
     def reset(self, stream, code=8):
         self.sock.sendall(frame(3, 0, stream, struct.pack(">I", code)))

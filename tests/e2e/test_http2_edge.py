@@ -21,7 +21,7 @@ import time
 import pytest
 
 import harness
-from harness import mapping, scaled
+from harness import FakeUpstream, mapping, scaled
 
 # ---------------------------------------------------------------------------------------------
 # Frames (RFC 9113 §6)
@@ -285,42 +285,27 @@ class Recorder:
     content-length or chunked encoding; a connection that ends mid-body leaves `complete` False."""
 
     def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(512)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
         self.requests = []
         self.lock = threading.Lock()
-        self._stop = False
-        self._conns = []
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
+        self.upstream = FakeUpstream(self._serve)
+        # Module-scoped: the fixture stops it, not the per-test teardown.
+        FakeUpstream.registry.remove(self.upstream)
 
     @property
     def addr(self):
-        return f"127.0.0.1:{self.port}"
+        return self.upstream.addr
+
+    def stop(self):
+        self.upstream.stop()
 
     def matching(self, marker):
         marker = _b(marker)
         with self.lock:
             return [r for r in self.requests if marker in r["head"]]
 
-    def _accept(self):
-        while not self._stop:
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self._conns.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
-        conn.settimeout(30)
-        buf = b""
+    def _serve(self, conn, data):
+        conn.settimeout(30)  # keep-alive: idle upstream connections stay open
+        buf = data  # the head, read by FakeUpstream
 
         def more():
             nonlocal buf
@@ -368,17 +353,6 @@ class Recorder:
             except OSError:
                 pass
 
-    def stop(self):
-        self._stop = True
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        for c in self._conns:
-            try:
-                c.close()
-            except OSError:
-                pass
 
 
 # ---------------------------------------------------------------------------------------------
