@@ -427,6 +427,13 @@ spec:
   rewrite: ""
   service: 127.0.0.1:{backend_port}
   grpc: {'true' if upstream_h2 else 'false'}
+---
+# Its peers run without an access log; this is Emissary's way to turn it off.
+apiVersion: getambassador.io/v3alpha1
+kind: Module
+metadata: {{name: ambassador, namespace: default}}
+spec:
+  config: {{envoy_log_path: /dev/null}}
 """)
     admin = free_ports(1)[0]
     return [os.path.join(args.build, "proxenos"), "run", "--config", d, "--workers", "1",

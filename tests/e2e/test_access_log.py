@@ -190,6 +190,32 @@ def test_log_path_dev_fd_1_is_stdout(start_gateway, echo, T):
     assert wait_lines(lambda: access_log_lines(gw.stdout()), lambda l: l["ua"] == "fd1", T)
 
 
+def test_log_path_dev_null_turns_the_log_off_until_reload(start_gateway, echo, tmp_path, T):
+    gw = start_gateway({
+        "module.yaml": [module({"envoy_log_path": "/dev/null", "envoy_log_format": "%BAD%"})],
+        "routes.yaml": [mapping("m", "/", echo.addr)],
+    })
+    with RawConn(gw.port, timeout=T(5)) as c:
+        assert c.request(get_request("/quiet", headers=[("User-Agent", "null-1")])).status == 200
+    _h2c_get(gw, "/quiet-h2", "User-Agent: null-2", T=T)  # fails on a transport error
+    # The format is still checked, so its error reaches the owner even with the log off.
+    assert "envoy_log_format" in gw.stderr()
+
+    # Pointing the log at a file again on reload brings the lines back.
+    target = str(tmp_path / "access.log")
+    with open(os.path.join(gw.config_dir, "module.yaml"), "w") as f:
+        f.write(to_yaml_docs([module({"envoy_log_path": target})]))
+
+    def logged_again():
+        with RawConn(gw.port, timeout=T(5)) as c:
+            c.request(get_request("/loud", headers=[("User-Agent", "file-again")]))
+        return [l for l in access_log_lines(read(target)) if l["ua"] == "file-again"]
+
+    assert harness.wait_until(logged_again, T(10), interval=0.2), gw.stderr()[-3000:]
+    assert not [l for l in access_log_lines(read(target)) if l["ua"].startswith("null-")]
+    assert not access_log_lines(gw.stdout()), gw.stdout()[-2000:]
+
+
 def _umask():
     mask = os.umask(0)
     os.umask(mask)
