@@ -15,7 +15,7 @@ inline char lower(char c) {
   return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + ('a' - 'A')) : c;
 }
 
-std::string_view trim_ows(std::string_view s) {
+inline std::string_view trim_ows(std::string_view s) {
   size_t b = 0;
   size_t e = s.size();
   while (b < e && (s[b] == ' ' || s[b] == '\t')) ++b;
@@ -35,17 +35,48 @@ constexpr std::array<uint8_t, 256> kNameClass = [] {
   return t;
 }();
 
+constexpr uint64_t kOnes = 0x0101010101010101ULL;
+constexpr uint64_t kHighs = 0x8080808080808080ULL;
+
+// High bit of each byte set where lo <= byte <= hi; every byte of `w` must be below 0x80 (no
+// carry crosses a byte then).
+constexpr uint64_t bytes_in(uint64_t w, uint8_t lo, uint8_t hi) {
+  return (w + kOnes * (0x80 - lo)) & ~(w + kOnes * (0x7f - hi)) & kHighs;
+}
+
+// True when all eight bytes are lowercase letters, digits or '-': what almost every field name
+// is made of, so a word is checked at once and only others go byte by byte.
+constexpr bool plain_name_word(uint64_t w) {
+  if ((w & kHighs) != 0) return false;
+  return (bytes_in(w, 'a', 'z') | bytes_in(w, '0', '9') | bytes_in(w, '-', '-')) == kHighs;
+}
+
+uint8_t name_class_bytes(const char* p, size_t n) {
+  uint8_t cls = 0;
+  for (size_t i = 0; i < n; ++i) cls |= kNameClass[uc(p[i])];
+  return cls;
+}
+
 uint8_t name_class(std::string_view name) {
-  uint8_t cls = name.empty() ? kNameBad : 0;
-  for (char c : name) cls |= kNameClass[uc(c)];
+  const size_t n = name.size();
+  if (n < 8) return n == 0 ? kNameBad : name_class_bytes(name.data(), n);
+  uint8_t cls = 0;
+  const char* p = name.data();
+  uint64_t w;
+  for (size_t i = 0; i + 8 <= n; i += 8) {
+    std::memcpy(&w, p + i, 8);
+    if (!plain_name_word(w)) cls |= name_class_bytes(p + i, 8);
+  }
+  if (n % 8 != 0) {
+    std::memcpy(&w, p + n - 8, 8);  // the last eight bytes, overlapping the words before
+    if (!plain_name_word(w)) cls |= name_class_bytes(p + n - 8, 8);
+  }
   return cls;
 }
 
 // field-value check, eight bytes at a time: a word with no byte below 0x20 and none equal to
 // 0x7f is valid as is; only words that have one (a tab, usually none) are looked at bytewise.
 bool valid_value(std::string_view value) {
-  constexpr uint64_t kOnes = 0x0101010101010101ULL;
-  constexpr uint64_t kHighs = 0x8080808080808080ULL;
   const char* p = value.data();
   size_t n = value.size();
   for (; n >= 8; p += 8, n -= 8) {

@@ -18,10 +18,14 @@ constexpr uint16_t kSettingsMaxConcurrentStreams = 0x3;
 constexpr size_t kFieldOverhead = 32;  // RFC 9113 §6.5.2 per-field cost
 // A drained buffer keeps at most this much capacity, so an idle connection holds little.
 constexpr size_t kKeepBufferCapacity = 16 * 1024;
-constexpr size_t kMaxFreeStreams = 16;
+// Closed streams kept for reuse with their buffers. A client session is one of a worker's few
+// multiplexed upstream connections, carrying a hundred streams at once: keeping only a few
+// would hand most streams' buffers back to malloc at every close.
+constexpr size_t kMaxFreeServerStreams = 16;
+constexpr size_t kMaxFreeClientStreams = 128;
 // More than std::string's inline capacity: a head's storage must live on the heap so moving the
 // head (and its string) keeps the views into it valid.
-constexpr size_t kHeadStorageReserve = 256;
+constexpr size_t kHeadStorageReserve = 512;
 constexpr size_t kMaxSendHeaderBlock = 128 * 1024;
 constexpr size_t kMaxErrorText = 160;
 
@@ -351,6 +355,8 @@ struct Http2Session::Callbacks {
       return s.header_overflow(*st, "header list too large");
     }
 
+    // One allocation for the whole block instead of a string doubling from 15 bytes.
+    if (st->block.capacity() < kHeadStorageReserve) st->block.reserve(kHeadStorageReserve);
     auto append = [st](std::string_view text) {
       Stream::Ref r{static_cast<uint32_t>(st->block.size()), static_cast<uint32_t>(text.size()),
                     true};
@@ -716,7 +722,8 @@ void Http2Session::close_stream(Stream& st, uint32_t error_code) {
   live_.erase(it);
   if (last_found_ == owned.get()) last_found_ = nullptr;
   if (known) --open_streams_;
-  if (free_streams_.size() < kMaxFreeStreams) {
+  if (free_streams_.size() <
+      (role_ == Role::kClient ? kMaxFreeClientStreams : kMaxFreeServerStreams)) {
     owned->reset();
     if (owned->block.capacity() > kKeepBufferCapacity) std::string().swap(owned->block);
     if (owned->send_buf.capacity() > kKeepBufferCapacity) std::string().swap(owned->send_buf);

@@ -68,6 +68,9 @@ struct Exchange {
   // h2_trailer_text).
   http::HeaderList h2_request_trailers;
   std::string h2_trailer_text;
+  // Body bytes submitted to an HTTP/2 upstream before its response head, for a REFUSED_STREAM
+  // replay; here rather than in the stream so that its capacity is reused.
+  std::string h2_replay_body;
 
   uint64_t start_ms = 0;
   uint64_t start_us = 0;  // the same instants in microseconds, for the latency histograms

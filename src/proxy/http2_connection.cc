@@ -84,6 +84,7 @@ Http2Stream::Http2Stream(Http2Connection& connection, int32_t id)
       e_(take_exchange(worker_.loop())),
       fields_(e_->h2_response_fields),
       h2_fields_(e_->h2_request_fields),
+      h2_sent_(e_->h2_replay_body),
       route_timer_(worker_.loop(), [this] { on_route_timeout(); }),
       connect_timer_(worker_.loop(), [this] { on_connect_timeout(); }),
       idle_timer_(worker_.loop(), [this] { on_idle_timeout(); }),

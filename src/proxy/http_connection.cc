@@ -28,6 +28,8 @@ namespace {
 
 // Exchanges are reused per worker thread so their strings and vectors keep their capacity.
 constexpr size_t kMaxPooledExchanges = 1024;
+// A pooled exchange keeps at most this much of a replay body's capacity.
+constexpr size_t kKeepReplayCapacity = 16 * 1024;
 thread_local std::vector<std::unique_ptr<Exchange>> g_free_exchanges;
 
 }  // namespace
@@ -65,6 +67,8 @@ void Exchange::reset() {
   h2_request_fields.clear();
   h2_request_trailers.clear();
   h2_trailer_text.clear();
+  h2_replay_body.clear();
+  if (h2_replay_body.capacity() > kKeepReplayCapacity) std::string().swap(h2_replay_body);
   start_ms = upstream_start_ms = 0;
   start_us = upstream_start_us = 0;
   route_stats = nullptr;

@@ -92,6 +92,39 @@ TEST(Http2Headers, ValuesAreCheckedEveryByteLongOrShort) {
   EXPECT_EQ(fields_of(out), want);
 }
 
+TEST(Http2Headers, NamesAreCheckedEveryByteLongOrShort) {
+  // Names are checked eight bytes at a time with a bytewise fallback, the last word overlapping:
+  // an uppercase letter or a non-token byte at any place must be found.
+  const std::string base = "x-long-name-0123456789-abcdefghij";  // 33 bytes
+  Fields want;
+  Fields in_fields;
+  for (size_t len : {1, 7, 8, 9, 16, 17, 33}) {
+    const std::string name = base.substr(0, len);
+    for (size_t at = 0; at < len; ++at) {
+      std::string upper = name;
+      upper[at] = 'Q';  // lowercased on the way out
+      in_fields.emplace_back(upper, "u");
+      std::string lowered = upper;
+      lowered[at] = 'q';
+      want.emplace_back(lowered, "u");
+      for (char bad : {' ', ':', '"', '(', '@', '\x7f', '\x80', '\0'}) {
+        std::string b = name;
+        b[at] = bad;
+        in_fields.emplace_back(b, "dropped");
+      }
+    }
+    in_fields.emplace_back(name, "plain");
+    want.emplace_back(name, "plain");
+  }
+  // Other tchars are fine and kept as they are.
+  in_fields.emplace_back("x!#$%&'*+.^_`|~12345", "t");
+  want.emplace_back("x!#$%&'*+.^_`|~12345", "t");
+  OwnedHeaders in(in_fields);
+  H2OutFields out;
+  out.add_fields(in.list, H2OutFields::Kind::kResponse, false);
+  EXPECT_EQ(fields_of(out), want);
+}
+
 TEST(Http2Headers, TeOtherThanTrailersIsDropped) {
   OwnedHeaders in({{"TE", "gzip"}, {"te", "deflate, trailers;q=0.5"}});
   H2OutFields out;
