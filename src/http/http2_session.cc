@@ -98,11 +98,40 @@ bool unique_per_message(std::string_view name) {
          name == "b3";
 }
 
-void build_nva(const H2OutFields& fields, std::vector<nghttp2_nv>& nva) {
+// Where the names and values of a submitted block live until nghttp2 has sent it (or closed
+// its stream). nghttp2 copies a block and lowercases every name in the copy unless a field is
+// flagged NO_COPY, which then needs storage that outlives the submit call.
+enum class BlockStorage : uint8_t {
+  kCopiedByNghttp2,  // the fields' memory may go away after the submit call
+  kOwnedByStream,    // the fields already live in the stream's own storage (trailers)
+  kCopyToStream,     // copy them into the stream's head storage first, once
+};
+
+void build_nva(const H2OutFields& fields, std::vector<nghttp2_nv>& nva,
+               BlockStorage where = BlockStorage::kCopiedByNghttp2,
+               std::string* stream_storage = nullptr) {
   nva.clear();
+  if (where == BlockStorage::kCopyToStream) {
+    size_t bytes = 0;
+    for (size_t i = 0; i < fields.size(); ++i)
+      bytes += fields.name(i).size() + fields.value(i).size();
+    stream_storage->clear();
+    stream_storage->reserve(bytes);  // no reallocation below: the pointers taken stay valid
+  }
+  auto place = [&](std::string_view text) {
+    if (where != BlockStorage::kCopyToStream) return text;
+    const size_t at = stream_storage->size();
+    stream_storage->append(text);
+    return std::string_view(*stream_storage).substr(at);
+  };
+  const uint8_t in_place = where == BlockStorage::kCopiedByNghttp2
+                               ? NGHTTP2_NV_FLAG_NONE
+                               : NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE;
   for (size_t i = 0; i < fields.size(); ++i) {
-    nva.push_back(make_nv(fields.name(i), fields.value(i)));
-    if (unique_per_message(fields.name(i))) nva.back().flags = NGHTTP2_NV_FLAG_NO_INDEX;
+    const std::string_view name = fields.name(i);  // lowercase: H2OutFields sees to it
+    nva.push_back(make_nv(place(name), place(fields.value(i))));
+    nva.back().flags = in_place;
+    if (unique_per_message(name)) nva.back().flags |= NGHTTP2_NV_FLAG_NO_INDEX;
   }
 }
 
@@ -159,7 +188,10 @@ struct Http2Session::Stream : base::PooledObject {
   bool head_ended = false;  // the head carried END_STREAM: nothing more may be sent
   bool has_trailers = false;
   bool send_full = false;  // kFull was returned; on_send_ready owed
-  H2OutFields trailers;
+  H2OutFields trailers;    // owned: nghttp2 uses its names and values in place
+  // The names and values of our final head block (request or response), used in place by
+  // nghttp2 until it sends the block or closes the stream; written once per stream.
+  std::string out_head;
 
   size_t queued() const { return send_buf.size() - send_off; }
 
@@ -183,6 +215,7 @@ struct Http2Session::Stream : base::PooledObject {
     send_off = 0;
     provider = deferred = send_end = head_ended = has_trailers = send_full = false;
     trailers.clear();
+    out_head.clear();
   }
 
   std::string_view view(const Ref& r) const { return {block.data() + r.off, r.len}; }
@@ -253,7 +286,7 @@ struct Http2Session::Callbacks {
       st->provider = false;
       if (st->has_trailers) {
         *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-        build_nva(st->trailers, s.scratch_->nva);
+        build_nva(st->trailers, s.scratch_->nva, BlockStorage::kOwnedByStream);
         if (nghttp2_submit_trailer(session, stream_id, s.scratch_->nva.data(),
                                    s.scratch_->nva.size()) != 0) {
           return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -695,14 +728,18 @@ Http2Session::Stream* Http2Session::find(int32_t id) const {
   return last_found_;
 }
 
+std::unique_ptr<Http2Session::Stream> Http2Session::take_free_stream() {
+  if (free_streams_.empty()) return std::make_unique<Stream>();
+  std::unique_ptr<Stream> st = std::move(free_streams_.back());
+  free_streams_.pop_back();
+  return st;
+}
+
 Http2Session::Stream* Http2Session::new_stream(int32_t id) {
-  std::unique_ptr<Stream> st;
-  if (!free_streams_.empty()) {
-    st = std::move(free_streams_.back());
-    free_streams_.pop_back();
-  } else {
-    st = std::make_unique<Stream>();
-  }
+  return add_live_stream(take_free_stream(), id);
+}
+
+Http2Session::Stream* Http2Session::add_live_stream(std::unique_ptr<Stream> st, int32_t id) {
   st->id = id;
   Stream* raw = st.get();
   auto it = std::lower_bound(live_.begin(), live_.end(), id,
@@ -727,6 +764,7 @@ void Http2Session::close_stream(Stream& st, uint32_t error_code) {
     owned->reset();
     if (owned->block.capacity() > kKeepBufferCapacity) std::string().swap(owned->block);
     if (owned->send_buf.capacity() > kKeepBufferCapacity) std::string().swap(owned->send_buf);
+    if (owned->out_head.capacity() > kKeepBufferCapacity) std::string().swap(owned->out_head);
     free_streams_.push_back(std::move(owned));
   }
   // Last: the handler may submit more (other streams) from here.
@@ -1141,15 +1179,21 @@ int32_t Http2Session::submit_request(const Http2Request& request, bool end_strea
     out_fields_.add_fields(*request.headers, H2OutFields::Kind::kRequest,
                            !request.authority.empty());
   }
-  build_nva(out_fields_, scratch_->nva);
+  // The stream (with the storage the block is used from) exists before nghttp2 names its id.
+  std::unique_ptr<Stream> fresh = take_free_stream();
+  build_nva(out_fields_, scratch_->nva, BlockStorage::kCopyToStream, &fresh->out_head);
 
   nghttp2_data_provider provider{};
   provider.read_callback = &Callbacks::read_data;
   const int32_t id =
       nghttp2_submit_request(session_, nullptr, scratch_->nva.data(), scratch_->nva.size(),
                              end_stream ? nullptr : &provider, nullptr);
-  if (id < 0) return -1;
-  Stream* st = new_stream(id);
+  if (id < 0) {
+    fresh->reset();
+    free_streams_.push_back(std::move(fresh));
+    return -1;
+  }
+  Stream* st = add_live_stream(std::move(fresh), id);
   st->known = true;
   st->provider = !end_stream;
   st->head_ended = end_stream;
@@ -1176,11 +1220,12 @@ bool Http2Session::submit_response(int32_t stream, int status, const HeaderList&
   out_fields_.clear();
   out_fields_.add(":status", std::string_view(digits, static_cast<size_t>(p - digits)));
   out_fields_.add_fields(headers, H2OutFields::Kind::kResponse, false);
-  build_nva(out_fields_, scratch_->nva);
   if (informational) {
+    build_nva(out_fields_, scratch_->nva);  // there may be several: nghttp2 copies each
     return nghttp2_submit_headers(session_, NGHTTP2_FLAG_NONE, stream, nullptr,
                                   scratch_->nva.data(), scratch_->nva.size(), nullptr) >= 0;
   }
+  build_nva(out_fields_, scratch_->nva, BlockStorage::kCopyToStream, &st->out_head);
   nghttp2_data_provider provider{};
   provider.read_callback = &Callbacks::read_data;
   if (nghttp2_submit_response(session_, stream, scratch_->nva.data(), scratch_->nva.size(),

@@ -319,6 +319,8 @@ class Http2Session {
 
   Stream* find(int32_t stream) const;
   Stream* new_stream(int32_t id);
+  std::unique_ptr<Stream> take_free_stream();
+  Stream* add_live_stream(std::unique_ptr<Stream> st, int32_t id);
   void close_stream(Stream& st, uint32_t error_code);
   void note_closed_peer_stream(const Stream& st);
   void reject_stream(Stream& st, uint32_t error_code);

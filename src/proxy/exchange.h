@@ -88,13 +88,14 @@ struct Exchange {
 
   std::string client_address;  // trusted client address, ip only
   std::string request_id;
-  std::string original_path;      // set when the path was rewritten
-  std::string up_head;            // serialized upstream request head (kept for one retry)
-  std::string request_trailers;   // the chunked request's trailer section, as it is decoded
-  std::string upstream_host;      // "ip:port" of the chosen endpoint
-  std::string upstream_local;     // "ip:port" of our end of the upstream connection
-  std::string transport_failure;  // why connecting upstream failed (TLS errors), for the log
-  std::string xfcc;               // x-forwarded-client-cert value we send, when we set one
+  std::string original_path;        // set when the path was rewritten
+  std::string up_head;              // serialized upstream request head (kept for one retry)
+  UpstreamHeadIndex up_head_index;  // where its parts are, for an HTTP/2 upstream
+  std::string request_trailers;     // the chunked request's trailer section, as it is decoded
+  std::string upstream_host;        // "ip:port" of the chosen endpoint
+  std::string upstream_local;       // "ip:port" of our end of the upstream connection
+  std::string transport_failure;    // why connecting upstream failed (TLS errors), for the log
+  std::string xfcc;                 // x-forwarded-client-cert value we send, when we set one
   std::string scratch;
   RequestContext context;  // views into this exchange and its connection; set when routed
 

@@ -832,36 +832,14 @@ constexpr size_t kMaxRetryBody = 64 * 1024;
 // and `te: trailers` (hop-by-hop in HTTP/1.1, required by gRPC) is kept from the client.
 void h2_request_fields(const Exchange& e, http::HeaderList& fields, std::string_view& authority,
                        std::string_view& path) {
-  std::string_view head = e.up_head;
+  const std::string_view head = e.up_head;
+  const UpstreamHeadIndex& index = e.up_head_index;
   fields.clear();
-  authority = e.request.authority;
-  size_t eol = head.find("\r\n");
-  std::string_view line = head.substr(0, eol);
-  size_t sp1 = line.find(' ');
-  size_t sp2 = line.rfind(' ');
-  path = sp1 < sp2 ? line.substr(sp1 + 1, sp2 - sp1 - 1) : std::string_view("/");
-  size_t pos = eol == std::string_view::npos ? head.size() : eol + 2;
-  while (pos < head.size()) {
-    eol = head.find("\r\n", pos);
-    if (eol == std::string_view::npos || eol == pos) break;
-    std::string_view field = head.substr(pos, eol - pos);
-    pos = eol + 2;
-    size_t colon = field.find(':');
-    if (colon == std::string_view::npos) continue;
-    std::string_view name = field.substr(0, colon);
-    std::string_view value = field.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
-      value.remove_prefix(1);
-    if (http::iequals(name, "host")) {
-      authority = value;
-      continue;
-    }
-    if (http::iequals(name, "transfer-encoding") || http::iequals(name, "connection") ||
-        http::iequals(name, "upgrade") || http::iequals(name, "keep-alive") ||
-        http::iequals(name, "proxy-connection")) {
-      continue;
-    }
-    fields.push_back({name, value});
+  authority = index.host.in(head);
+  path = index.target.len > 0 ? index.target.in(head) : std::string_view("/");
+  fields.reserve(index.fields.size() + 1);
+  for (const UpstreamHeadIndex::Field& f : index.fields) {
+    fields.push_back({f.name.in(head), f.value.in(head)});
   }
   std::string_view te = http::find_header(e.request.headers, "te");
   if (!te.empty() && http::header_has_token(te, "trailers")) fields.push_back({"te", "trailers"});

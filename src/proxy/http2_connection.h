@@ -115,7 +115,7 @@ class Http2Stream final : public base::PooledObject,
   // Scratch lists kept in the pooled exchange, so a stream reuses their capacity.
   http::HeaderList& fields_;     // response fields being submitted
   http::HeaderList& h2_fields_;  // HTTP/2 upstream request fields, views into e_->up_head
-  std::string& h2_sent_;  // body bytes submitted before the response head (REFUSED retry)
+  std::string& h2_sent_;         // body bytes submitted before the response head (REFUSED retry)
   net::Timer route_timer_;
   net::Timer connect_timer_;
   net::Timer idle_timer_;  // the route's idle_timeout_ms: no bytes either way for that long
@@ -133,9 +133,9 @@ class Http2Stream final : public base::PooledObject,
   int32_t h2_stream_ = -1;
   std::string_view h2_authority_;
   std::string_view h2_path_;
-  bool h2_can_retry_ = true;    // h2_sent_ holds every body byte submitted so far
-  bool h2_end_sent_ = false;    // END_STREAM submitted upstream
-  bool h2_req_paused_ = false;  // upstream submit_data said kFull: hold the client's window
+  bool h2_can_retry_ = true;         // h2_sent_ holds every body byte submitted so far
+  bool h2_end_sent_ = false;         // END_STREAM submitted upstream
+  bool h2_req_paused_ = false;       // upstream submit_data said kFull: hold the client's window
   bool h2_send_ready_seen_ = false;  // on_h2_send_ready ran during the last submit_data
   size_t h2_resp_unacked_ = 0;  // response bytes queued downstream, not yet consume()d upstream
   net::Timer deadline_timer_;   // grpc-timeout

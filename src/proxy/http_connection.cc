@@ -82,6 +82,7 @@ void Exchange::reset() {
   request_id.clear();
   original_path.clear();
   up_head.clear();
+  up_head_index.clear();
   request_trailers.clear();
   upstream_host.clear();
   upstream_local.clear();

@@ -7,6 +7,7 @@
 
 #include "base/time_format.h"
 #include "http/header.h"
+#include "http/http2_headers.h"
 
 namespace proxenos::proxy {
 
@@ -53,13 +54,6 @@ bool replaced_by(std::string_view name, const router::HeaderEdits& edits) {
     if (!add.append && http::iequals(name, add.name)) return true;
   }
   return false;
-}
-
-void append_header(std::string& out, std::string_view name, std::string_view value) {
-  out.append(name);
-  out.append(": ");
-  out.append(value);
-  out.append("\r\n");
 }
 
 }  // namespace
@@ -208,14 +202,66 @@ void rewrite_path(const router::Route& route, const router::RouteTarget& target,
   }
 }
 
+namespace {
+
+// Appends the head's text and notes where its parts went, for the HTTP/2 upstream request made
+// from the same head (HTTP/2 takes the fields as they are, without parsing the text again).
+class HeadWriter {
+ public:
+  HeadWriter(std::string& out, UpstreamHeadIndex* index) : out_(out), index_(index) {
+    if (index_ != nullptr) index_->clear();
+  }
+
+  std::string& text() { return out_; }
+  UpstreamHeadIndex::Span mark() const { return {static_cast<uint32_t>(out_.size()), 0}; }
+  void close(UpstreamHeadIndex::Span& span) const {
+    span.len = static_cast<uint32_t>(out_.size()) - span.off;
+  }
+
+  // A field with its value written by the caller between begin() and end().
+  void begin(std::string_view name) {
+    name_ = mark();
+    out_.append(name);
+    close(name_);
+    out_.append(": ");
+    value_ = mark();
+  }
+  // `for_http2`: false for HTTP/1.1 connection and framing fields HTTP/2 does without.
+  void end(bool for_http2 = true) {
+    close(value_);
+    out_.append("\r\n");
+    if (index_ != nullptr && for_http2) index_->fields.push_back({name_, value_});
+  }
+  // The value written since begin(), so far.
+  UpstreamHeadIndex::Span value_span() const {
+    UpstreamHeadIndex::Span span = value_;
+    close(span);
+    return span;
+  }
+  void field(std::string_view name, std::string_view value, bool for_http2 = true) {
+    begin(name);
+    out_.append(value);
+    end(for_http2);
+  }
+
+ private:
+  std::string& out_;
+  UpstreamHeadIndex* index_;
+  UpstreamHeadIndex::Span name_, value_;
+};
+
+}  // namespace
+
 void build_upstream_head(const RequestContext& c, const router::Route& route,
                          const router::RouteTarget& target, const upstream::ClusterSpec& cluster,
-                         std::string_view path, std::string& out, std::string& original_path) {
+                         std::string_view path, std::string& out, std::string& original_path,
+                         UpstreamHeadIndex* index) {
   const http::RequestHead& req = *c.request;
   out.clear();
+  HeadWriter w(out, index);
   out.append(req.method);
   out.push_back(' ');
-  size_t path_start = out.size();
+  UpstreamHeadIndex::Span target_span = w.mark();
   rewrite_path(route, target, path, original_path);  // borrow as scratch
   out.append(original_path);
   bool rewritten = original_path != req.path;
@@ -223,7 +269,7 @@ void build_upstream_head(const RequestContext& c, const router::Route& route,
     out.push_back('?');
     out.append(req.query);
   }
-  (void)path_start;
+  w.close(target_span);
   if (rewritten) {
     original_path.assign(req.path);
     if (req.has_query) {
@@ -235,8 +281,9 @@ void build_upstream_head(const RequestContext& c, const router::Route& route,
   }
   out.append(" HTTP/1.1\r\n");
 
-  // Host.
+  // Host (:authority for HTTP/2).
   out.append("host: ");
+  UpstreamHeadIndex::Span host_span = w.mark();
   if (target.host_rewrite) {
     out.append(*target.host_rewrite);
   } else if (target.auto_host_rewrite) {
@@ -244,7 +291,12 @@ void build_upstream_head(const RequestContext& c, const router::Route& route,
   } else {
     out.append(req.authority);
   }
+  w.close(host_span);
   out.append("\r\n");
+  if (index != nullptr) {
+    index->target = target_span;
+    index->host = host_span;
+  }
 
   // Headers named by the client's Connection header are hop-by-hop too.
   std::string_view connection = http::find_header(req.headers, "connection");
@@ -266,54 +318,54 @@ void build_upstream_head(const RequestContext& c, const router::Route& route,
     if (c.xfcc_strip && http::iequals(h.name, "x-forwarded-client-cert")) continue;
     if (header_named(h.name, target.request_headers.remove)) continue;
     if (replaced_by(h.name, target.request_headers)) continue;
-    append_header(out, h.name, h.value);
+    w.field(h.name, h.value);
   }
 
   // x-forwarded-for: the client's list plus the peer we saw, when we are the edge.
   if (c.module->use_remote_address) {
-    out.append("x-forwarded-for: ");
+    w.begin("x-forwarded-for");
     if (has_xff && !xff.empty()) {
       out.append(xff);
       out.append(", ");
     }
     out.append(strip_port(c.peer_address));
-    out.append("\r\n");
+    w.end();
   } else if (has_xff) {
-    append_header(out, "x-forwarded-for", xff);
+    w.field("x-forwarded-for", xff);
   }
-  append_header(out, "x-forwarded-proto", c.forwarded_proto);
-  append_header(out, "x-request-id", c.request_id);
-  if (!original_path.empty()) append_header(out, "x-envoy-original-path", original_path);
+  w.field("x-forwarded-proto", c.forwarded_proto);
+  w.field("x-request-id", c.request_id);
+  if (!original_path.empty()) w.field("x-envoy-original-path", original_path);
   if (target.add_linkerd_headers) {
-    out.append("l5d-dst-override: ");
+    w.begin("l5d-dst-override");
     out.append(cluster.host);
     out.push_back(':');
     out.append(std::to_string(cluster.port));
-    out.append("\r\n");
+    w.end();
   }
   for (const auto& add : target.request_headers.add) {
-    out.append(add.name);
-    out.append(": ");
+    w.begin(add.name);
     expand_template(add.value, c, out);
-    out.append("\r\n");
+    // HTTP/2 takes a Host added here as :authority (the last one wins), and no connection
+    // fields: they would nominate others for dropping.
+    const bool is_host = http::iequals(add.name, "host");
+    if (is_host && index != nullptr) index->host = w.value_span();
+    w.end(!is_host && !http::is_connection_specific_header(add.name));
   }
-  if (!c.xfcc_value.empty()) append_header(out, "x-forwarded-client-cert", c.xfcc_value);
+  if (!c.xfcc_value.empty()) w.field("x-forwarded-client-cert", c.xfcc_value);
   if (!c.upgrade.empty()) {
-    out.append("connection: upgrade\r\nupgrade: ");
-    out.append(c.upgrade);
-    out.append("\r\n");
+    w.field("connection", "upgrade", false);
+    w.field("upgrade", c.upgrade, false);
   }
   switch (req.framing) {
     case http::BodyFraming::kContentLength: {
       char buf[24];
       auto [p, ec] = std::to_chars(buf, buf + sizeof buf, req.content_length);
-      out.append("content-length: ");
-      out.append(buf, p);
-      out.append("\r\n");
+      w.field("content-length", std::string_view(buf, static_cast<size_t>(p - buf)));
       break;
     }
     case http::BodyFraming::kChunked:
-      out.append("transfer-encoding: chunked\r\n");
+      w.field("transfer-encoding", "chunked", false);
       break;
     default:
       break;

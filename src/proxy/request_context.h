@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "config/snapshot.h"
 #include "http/message_head.h"
@@ -42,11 +43,32 @@ bool append_forwarded_for(const http::HeaderList& request_headers, bool use_remo
 // Hop-by-hop and proxy-owned request headers never copied from the client to the upstream.
 bool is_hop_by_hop(std::string_view name);
 
+// Where the parts of an upstream head's text are: what an HTTP/2 request is made of.
+struct UpstreamHeadIndex {
+  struct Span {
+    uint32_t off = 0;
+    uint32_t len = 0;
+    std::string_view in(std::string_view text) const { return text.substr(off, len); }
+  };
+  struct Field {
+    Span name, value;
+  };
+  Span target;                // path and query, from the request line
+  Span host;                  // the Host value (:authority)
+  std::vector<Field> fields;  // all fields but Host and HTTP/1.1 connection and framing ones
+  void clear() {
+    target = host = {};
+    fields.clear();
+  }
+};
+
 // The upstream request head: method, rewritten path, filtered client headers, forwarding headers,
 // the route's header edits and our body framing. Sets `original_path` when the path changed.
+// With an `index`, also says where the parts went (for an HTTP/2 upstream).
 void build_upstream_head(const RequestContext& context, const router::Route& route,
                          const router::RouteTarget& target, const upstream::ClusterSpec& cluster,
-                         std::string_view path, std::string& out, std::string& original_path);
+                         std::string_view path, std::string& out, std::string& original_path,
+                         UpstreamHeadIndex* index = nullptr);
 
 // The path (without query) after the target's prefix or regex rewrite.
 void rewrite_path(const router::Route& route, const router::RouteTarget& target,

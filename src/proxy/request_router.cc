@@ -302,7 +302,7 @@ std::optional<LocalReply> route_exchange(Worker& worker, Exchange& e, const Rout
   if (e.upgrade) ctx.upgrade = http::find_header(req.headers, "upgrade");
   forwarded_client_cert(snap.module, req, in, e, ctx);
   build_upstream_head(ctx, *e.match.route, target, e.cluster->spec(), path, e.up_head,
-                      e.original_path);
+                      e.original_path, e.cluster->spec().http2 ? &e.up_head_index : nullptr);
   return std::nullopt;
 }
 

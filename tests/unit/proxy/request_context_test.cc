@@ -53,6 +53,65 @@ TEST(ExpandTemplate, ForwardedForIsTheValueSentUpstream) {
   EXPECT_EQ(expand("[%REQ(X-FORWARDED-FOR)%]", fx.context), "[]");
 }
 
+http::ValueTemplate tmpl(std::string_view text) {
+  std::string error;
+  std::optional<http::ValueTemplate> t = http::parse_value_template(text, &error);
+  EXPECT_TRUE(t) << error;
+  return t ? *t : http::ValueTemplate{};
+}
+
+TEST(BuildUpstreamHead, IndexNamesTheFieldsAnHttp2UpstreamGets) {
+  Fixture fx;
+  fx.request.method = "POST";
+  fx.request.path = "/api/v1/items";
+  fx.request.has_query = true;
+  fx.request.query = "a=1";
+  fx.request.framing = http::BodyFraming::kContentLength;
+  fx.request.content_length = 42;
+  fx.request.headers = {{"Host", "example.com"}, {"Content-Type", "application/grpc"},
+                        {"TE", "trailers"},      {"Connection", "x-hop"},
+                        {"x-hop", "dropped"},    {"X-Forwarded-For", "10.0.0.1"},
+                        {"x-keep", "kept"},      {"Content-Length", "42"}};
+  fx.context.forwarded_proto = "http";
+  fx.context.request_id = "rid-1";
+  router::Route route;
+  route.path.value = "/api/";
+  router::RouteTarget target;
+  target.prefix_rewrite = "/v2/";
+  target.request_headers.add.push_back({"x-added", tmpl("via %PROTOCOL%"), true});
+  target.request_headers.add.push_back({"connection", tmpl("x-keep"), true});
+  target.request_headers.add.push_back({"Host", tmpl("added.example"), true});
+  upstream::ClusterSpec cluster;
+  cluster.host = "svc";
+  std::string text;
+  std::string original_path;
+  UpstreamHeadIndex index;
+  build_upstream_head(fx.context, route, target, cluster, fx.request.path, text, original_path,
+                      &index);
+
+  EXPECT_EQ(index.target.in(text), "/v2/v1/items?a=1");
+  EXPECT_EQ(text.substr(0, text.find("\r\n")), "POST /v2/v1/items?a=1 HTTP/1.1");
+  EXPECT_EQ(index.host.in(text), "added.example");  // an added Host wins, as the last one
+  std::vector<std::pair<std::string_view, std::string_view>> fields;
+  for (const auto& f : index.fields) fields.emplace_back(f.name.in(text), f.value.in(text));
+  const std::vector<std::pair<std::string_view, std::string_view>> want = {
+      {"Content-Type", "application/grpc"},
+      {"x-keep", "kept"},
+      {"x-forwarded-for", "10.0.0.1, 192.168.1.2"},
+      {"x-forwarded-proto", "http"},
+      {"x-request-id", "rid-1"},
+      {"x-envoy-original-path", "/api/v1/items?a=1"},
+      {"x-added", "via HTTP/1.1"},
+      {"content-length", "42"},
+  };
+  EXPECT_EQ(fields, want);
+  // Every indexed field is a line of the text, as an HTTP/1.1 upstream gets it.
+  for (const auto& [name, value] : want) {
+    EXPECT_NE(text.find(std::string(name) + ": " + std::string(value) + "\r\n"), std::string::npos)
+        << name;
+  }
+}
+
 TEST(AppendForwardedFor, AppendsThePeerAtTheEdge) {
   std::string out;
   EXPECT_TRUE(append_forwarded_for({{"x-forwarded-for", "1.1.1.1, 2.2.2.2"}}, true,
