@@ -110,28 +110,32 @@ enum class BlockStorage : uint8_t {
 void build_nva(const H2OutFields& fields, std::vector<nghttp2_nv>& nva,
                BlockStorage where = BlockStorage::kCopiedByNghttp2,
                std::string* stream_storage = nullptr) {
-  nva.clear();
+  const size_t count = fields.size();
+  nva.resize(count);
+  char* out = nullptr;
   if (where == BlockStorage::kCopyToStream) {
     size_t bytes = 0;
-    for (size_t i = 0; i < fields.size(); ++i)
-      bytes += fields.name(i).size() + fields.value(i).size();
+    for (size_t i = 0; i < count; ++i) bytes += fields.name(i).size() + fields.value(i).size();
     stream_storage->clear();
-    stream_storage->reserve(bytes);  // no reallocation below: the pointers taken stay valid
+    stream_storage->resize(bytes);  // sized once: the pointers taken below stay valid
+    out = stream_storage->data();
   }
-  auto place = [&](std::string_view text) {
-    if (where != BlockStorage::kCopyToStream) return text;
-    const size_t at = stream_storage->size();
-    stream_storage->append(text);
-    return std::string_view(*stream_storage).substr(at);
+  auto place = [&out](std::string_view text) {
+    if (out == nullptr) return text;
+    std::memcpy(out, text.data(), text.size());
+    const std::string_view placed(out, text.size());
+    out += text.size();
+    return placed;
   };
   const uint8_t in_place = where == BlockStorage::kCopiedByNghttp2
                                ? NGHTTP2_NV_FLAG_NONE
                                : NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE;
-  for (size_t i = 0; i < fields.size(); ++i) {
+  for (size_t i = 0; i < count; ++i) {
     const std::string_view name = fields.name(i);  // lowercase: H2OutFields sees to it
-    nva.push_back(make_nv(place(name), place(fields.value(i))));
-    nva.back().flags = in_place;
-    if (unique_per_message(name)) nva.back().flags |= NGHTTP2_NV_FLAG_NO_INDEX;
+    nghttp2_nv& nv = nva[i];
+    nv = make_nv(place(name), place(fields.value(i)));
+    nv.flags = in_place;
+    if (unique_per_message(name)) nv.flags |= NGHTTP2_NV_FLAG_NO_INDEX;
   }
 }
 
@@ -721,11 +725,16 @@ Http2Session::Clock::time_point Http2Session::now() const {
 Http2Session::Stream* Http2Session::find(int32_t id) const {
   // Callbacks come in runs for one stream (a header block's fields, a frame's data chunks).
   if (last_found_ != nullptr && last_found_->id == id) return last_found_;
-  auto it = std::lower_bound(live_.begin(), live_.end(), id,
-                             [](const std::unique_ptr<Stream>& s, int32_t v) { return s->id < v; });
-  if (it == live_.end() || (*it)->id != id) return nullptr;
-  last_found_ = it->get();
+  const size_t at = live_slot(id);
+  if (at == live_.size()) return nullptr;
+  last_found_ = live_[at].get();  // null when that stream closed
   return last_found_;
+}
+
+size_t Http2Session::live_slot(int32_t id) const {
+  auto it = std::lower_bound(live_ids_.begin(), live_ids_.end(), id);
+  if (it == live_ids_.end() || *it != id) return live_.size();
+  return static_cast<size_t>(it - live_ids_.begin());
 }
 
 std::unique_ptr<Http2Session::Stream> Http2Session::take_free_stream() {
@@ -742,9 +751,10 @@ Http2Session::Stream* Http2Session::new_stream(int32_t id) {
 Http2Session::Stream* Http2Session::add_live_stream(std::unique_ptr<Stream> st, int32_t id) {
   st->id = id;
   Stream* raw = st.get();
-  auto it = std::lower_bound(live_.begin(), live_.end(), id,
-                             [](const std::unique_ptr<Stream>& s, int32_t v) { return s->id < v; });
-  live_.insert(it, std::move(st));
+  auto it = std::lower_bound(live_ids_.begin(), live_ids_.end(), id);
+  const auto at = it - live_ids_.begin();
+  live_ids_.insert(it, id);  // the end, as ids only grow
+  live_.insert(live_.begin() + at, std::move(st));
   return raw;
 }
 
@@ -753,10 +763,8 @@ void Http2Session::close_stream(Stream& st, uint32_t error_code) {
   if (st.peer_stream) note_closed_peer_stream(st);
   if (st.counted_peer) --peer_streams_;
   const bool known = st.known;
-  auto it = std::lower_bound(live_.begin(), live_.end(), id,
-                             [](const std::unique_ptr<Stream>& s, int32_t v) { return s->id < v; });
-  std::unique_ptr<Stream> owned = std::move(*it);
-  live_.erase(it);
+  std::unique_ptr<Stream> owned = std::move(live_[live_slot(id)]);
+  drop_closed_slots();
   if (last_found_ == owned.get()) last_found_ = nullptr;
   if (known) --open_streams_;
   if (free_streams_.size() <
@@ -769,6 +777,29 @@ void Http2Session::close_stream(Stream& st, uint32_t error_code) {
   }
   // Last: the handler may submit more (other streams) from here.
   if (known) handler_.on_stream_close(id, error_code);
+}
+
+// A closed stream leaves an empty slot: erasing it would shift every younger stream's slot, and
+// streams mostly close oldest first. Slots at the end go at once, the others in one pass when
+// they are half of all.
+void Http2Session::drop_closed_slots() {
+  ++closed_slots_;
+  while (!live_.empty() && live_.back() == nullptr) {
+    live_.pop_back();
+    live_ids_.pop_back();
+    --closed_slots_;
+  }
+  if (closed_slots_ < 16 || closed_slots_ * 2 < live_.size()) return;
+  size_t kept = 0;
+  for (size_t i = 0; i < live_.size(); ++i) {
+    if (live_[i] == nullptr) continue;
+    live_[kept] = std::move(live_[i]);
+    live_ids_[kept] = live_ids_[i];
+    ++kept;
+  }
+  live_.resize(kept);
+  live_ids_.resize(kept);
+  closed_slots_ = 0;
 }
 
 void Http2Session::note_closed_peer_stream(const Stream& st) {
@@ -1323,7 +1354,7 @@ void Http2Session::connection_closed(uint32_t error_code) {
   frame_ends_.clear();
   frame_head_ = 0;
   // Highest id first: close_stream erases from the back cheaply and the handler may look others up.
-  while (!live_.empty()) close_stream(*live_.back(), error_code);
+  while (!live_.empty()) close_stream(*live_.back(), error_code);  // no closed slot at the end
 }
 
 bool Http2Session::can_open_stream() const {

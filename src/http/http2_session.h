@@ -319,6 +319,8 @@ class Http2Session {
 
   Stream* find(int32_t stream) const;
   Stream* new_stream(int32_t id);
+  size_t live_slot(int32_t id) const;  // live_.size() when the id has no slot
+  void drop_closed_slots();
   std::unique_ptr<Stream> take_free_stream();
   Stream* add_live_stream(std::unique_ptr<Stream> st, int32_t id);
   void close_stream(Stream& st, uint32_t error_code);
@@ -351,8 +353,11 @@ class Http2Session {
   size_t frame_head_ = 0;           // frames before this index were taken by the socket
   bool patch_settings_ = false;     // the next bytes sent are our SETTINGS (see send callback)
 
-  std::vector<std::unique_ptr<Stream>> live_;  // sorted by id
-  mutable Stream* last_found_ = nullptr;       // find()'s last answer, while it is live
+  // Open streams by ascending id; a closed stream's slot is null until drop_closed_slots.
+  std::vector<int32_t> live_ids_;
+  std::vector<std::unique_ptr<Stream>> live_;
+  size_t closed_slots_ = 0;
+  mutable Stream* last_found_ = nullptr;  // find()'s last answer, while it is live
   std::vector<std::unique_ptr<Stream>> free_streams_;
   std::vector<int32_t> ready_;  // streams owed on_send_ready after the send pass
   std::vector<int32_t> ready_scratch_;

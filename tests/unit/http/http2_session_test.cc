@@ -68,6 +68,50 @@ TEST(Http2Session, GetRoundTrip) {
   EXPECT_EQ(p.server.close_reason(), "");
 }
 
+TEST(Http2Session, ManyStreamsAnsweredOutOfOrderKeepTheirOwnHeads) {
+  // Streams close in a scrambled order (closed slots left among open ones, then compacted), and
+  // every head block is sent from storage its stream owns: each answer must reach its own
+  // stream with its own fields, also when later blocks are submitted before earlier ones left.
+  Pair p;
+  std::vector<int32_t> pending;
+  p.server_handler.on_request = [&](int32_t id, const RequestHead&, bool) {
+    pending.push_back(id);
+  };
+  constexpr int kStreams = 90;
+  std::vector<int32_t> ids;
+  for (int i = 0; i < kStreams; ++i) {
+    OwnedHeaders req({{"X-Index", std::to_string(i)}});
+    ids.push_back(p.client.submit_request(get_request("/s/" + std::to_string(i), &req.list), true));
+  }
+  p.pump();
+  ASSERT_EQ(pending.size(), static_cast<size_t>(kStreams));
+  for (int round = 0; round < 3; ++round) {
+    // Every third stream from `round` on, newest first within the round.
+    for (int i = kStreams - 1 - round; i >= 0; i -= 3) {
+      const int32_t id = pending[static_cast<size_t>(i)];
+      const std::string index =
+          h2test::to_fields(p.server_handler.streams[id].request.headers)[0].second;
+      OwnedHeaders resp({{"X-Answer-To", index},
+                         {"X-Path", std::string(p.server_handler.streams[id].request.path)}});
+      ASSERT_TRUE(p.server.submit_response(id, 200, resp.list, true));
+    }
+    p.pump();
+  }
+  for (int i = 0; i < kStreams; ++i) {
+    const h2test::StreamLog& c = p.client_handler.streams[ids[static_cast<size_t>(i)]];
+    ASSERT_EQ(c.responses.size(), 1u) << i;
+    EXPECT_EQ(find_header(c.responses[0].headers, "x-answer-to"), std::to_string(i));
+    EXPECT_EQ(find_header(c.responses[0].headers, "x-path"), "/s/" + std::to_string(i));
+    EXPECT_TRUE(c.closed);
+  }
+  EXPECT_EQ(p.server.open_streams(), 0u);
+  EXPECT_EQ(p.client.open_streams(), 0u);
+  // The session goes on opening and finding streams after all that.
+  const int32_t last = p.client.submit_request(get_request("/after", nullptr), true);
+  p.pump();
+  EXPECT_TRUE(p.server_handler.streams[last].has_request);
+}
+
 TEST(Http2Session, PostBodiesBothWays) {
   Pair p;
   p.server_handler.on_body = [&](int32_t id, std::string_view bytes, bool end) {
