@@ -59,9 +59,18 @@ uint8_t name_class_bytes(const char* p, size_t n) {
 
 uint8_t name_class(std::string_view name) {
   const size_t n = name.size();
-  if (n < 8) return n == 0 ? kNameBad : name_class_bytes(name.data(), n);
-  uint8_t cls = 0;
   const char* p = name.data();
+  if (n < 8) {
+    if (n < 4) return n == 0 ? kNameBad : name_class_bytes(p, n);
+    // The first and the last four bytes (overlapping when n < 8) make one word to check.
+    uint32_t head;
+    uint32_t tail;
+    std::memcpy(&head, p, 4);
+    std::memcpy(&tail, p + n - 4, 4);
+    if (plain_name_word(head | static_cast<uint64_t>(tail) << 32)) return 0;
+    return name_class_bytes(p, n);
+  }
+  uint8_t cls = 0;
   uint64_t w;
   for (size_t i = 0; i + 8 <= n; i += 8) {
     std::memcpy(&w, p + i, 8);
@@ -137,10 +146,6 @@ H2OutFields::Text H2OutFields::stored(std::string_view text) {
   t.len = static_cast<uint32_t>(text.size());
   storage_.append(text);
   return t;
-}
-
-void H2OutFields::add(std::string_view name, std::string_view value) {
-  add_classified(name, value, (name_class(name) & kNameUpper) != 0);
 }
 
 void H2OutFields::add_classified(std::string_view name, std::string_view value, bool has_upper) {

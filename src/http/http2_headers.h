@@ -47,8 +47,8 @@ class H2OutFields {
     storage_.clear();
     fields_.clear();
   }
-  // Appends one field as given (name lowercased). Used for pseudo-headers.
-  void add(std::string_view name, std::string_view value);
+  // Appends a pseudo-header as given: `name` is one of HTTP/2's, lowercase (":status").
+  void add_pseudo(std::string_view name, std::string_view value) { push(name, value); }
   // Appends translated regular fields: pseudo-looking and empty names dropped, names lowercased,
   // connection-specific fields and the fields the Connection header nominates dropped, `te` kept
   // only as "te: trailers" (requests), Host dropped when `drop_host`, names or values with bytes

@@ -1199,13 +1199,13 @@ int32_t Http2Session::submit_request(const Http2Request& request, bool end_strea
   if (request.method.empty()) return -1;
   const bool plain_connect = request.method == "CONNECT" && request.protocol.empty();
   out_fields_.clear();
-  out_fields_.add(":method", request.method);
+  out_fields_.add_pseudo(":method", request.method);
   if (!plain_connect) {
-    out_fields_.add(":scheme", request.scheme);
-    out_fields_.add(":path", request.path.empty() ? std::string_view("/") : request.path);
+    out_fields_.add_pseudo(":scheme", request.scheme);
+    out_fields_.add_pseudo(":path", request.path.empty() ? std::string_view("/") : request.path);
   }
-  if (!request.authority.empty()) out_fields_.add(":authority", request.authority);
-  if (!request.protocol.empty()) out_fields_.add(":protocol", request.protocol);
+  if (!request.authority.empty()) out_fields_.add_pseudo(":authority", request.authority);
+  if (!request.protocol.empty()) out_fields_.add_pseudo(":protocol", request.protocol);
   if (request.headers != nullptr) {
     out_fields_.add_fields(*request.headers, H2OutFields::Kind::kRequest,
                            !request.authority.empty());
@@ -1249,7 +1249,7 @@ bool Http2Session::submit_response(int32_t stream, int status, const HeaderList&
   char digits[4];
   auto [p, ec] = std::to_chars(digits, digits + sizeof(digits), status);
   out_fields_.clear();
-  out_fields_.add(":status", std::string_view(digits, static_cast<size_t>(p - digits)));
+  out_fields_.add_pseudo(":status", std::string_view(digits, static_cast<size_t>(p - digits)));
   out_fields_.add_fields(headers, H2OutFields::Kind::kResponse, false);
   if (informational) {
     build_nva(out_fields_, scratch_->nva);  // there may be several: nghttp2 copies each

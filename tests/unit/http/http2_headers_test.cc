@@ -63,7 +63,7 @@ TEST(Http2Headers, RequestTranslation) {
                    {"X-Bad-Value", "a\rb"},
                    {"X-Trim", "  v  "}});
   H2OutFields out;
-  out.add(":method", "GET");
+  out.add_pseudo(":method", "GET");
   out.add_fields(in.list, H2OutFields::Kind::kRequest, /*drop_host=*/true);
   EXPECT_EQ(fields_of(out), (Fields{{":method", "GET"},
                                     {"te", "trailers"},
@@ -98,7 +98,7 @@ TEST(Http2Headers, NamesAreCheckedEveryByteLongOrShort) {
   const std::string base = "x-long-name-0123456789-abcdefghij";  // 33 bytes
   Fields want;
   Fields in_fields;
-  for (size_t len : {1, 7, 8, 9, 16, 17, 33}) {
+  for (size_t len : {1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 33}) {
     const std::string name = base.substr(0, len);
     for (size_t at = 0; at < len; ++at) {
       std::string upper = name;
@@ -159,7 +159,7 @@ TEST(Http2Headers, OwnedBlockOutlivesItsSources) {
   {
     std::string status = "222";
     OwnedHeaders in({{"grpc-status", "0"}, {"Grpc-Message", "all good"}, {"x-long", "v"}});
-    out.add(":status", status);
+    out.add_pseudo(":status", status);
     out.add_fields(in.list, H2OutFields::Kind::kTrailers, false);
     out.own();
     status.assign("999");
