@@ -214,8 +214,13 @@ void H2OutFields::add_fields(const HeaderList& fields, Kind kind, bool drop_host
           continue;
         }
         break;
-      default:
+      case 7:
+      case 10:
+      case 16:
+      case 17:
         if (is_connection_specific_header(f.name)) continue;
+        break;
+      default:
         break;
     }
     bool nominated = false;
@@ -223,7 +228,11 @@ void H2OutFields::add_fields(const HeaderList& fields, Kind kind, bool drop_host
       nominated = header_has_token(connection[i], f.name);
     }
     if (nominated) continue;
-    add_classified(f.name, value, (cls & kNameUpper) != 0);
+    if ((cls & kNameUpper) == 0) {
+      push(f.name, value);
+    } else {
+      add_classified(f.name, value, true);
+    }
   }
 }
 
