@@ -732,6 +732,15 @@ Http2Session::Stream* Http2Session::find(int32_t id) const {
 }
 
 size_t Http2Session::live_slot(int32_t id) const {
+  // A session's stream ids go up by two, and closed slots stay until they are half of all, so
+  // the slot is usually where the first id says it is.
+  if (!live_ids_.empty()) {
+    const int64_t guess = (static_cast<int64_t>(id) - live_ids_.front()) / 2;
+    if (guess >= 0 && static_cast<size_t>(guess) < live_ids_.size() &&
+        live_ids_[static_cast<size_t>(guess)] == id) {
+      return static_cast<size_t>(guess);
+    }
+  }
   auto it = std::lower_bound(live_ids_.begin(), live_ids_.end(), id);
   if (it == live_ids_.end() || *it != id) return live_.size();
   return static_cast<size_t>(it - live_ids_.begin());
