@@ -4,6 +4,10 @@
 #include <array>
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace proxenos::http {
 namespace {
 
@@ -38,72 +42,139 @@ constexpr std::array<uint8_t, 256> kNameClass = [] {
 constexpr uint64_t kOnes = 0x0101010101010101ULL;
 constexpr uint64_t kHighs = 0x8080808080808080ULL;
 
-// High bit of each byte set where lo <= byte <= hi; every byte of `w` must be below 0x80 (no
-// carry crosses a byte then).
-constexpr uint64_t bytes_in(uint64_t w, uint8_t lo, uint8_t hi) {
-  return (w + kOnes * (0x80 - lo)) & ~(w + kOnes * (0x7f - hi)) & kHighs;
-}
-
-// True when all eight bytes are lowercase letters, digits or '-': what almost every field name
-// is made of, so a word is checked at once and only others go byte by byte.
-constexpr bool plain_name_word(uint64_t w) {
-  if ((w & kHighs) != 0) return false;
-  return (bytes_in(w, 'a', 'z') | bytes_in(w, '0', '9') | bytes_in(w, '-', '-')) == kHighs;
-}
-
 uint8_t name_class_bytes(const char* p, size_t n) {
   uint8_t cls = 0;
   for (size_t i = 0; i < n; ++i) cls |= kNameClass[uc(p[i])];
   return cls;
 }
 
+inline uint32_t load4(const char* p) {
+  uint32_t w;
+  std::memcpy(&w, p, 4);
+  return w;
+}
+
+inline uint64_t load8(const char* p) {
+  uint64_t w;
+  std::memcpy(&w, p, 8);
+  return w;
+}
+
+// Whether a name of at least four bytes is all lowercase letters, digits and '-': what almost
+// every field name is made of, checked many bytes at once (overlapping loads cover the ends);
+// only other names go byte by byte through the table.
+#if defined(__SSE2__)
+inline bool plain_name_vector(__m128i v) {
+  const auto in = [v](char lo, char hi) {  // signed compares: bytes >= 0x80 are in no range
+    return _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8(static_cast<char>(lo - 1))),
+                         _mm_cmplt_epi8(v, _mm_set1_epi8(static_cast<char>(hi + 1))));
+  };
+  const __m128i ok =
+      _mm_or_si128(_mm_or_si128(in('a', 'z'), in('0', '9')), _mm_cmpeq_epi8(v, _mm_set1_epi8('-')));
+  return _mm_movemask_epi8(ok) == 0xffff;
+}
+
+bool plain_name(const char* p, size_t n) {
+  if (n >= 16) {
+    for (size_t i = 0; i + 16 <= n; i += 16) {
+      if (!plain_name_vector(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i)))) {
+        return false;
+      }
+    }
+    return n % 16 == 0 ||
+           plain_name_vector(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + n - 16)));
+  }
+  if (n >= 8) {
+    return plain_name_vector(
+        _mm_set_epi64x(static_cast<int64_t>(load8(p + n - 8)), static_cast<int64_t>(load8(p))));
+  }
+  const auto head = static_cast<int>(load4(p));
+  const auto tail = static_cast<int>(load4(p + n - 4));
+  return plain_name_vector(_mm_set_epi32(tail, head, tail, head));
+}
+#else
+// High bit of each byte set where lo <= byte <= hi; every byte of `w` must be below 0x80 (no
+// carry crosses a byte then).
+constexpr uint64_t bytes_in(uint64_t w, uint8_t lo, uint8_t hi) {
+  return (w + kOnes * (0x80 - lo)) & ~(w + kOnes * (0x7f - hi)) & kHighs;
+}
+
+constexpr bool plain_name_word(uint64_t w) {
+  if ((w & kHighs) != 0) return false;
+  return (bytes_in(w, 'a', 'z') | bytes_in(w, '0', '9') | bytes_in(w, '-', '-')) == kHighs;
+}
+
+bool plain_name(const char* p, size_t n) {
+  if (n < 8) return plain_name_word(load4(p) | static_cast<uint64_t>(load4(p + n - 4)) << 32);
+  for (size_t i = 0; i + 8 <= n; i += 8) {
+    if (!plain_name_word(load8(p + i))) return false;
+  }
+  return n % 8 == 0 || plain_name_word(load8(p + n - 8));
+}
+#endif
+
 uint8_t name_class(std::string_view name) {
   const size_t n = name.size();
   const char* p = name.data();
-  if (n < 8) {
-    if (n < 4) return n == 0 ? kNameBad : name_class_bytes(p, n);
-    // The first and the last four bytes (overlapping when n < 8) make one word to check.
-    uint32_t head;
-    uint32_t tail;
-    std::memcpy(&head, p, 4);
-    std::memcpy(&tail, p + n - 4, 4);
-    if (plain_name_word(head | static_cast<uint64_t>(tail) << 32)) return 0;
-    return name_class_bytes(p, n);
-  }
-  uint8_t cls = 0;
-  uint64_t w;
-  for (size_t i = 0; i + 8 <= n; i += 8) {
-    std::memcpy(&w, p + i, 8);
-    if (!plain_name_word(w)) cls |= name_class_bytes(p + i, 8);
-  }
-  if (n % 8 != 0) {
-    std::memcpy(&w, p + n - 8, 8);  // the last eight bytes, overlapping the words before
-    if (!plain_name_word(w)) cls |= name_class_bytes(p + n - 8, 8);
-  }
-  return cls;
+  if (n < 4) return n == 0 ? kNameBad : name_class_bytes(p, n);
+  return plain_name(p, n) ? 0 : name_class_bytes(p, n);
 }
 
-// field-value check, eight bytes at a time: a word with no byte below 0x20 and none equal to
-// 0x7f is valid as is; only words that have one (a tab, usually none) are looked at bytewise.
-bool valid_value(std::string_view value) {
-  const char* p = value.data();
-  size_t n = value.size();
-  for (; n >= 8; p += 8, n -= 8) {
-    uint64_t w;
-    std::memcpy(&w, p, 8);
-    const uint64_t below_space = (w - kOnes * 0x20) & ~w & kHighs;
-    const uint64_t x = w ^ (kOnes * 0x7f);
-    const uint64_t del = (x - kOnes) & ~x & kHighs;
-    if ((below_space | del) == 0) continue;
-    for (size_t i = 0; i < 8; ++i) {
-      if (!chars::kFieldValue[uc(p[i])]) return false;
-    }
-  }
+bool value_bytes_valid(const char* p, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     if (!chars::kFieldValue[uc(p[i])]) return false;
   }
   return true;
 }
+
+// field-value check, many bytes at a time: no byte below 0x20 but HTAB, no 0x7f.
+#if defined(__SSE2__)
+inline bool valid_value_vector(__m128i v) {
+  const __m128i at_least_space = _mm_cmpeq_epi8(_mm_max_epu8(v, _mm_set1_epi8(0x20)), v);
+  const __m128i ok =
+      _mm_andnot_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f)),
+                       _mm_or_si128(at_least_space, _mm_cmpeq_epi8(v, _mm_set1_epi8('\t'))));
+  return _mm_movemask_epi8(ok) == 0xffff;
+}
+
+bool valid_value(std::string_view value) {
+  const char* p = value.data();
+  const size_t n = value.size();
+  if (n < 4) return value_bytes_valid(p, n);
+  if (n < 8) {
+    const auto head = static_cast<int>(load4(p));
+    const auto tail = static_cast<int>(load4(p + n - 4));
+    return valid_value_vector(_mm_set_epi32(tail, head, tail, head));
+  }
+  if (n < 16) {
+    return valid_value_vector(
+        _mm_set_epi64x(static_cast<int64_t>(load8(p + n - 8)), static_cast<int64_t>(load8(p))));
+  }
+  for (size_t i = 0; i + 16 <= n; i += 16) {
+    if (!valid_value_vector(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i)))) {
+      return false;
+    }
+  }
+  return n % 16 == 0 ||
+         valid_value_vector(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + n - 16)));
+}
+#else
+// Eight bytes at a time: a word with no byte below 0x20 and none equal to 0x7f is valid as is;
+// only words that have one (a tab, usually none) are looked at bytewise.
+bool valid_value(std::string_view value) {
+  const char* p = value.data();
+  size_t n = value.size();
+  for (; n >= 8; p += 8, n -= 8) {
+    const uint64_t w = load8(p);
+    const uint64_t below_space = (w - kOnes * 0x20) & ~w & kHighs;
+    const uint64_t x = w ^ (kOnes * 0x7f);
+    const uint64_t del = (x - kOnes) & ~x & kHighs;
+    if ((below_space | del) == 0) continue;
+    if (!value_bytes_valid(p, 8)) return false;
+  }
+  return value_bytes_valid(p, n);
+}
+#endif
 
 // Up to this many Connection header values are honoured when dropping nominated fields; a list
 // longer than that is hostile, and the fixed connection-specific set is dropped regardless.
@@ -138,6 +209,14 @@ bool is_connection_specific_header(std::string_view name) {
     default:
       return false;
   }
+}
+
+bool is_h2_field_name(std::string_view name) {
+  return name_class(name) == 0;
+}
+
+bool is_field_value(std::string_view value) {
+  return valid_value(value);
 }
 
 H2OutFields::Text H2OutFields::stored(std::string_view text) {

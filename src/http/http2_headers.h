@@ -34,6 +34,12 @@ inline bool is_http2_preface(std::string_view first_bytes) {
 // compared case-insensitively.
 bool is_connection_specific_header(std::string_view name);
 
+// A field name as HTTP/2 carries it: a non-empty token without uppercase letters.
+bool is_h2_field_name(std::string_view name);
+
+// A field value without NUL, CR, LF, DEL or other control bytes but HTAB (RFC 9110 §5.5).
+bool is_field_value(std::string_view value);
+
 // An outgoing HTTP/2 header block being assembled: pseudo-headers first, then regular fields.
 // Values and already-lowercase names are views into what was added (the caller keeps it alive
 // until the block is submitted; nghttp2 copies it then); only names that needed lowercasing are

@@ -167,6 +167,12 @@ struct Http2Session::Stream : base::PooledObject {
   size_t block_count = 0;
   size_t cookie_crumbs = 0;
   size_t cookie_bytes = 0;
+  // Client role (we check what nghttp2's HTTP messaging would, see check_response_field):
+  bool malformed = false;      // a field of the block being received breaks HTTP/2's rules
+  bool regular_seen = false;   // ... which has had a regular field (no pseudo-header after it)
+  bool final_head = false;     // the final (non-1xx) response head has arrived
+  int64_t body_expected = -1;  // response body bytes the head announced (-1: not said)
+  uint64_t body_received = 0;
 
   bool known = false;        // the handler knows the stream (will get on_stream_close)
   bool rejected = false;     // reset by us: whatever still arrives is dropped
@@ -204,6 +210,7 @@ struct Http2Session::Stream : base::PooledObject {
     fields.clear();
     method = scheme = authority = path = protocol = status = Ref{};
     block_bytes = block_count = cookie_crumbs = cookie_bytes = 0;
+    malformed = regular_seen = false;
   }
 
   void reset() {
@@ -213,6 +220,9 @@ struct Http2Session::Stream : base::PooledObject {
     known = rejected = peer_stream = counted_peer = response_submitted = head_request = false;
     overrun = discard_input = rst_after_send = sent_end = tunnel = false;
     drained = 0;
+    final_head = false;
+    body_expected = -1;
+    body_received = 0;
     local_reset_code = kH2NoError;
     unconsumed = 0;
     send_buf.clear();
@@ -383,9 +393,13 @@ struct Http2Session::Callbacks {
                        size_t namelen, const uint8_t* value_p, size_t valuelen, uint8_t, void* ud) {
     Http2Session& s = self(ud);
     Stream* st = s.find(frame->hd.stream_id);
-    if (st == nullptr || st->rejected) return 0;
+    if (st == nullptr || st->rejected || st->malformed) return 0;
     const std::string_view name(reinterpret_cast<const char*>(name_p), namelen);
     const std::string_view value(reinterpret_cast<const char*>(value_p), valuelen);
+    if (s.role_ == Role::kClient && !check_response_field(*st, name, value)) {
+      st->malformed = true;  // the whole block is refused when it ends (on_frame_recv)
+      return 0;
+    }
 
     st->block_bytes += namelen + valuelen + kFieldOverhead;
     if (st->block_bytes > s.options_.max_header_list_bytes) {
@@ -450,6 +464,22 @@ struct Http2Session::Callbacks {
     return 0;
   }
 
+  // Upstream sessions run without nghttp2's HTTP messaging checks (they cost as much as all
+  // the rest of decoding a response): these are the same rules, RFC 9113 §8.1-8.3, checked
+  // in one pass. Only :status, once, before any regular field and not in trailers; names in
+  // lowercase; values without control bytes; no connection-specific fields; `te` only as
+  // "trailers".
+  static bool check_response_field(Stream& st, std::string_view name, std::string_view value) {
+    if (name.empty()) return false;
+    if (name[0] == ':') {
+      return name == ":status" && !st.status.set && !st.regular_seen && !st.final_head;
+    }
+    st.regular_seen = true;
+    if (!is_h2_field_name(name) || !is_field_value(value)) return false;
+    if (name.size() == 2 && name == "te") return iequals(value, "trailers");
+    return !is_connection_specific_header(name);
+  }
+
   static int on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
     Http2Session& s = self(ud);
     const int32_t id = frame->hd.stream_id;
@@ -457,6 +487,7 @@ struct Http2Session::Callbacks {
       case NGHTTP2_DATA: {
         Stream* st = s.find(id);
         if (st == nullptr || (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0) break;
+        if (s.role_ == Role::kClient && !st->rejected && !s.response_complete(*st)) break;
         s.note_peer_end(*st);
         if (st->known && !st->rejected && !st->discard_input) s.handler_.on_data(id, {}, true);
         break;
@@ -473,6 +504,8 @@ struct Http2Session::Callbacks {
           } else if (st->known) {
             s.deliver_trailers(*st);
           }
+        } else if (!s.accept_response_block(*st, end_stream)) {
+          break;
         } else if (st->status.set) {
           s.deliver_response_head(*st, end_stream);
         } else {
@@ -539,6 +572,16 @@ struct Http2Session::Callbacks {
       nghttp2_session_consume(session, stream_id, len);
       return 0;
     }
+    if (s.role_ == Role::kClient) {
+      // Body bytes only after the final head, and no more than its content-length said.
+      st->body_received += len;
+      if (!st->final_head ||
+          (st->body_expected >= 0 && st->body_received > uint64_t(st->body_expected))) {
+        s.refuse_response(*st);
+        nghttp2_session_consume(session, stream_id, len);
+        return 0;
+      }
+    }
     st->unconsumed += len;
     s.handler_.on_data(stream_id, {reinterpret_cast<const char*>(data), len}, false);
     return 0;
@@ -551,6 +594,11 @@ struct Http2Session::Callbacks {
     if (st == nullptr) return 0;
     // Bytes the handler never consumed still count against the connection window.
     if (st->unconsumed > 0) nghttp2_session_consume_connection(session, st->unconsumed);
+    // A response we refused in the frame that ended it closes cleanly for nghttp2 (our
+    // RST_STREAM is never sent); the handler must still learn it failed.
+    if (s.role_ == Role::kClient && st->rejected && error_code == kH2NoError) {
+      error_code = st->local_reset_code;
+    }
     s.close_stream(*st, error_code);
     return 0;
   }
@@ -671,6 +719,9 @@ Http2Session::Http2Session(Role role, Handler& handler, const Http2Options& opti
   nghttp2_option_set_max_send_header_block_length(
       opt, std::max(kMaxSendHeaderBlock, options_.max_header_list_bytes * 2));
 
+  // Responses are checked here (check_response_field and the deliver_ functions); requests
+  // keep nghttp2's checks, which the edge-hardening cases rely on.
+  if (role_ == Role::kClient) nghttp2_option_set_no_http_messaging(opt, 1);
   if (role_ == Role::kServer) {
     nghttp2_session_server_new3(&session_, cbs, this, opt, pooled_mem());
   } else {
@@ -1019,19 +1070,36 @@ bool Http2Session::deliver_response_head(Stream& st, bool end_stream) {
       std::string_view(head.storage).substr(st.status.off, st.status.len);
   uint64_t code = 0;
   bool cl_seen = false;
-  bool bad = !parse_u64(status, code) || code < 100 || code > 999;
-  for (const HeaderField& f : head.headers) {
-    if (f.name == "content-length") {
+  // Three digits, and no 101 (RFC 9113 §8.6).
+  bool bad = status.size() != 3 || !parse_u64(status, code) || code < 100 || code == 101;
+  for (size_t i = 0; i < head.headers.size() && !bad; ++i) {
+    const HeaderField& f = head.headers[i];
+    if (f.name != "content-length") continue;
+    if (code == 204 && f.value == "0" && !cl_seen) {
+      // Forbidden there (RFC 9110 §8.6), yet common as "0": dropped, as nghttp2 does.
+      head.headers.erase(head.headers.begin() + static_cast<std::ptrdiff_t>(i--));
       cl_seen = true;
-      bad = bad || !parse_u64(f.value, head.content_length);
+      continue;
     }
+    // One only, and none in an interim response or a 204.
+    bad = cl_seen || code < 200 || code == 204 || !parse_u64(f.value, head.content_length);
+    cl_seen = true;
+  }
+  const bool interim = code < 200;
+  if (!bad && !interim) {
+    st.final_head = true;
+    st.body_expected = st.head_request || code == 204 || code == 304
+                           ? 0
+                           : (cl_seen ? static_cast<int64_t>(head.content_length) : -1);
+    // A head that ends the stream announced no body, or a body of none.
+    bad = end_stream && st.body_expected > 0;
   }
   if (bad) {
-    ++stats_.messaging_errors;
     st.reset_block();
-    reject_stream(st, kH2ProtocolError);
+    refuse_response(st);
     return false;
   }
+  if (code == 204) cl_seen = false;
   head.status = static_cast<int>(code);
   head.version_minor = 1;
   head.keep_alive = true;
@@ -1042,6 +1110,38 @@ bool Http2Session::deliver_response_head(Stream& st, bool end_stream) {
   st.reset_block();
   handler_.on_response_head(st.id, std::move(head), end_stream);
   return true;
+}
+
+bool Http2Session::accept_response_block(Stream& st, bool end_stream) {
+  bool ok = !st.malformed;
+  if (ok && st.status.set) {
+    // A head, before the final one; an interim one does not end the stream.
+    const std::string_view status = st.view(st.status);
+    ok = !st.final_head && !(end_stream && !status.empty() && status[0] == '1');
+  } else if (ok) {
+    // Trailers: after the final head, ending the stream, with all the body it announced.
+    ok = end_stream && st.final_head && response_body_whole(st);
+  }
+  if (!ok) {
+    st.reset_block();
+    refuse_response(st);
+  }
+  return ok;
+}
+
+bool Http2Session::response_body_whole(const Stream& st) const {
+  return st.body_expected < 0 || st.body_received == uint64_t(st.body_expected);
+}
+
+bool Http2Session::response_complete(Stream& st) {
+  if (st.final_head && response_body_whole(st)) return true;
+  refuse_response(st);
+  return false;
+}
+
+void Http2Session::refuse_response(Stream& st) {
+  ++stats_.messaging_errors;
+  reject_stream(st, kH2ProtocolError);
 }
 
 void Http2Session::deliver_trailers(Stream& st) {

@@ -332,6 +332,10 @@ class Http2Session {
   int header_overflow(Stream& st, std::string_view reason);
   bool deliver_request_head(Stream& st, bool end_stream);
   bool deliver_response_head(Stream& st, bool end_stream);
+  bool accept_response_block(Stream& st, bool end_stream);
+  bool response_body_whole(const Stream& st) const;
+  bool response_complete(Stream& st);
+  void refuse_response(Stream& st);
   void deliver_trailers(Stream& st);
   void resume(Stream& st);
   void check_outbound_limits();

@@ -105,13 +105,34 @@ TEST(Http2Client, InformationalFinalAndTrailersFromRawFrames) {
 }
 
 TEST(Http2Client, MalformedResponsesResetTheStream) {
+  // Upstream sessions check these themselves (nghttp2's HTTP messaging is off for them).
   const std::vector<std::pair<const char*, Fields>> cases = {
       {"connection header", {{":status", "200"}, {"connection", "close"}}},
+      {"keep-alive header", {{":status", "200"}, {"keep-alive", "timeout=5"}}},
+      {"proxy-connection header", {{":status", "200"}, {"proxy-connection", "close"}}},
+      {"transfer-encoding header", {{":status", "200"}, {"transfer-encoding", "chunked"}}},
+      {"upgrade header", {{":status", "200"}, {"upgrade", "h2c"}}},
+      {"te other than trailers", {{":status", "200"}, {"te", "gzip"}}},
       {"missing :status", {{"content-type", "text/plain"}}},
       {"bad :status", {{":status", "2000"}}},
+      {"two-digit :status", {{":status", "20"}}},
+      {"non-digit :status", {{":status", "2x0"}}},
+      {"zero-padded :status", {{":status", "0200"}}},
+      {"two :status", {{":status", "200"}, {":status", "204"}}},
+      {"pseudo after regular", {{"x-a", "1"}, {":status", "200"}}},
       {"request pseudo", {{":status", "200"}, {":path", "/"}}},
+      {"empty pseudo name", {{":status", "200"}, {":", "x"}}},
+      {"uppercase name", {{":status", "200"}, {"X-Upper", "1"}}},
+      {"space in name", {{":status", "200"}, {"x a", "1"}}},
       {"CRLF in value", {{":status", "200"}, {"x-a", "a\r\nb"}}},
+      {"NUL in value", {{":status", "200"}, {"x-a", std::string("a\0b", 3)}}},
+      {"DEL in value", {{":status", "200"}, {"x-a", "a\x7f"}}},
       {"101 in HTTP/2", {{":status", "101"}}},
+      {"content-length twice",
+       {{":status", "200"}, {"content-length", "1"}, {"content-length", "1"}}},
+      {"bad content-length", {{":status", "200"}, {"content-length", "1x"}}},
+      {"content-length in 1xx", {{":status", "103"}, {"content-length", "0"}}},
+      {"content-length 5 in 204", {{":status", "204"}, {"content-length", "5"}}},
   };
   for (const auto& [name, fields] : cases) {
     SCOPED_TRACE(name);
@@ -126,6 +147,102 @@ TEST(Http2Client, MalformedResponsesResetTheStream) {
     ASSERT_NE(u.find(kRstStream, id), nullptr);
     // The connection still carries new requests.
     EXPECT_TRUE(u.session.can_open_stream());
+  }
+}
+
+TEST(Http2Client, ResponseFramingRulesResetTheStream) {
+  // Frame sequences nghttp2's HTTP messaging refused for us; the session now refuses them.
+  const Fields ok_head = {{":status", "200"}, {"content-length", "3"}};
+  const std::vector<std::pair<const char*, std::string>> cases = {
+      {"DATA after an interim head",
+       frame(kHeaders, kEndHeaders, 1, block(status("100"))) + frame(kData, kEndStream, 1, "a")},
+      {"interim head ending the stream",
+       frame(kHeaders, kEndHeaders | kEndStream, 1, block(status("103")))},
+      {"body shorter than content-length",
+       frame(kHeaders, kEndHeaders, 1, block(ok_head)) + frame(kData, kEndStream, 1, "ab")},
+      {"head ending the stream before its body",
+       frame(kHeaders, kEndHeaders | kEndStream, 1, block(ok_head))},
+      {"trailers before the body is whole",
+       frame(kHeaders, kEndHeaders, 1, block(ok_head)) + frame(kData, 0, 1, "a") +
+           frame(kHeaders, kEndHeaders | kEndStream, 1, block({{"grpc-status", "0"}}))},
+      {"trailers not ending the stream",
+       frame(kHeaders, kEndHeaders, 1, block(status("200"))) +
+           frame(kHeaders, kEndHeaders, 1, block({{"grpc-status", "0"}}))},
+      {"pseudo-header in trailers",
+       frame(kHeaders, kEndHeaders, 1, block(status("200"))) +
+           frame(kHeaders, kEndHeaders | kEndStream, 1, block({{":status", "200"}}))},
+      {"second final head", frame(kHeaders, kEndHeaders, 1, block(status("200"))) +
+                                frame(kHeaders, kEndHeaders | kEndStream, 1, block(status("200")))},
+      {"body of a 204",
+       frame(kHeaders, kEndHeaders, 1, block(status("204"))) + frame(kData, kEndStream, 1, "x")},
+  };
+  for (const auto& [name, bytes] : cases) {
+    SCOPED_TRACE(name);
+    RawUpstream u;
+    u.start();
+    const int32_t id = u.get();
+    ASSERT_EQ(id, 1);
+    ASSERT_TRUE(u.send(bytes));
+    const StreamLog& s = u.handler.streams[id];
+    EXPECT_FALSE(s.body_end);
+    EXPECT_TRUE(s.closed);
+    EXPECT_EQ(s.close_code, kH2ProtocolError);
+    EXPECT_GE(u.session.stats().messaging_errors, 1u);
+    EXPECT_TRUE(u.session.can_open_stream());  // one stream lost, not the connection
+  }
+}
+
+TEST(Http2Client, ResponsesWithinTheRulesPass) {
+  struct Case {
+    const char* name;
+    bool head_request;
+    std::string bytes;
+    std::string body;
+    int status;
+  };
+  const std::vector<Case> cases = {
+      {"body as long as content-length", false,
+       frame(kHeaders, kEndHeaders, 1, block({{":status", "200"}, {"content-length", "3"}})) +
+           frame(kData, 0, 1, "ab") + frame(kData, kEndStream, 1, "c"),
+       "abc", 200},
+      {"HEAD response with a content-length and no body", true,
+       frame(kHeaders, kEndHeaders | kEndStream, 1,
+             block({{":status", "200"}, {"content-length", "42"}})),
+       "", 200},
+      {"304 with a content-length", false,
+       frame(kHeaders, kEndHeaders | kEndStream, 1,
+             block({{":status", "304"}, {"content-length", "42"}})),
+       "", 304},
+      {"204 with content-length 0 (dropped)", false,
+       frame(kHeaders, kEndHeaders | kEndStream, 1,
+             block({{":status", "204"}, {"content-length", "0"}})),
+       "", 204},
+      {"interim heads, then the final one and trailers", false,
+       frame(kHeaders, kEndHeaders, 1, block(status("100"))) +
+           frame(kHeaders, kEndHeaders, 1, block(status("103"))) +
+           frame(kHeaders, kEndHeaders, 1, block({{":status", "200"}, {"te", "Trailers"}})) +
+           frame(kData, 0, 1, "xy") +
+           frame(kHeaders, kEndHeaders | kEndStream, 1, block({{"grpc-status", "0"}})),
+       "xy", 200},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    RawUpstream u;
+    u.start();
+    const int32_t id =
+        u.session.submit_request(get_request("/", nullptr, c.head_request ? "HEAD" : "GET"), true);
+    u.drain();
+    ASSERT_TRUE(u.send(c.bytes));
+    const StreamLog& s = u.handler.streams[id];
+    ASSERT_FALSE(s.responses.empty());
+    EXPECT_EQ(s.responses.back().status, c.status);
+    if (c.status == 204) {
+      EXPECT_EQ(find_header(s.responses.back().headers, "content-length"), "");
+    }
+    EXPECT_EQ(s.body, c.body);
+    EXPECT_TRUE(s.closed);
+    EXPECT_EQ(s.close_code, kH2NoError);
+    EXPECT_EQ(u.session.stats().messaging_errors, 0u);
   }
 }
 

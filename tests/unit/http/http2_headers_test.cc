@@ -125,6 +125,28 @@ TEST(Http2Headers, NamesAreCheckedEveryByteLongOrShort) {
   EXPECT_EQ(fields_of(out), want);
 }
 
+TEST(Http2Headers, ShortValuesAreCheckedEveryByte) {
+  // Values shorter than a vector are checked from overlapping loads: every place counts.
+  Fields want;
+  Fields in_fields;
+  for (size_t len = 1; len <= 17; ++len) {
+    const std::string ok = std::string("ab\tc~\x80 xyz0123456789").substr(0, len);
+    in_fields.emplace_back("x-ok", ok);
+    want.emplace_back("x-ok", ok.substr(0, ok.find_last_not_of(" \t") + 1));  // OWS trimmed
+    for (size_t at = 0; at < len; ++at) {
+      for (char bad : {'\0', '\n', '\r', '\x01', '\x1f', '\x7f'}) {
+        std::string v = ok;
+        v[at] = bad;
+        in_fields.emplace_back("x-bad", v);
+      }
+    }
+  }
+  OwnedHeaders in(in_fields);
+  H2OutFields out;
+  out.add_fields(in.list, H2OutFields::Kind::kResponse, false);
+  EXPECT_EQ(fields_of(out), want);
+}
+
 TEST(Http2Headers, TeOtherThanTrailersIsDropped) {
   OwnedHeaders in({{"TE", "gzip"}, {"te", "deflate, trailers;q=0.5"}});
   H2OutFields out;
