@@ -38,7 +38,10 @@ class RawH2Upstream:
     "<body length> <body sha256>", followed by " name=value;name=value" when the request ended
     with trailers."""
 
-    def __init__(self, max_streams=100, refuse_first=0, hold=0.0, split_delay=0.0):
+    def __init__(self, max_streams=100, refuse_first=0, hold=0.0, split_delay=0.0, answer=None):
+        # answer(stream, path, encoder) -> frames to send instead of the usual answer, or None.
+        self.answer = answer
+        self.paths = {}  # stream -> :path of its request
         self.max_streams = max_streams
         self.refuse_first = refuse_first
         self.hold = hold
@@ -82,6 +85,10 @@ class RawH2Upstream:
             for item in [d for d in due if d[0] <= now]:
                 due.remove(item)
                 _, sid, body = item
+                custom = self.answer and self.answer(sid, self.paths.get(sid, ""), encoder)
+                if custom:
+                    conn.sendall(custom)
+                    continue
                 block = encoder.encode([(":status", "200"), ("content-type", "text/plain")])
                 answer = b"%d %s" % (len(body), hashlib.sha256(body).hexdigest().encode())
                 if sid in ended_with:
@@ -117,7 +124,7 @@ class RawH2Upstream:
                     if flags & END_STREAM:
                         due.append((time.monotonic() + self.hold, sid, open_streams.pop(sid)))
                 elif kind == HEADERS:
-                    decoder.decode(payload)
+                    self.paths[sid] = dict(decoder.decode(payload)).get(":path", "")
                     with self.lock:
                         self.seen += 1
                         busy = len(open_streams) + len(due) >= self.max_streams
@@ -281,3 +288,56 @@ def test_a_replayed_request_keeps_its_trailers(start_gateway, T):
     assert status == "200", body
     assert body == answer(b"x" * 3000, [("x-sig", "s2")])
     assert up.refused == 1 and retries(gw, up) == 1
+
+
+# Responses that break HTTP/2's message rules (RFC 9113 §8): the gateway refuses each one (it
+# never reaches the client as if it were valid) and keeps the connection for the next request.
+BAD_HEADS = {
+    "uppercase name": [(":status", "200"), ("X-Upper", "1")],
+    "connection field": [(":status", "200"), ("connection", "close")],
+    "transfer-encoding field": [(":status", "200"), ("transfer-encoding", "chunked")],
+    "te other than trailers": [(":status", "200"), ("te", "gzip")],
+    "pseudo-header after a field": [("x-a", "1"), (":status", "200")],
+    "no :status": [("content-type", "text/plain")],
+    "two content-lengths": [(":status", "200"), ("content-length", "2"), ("content-length", "2")],
+    "CR LF in a value": [(":status", "200"), ("x-a", "a\r\nx-injected: 1")],
+}
+
+
+def bad_answer(sid, path, encoder):
+    name = path.rsplit("/", 1)[-1].replace("_", " ")
+    if name in BAD_HEADS:
+        return frame(HEADERS, END_HEADERS | END_STREAM, sid, encoder.encode(BAD_HEADS[name]))
+    if name == "short body":
+        block = encoder.encode([(":status", "200"), ("content-length", "10")])
+        return frame(HEADERS, END_HEADERS, sid, block) + frame(DATA, END_STREAM, sid, b"12345")
+    return None
+
+
+@pytest.mark.parametrize("client", ["http1", "h2c"])
+@pytest.mark.parametrize("case", sorted(BAD_HEADS))
+def test_a_malformed_upstream_head_is_refused(start_gateway, T, client, case):
+    up = RawH2Upstream(answer=bad_answer)
+    gw = h2_gateway(start_gateway, up)
+    h2 = ["--http2-prior-knowledge"] if client == "h2c" else []
+    code, body = curl(gw, "/up/" + case.replace(" ", "_"), *h2, T=T)
+    assert code == 503, body
+    assert b"upstream connect error or disconnect/reset before headers" in body, body
+    assert b"x-injected" not in body
+    # The same upstream connection serves the next request.
+    assert curl(gw, "/up/fine", *h2, T=T)[0] == 200
+    assert up.connections == 1
+
+
+@pytest.mark.parametrize("client", ["http1", "h2c"])
+def test_a_body_shorter_than_its_content_length_is_not_passed_off_as_whole(start_gateway, T,
+                                                                           client):
+    up = RawH2Upstream(answer=bad_answer)
+    gw = h2_gateway(start_gateway, up)
+    h2 = ["--http2-prior-knowledge"] if client == "h2c" else []
+    r = subprocess.run(["curl", "-sS", "--noproxy", "*", "-m", str(T(10))] + h2 +
+                       [gw.url("/up/short_body")], capture_output=True, timeout=T(15))
+    # The head had gone to the client already: the transfer fails instead of ending early.
+    assert r.returncode != 0, r
+    assert b"12345".startswith(r.stdout), r  # at most the bytes the upstream sent
+    assert curl(gw, "/up/fine", *h2, T=T)[0] == 200
