@@ -39,9 +39,6 @@ constexpr std::array<uint8_t, 256> kNameClass = [] {
   return t;
 }();
 
-constexpr uint64_t kOnes = 0x0101010101010101ULL;
-constexpr uint64_t kHighs = 0x8080808080808080ULL;
-
 uint8_t name_class_bytes(const char* p, size_t n) {
   uint8_t cls = 0;
   for (size_t i = 0; i < n; ++i) cls |= kNameClass[uc(p[i])];
@@ -93,6 +90,9 @@ bool plain_name(const char* p, size_t n) {
   return plain_name_vector(_mm_set_epi32(tail, head, tail, head));
 }
 #else
+constexpr uint64_t kOnes = 0x0101010101010101ULL;
+constexpr uint64_t kHighs = 0x8080808080808080ULL;
+
 // High bit of each byte set where lo <= byte <= hi; every byte of `w` must be below 0x80 (no
 // carry crosses a byte then).
 constexpr uint64_t bytes_in(uint64_t w, uint8_t lo, uint8_t hi) {

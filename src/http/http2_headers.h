@@ -40,6 +40,16 @@ bool is_h2_field_name(std::string_view name);
 // A field value without NUL, CR, LF, DEL or other control bytes but HTAB (RFC 9110 §5.5).
 bool is_field_value(std::string_view value);
 
+// ... that also neither starts nor ends with SP or HTAB, as HTTP/2 requires (RFC 9113 §8.2.1).
+inline bool is_h2_field_value(std::string_view value) {
+  if (!value.empty()) {
+    const char first = value.front();
+    const char last = value.back();
+    if (first == ' ' || first == '\t' || last == ' ' || last == '\t') return false;
+  }
+  return is_field_value(value);
+}
+
 // An outgoing HTTP/2 header block being assembled: pseudo-headers first, then regular fields.
 // Values and already-lowercase names are views into what was added (the caller keeps it alive
 // until the block is submitted; nghttp2 copies it then); only names that needed lowercasing are

@@ -49,6 +49,14 @@ constexpr std::array<bool, 256> kHostChar = [] {
   return t;
 }();
 
+// :scheme after its first letter (RFC 3986 §3.1).
+constexpr std::array<bool, 256> kSchemeChar = [] {
+  std::array<bool, 256> t{};
+  for (unsigned c = 0; c < 256; ++c) t[c] = chars::is_alpha(c) || chars::is_digit(c);
+  for (char c : std::string_view("+-.")) t[uc(c)] = true;
+  return t;
+}();
+
 bool all_of(std::string_view s, const std::array<bool, 256>& table) {
   for (char c : s) {
     if (!table[uc(c)]) return false;
@@ -167,11 +175,13 @@ struct Http2Session::Stream : base::PooledObject {
   size_t block_count = 0;
   size_t cookie_crumbs = 0;
   size_t cookie_bytes = 0;
-  // Client role (we check what nghttp2's HTTP messaging would, see check_response_field):
+  // HTTP semantics, checked here instead of by nghttp2 (check_request_field and
+  // check_response_field):
   bool malformed = false;      // a field of the block being received breaks HTTP/2's rules
-  bool regular_seen = false;   // ... which has had a regular field (no pseudo-header after it)
+  bool regular_seen = false;   // the block has had a regular field (no pseudo-header after it)
+  bool length_seen = false;    // ... and a content-length (requests)
   bool final_head = false;     // the final (non-1xx) response head has arrived
-  int64_t body_expected = -1;  // response body bytes the head announced (-1: not said)
+  int64_t body_expected = -1;  // body bytes the head announced (-1: not said)
   uint64_t body_received = 0;
 
   bool known = false;        // the handler knows the stream (will get on_stream_close)
@@ -210,7 +220,7 @@ struct Http2Session::Stream : base::PooledObject {
     fields.clear();
     method = scheme = authority = path = protocol = status = Ref{};
     block_bytes = block_count = cookie_crumbs = cookie_bytes = 0;
-    malformed = regular_seen = false;
+    malformed = regular_seen = length_seen = false;
   }
 
   void reset() {
@@ -396,8 +406,14 @@ struct Http2Session::Callbacks {
     if (st == nullptr || st->rejected || st->malformed) return 0;
     const std::string_view name(reinterpret_cast<const char*>(name_p), namelen);
     const std::string_view value(reinterpret_cast<const char*>(value_p), valuelen);
-    if (s.role_ == Role::kClient && !check_response_field(*st, name, value)) {
-      st->malformed = true;  // the whole block is refused when it ends (on_frame_recv)
+    if (s.role_ == Role::kClient) {
+      if (!check_response_field(*st, name, value)) {
+        st->malformed = true;  // the whole block is refused when it ends (on_frame_recv)
+        return 0;
+      }
+    } else if (const char* why = check_request_field(s, *st, name, value)) {
+      ++s.stats_.messaging_errors;
+      s.reject_request_head(*st, why);  // with what arrived of the head before this field
       return 0;
     }
 
@@ -416,7 +432,7 @@ struct Http2Session::Callbacks {
     };
 
     if (!name.empty() && name[0] == ':') {
-      // nghttp2 has already refused unknown, duplicate and misplaced pseudo-headers.
+      // Unknown, duplicate and misplaced pseudo-headers were refused above.
       const Stream::Ref r = append(value);
       if (name == ":method") {
         st->method = r;
@@ -475,9 +491,48 @@ struct Http2Session::Callbacks {
       return name == ":status" && !st.status.set && !st.regular_seen && !st.final_head;
     }
     st.regular_seen = true;
-    if (!is_h2_field_name(name) || !is_field_value(value)) return false;
+    if (!is_h2_field_name(name) || !is_h2_field_value(value)) return false;
     if (name.size() == 2 && name == "te") return iequals(value, "trailers");
     return !is_connection_specific_header(name);
+  }
+
+  // Requests, likewise: a field breaking RFC 9113 §8.2-8.3 resets the stream at once, as
+  // nghttp2 did; what the head as a whole must have is checked in deliver_request_head.
+  // Returns why the field is refused, or nullptr.
+  static const char* check_request_field(const Http2Session& s, Stream& st, std::string_view name,
+                                         std::string_view value) {
+    if (name.empty()) return "invalid header field";
+    if (name[0] == ':') {
+      if (st.known) return "pseudo-header in trailers";
+      if (st.regular_seen) return "pseudo-header after a regular field";
+      auto once = [](const Stream::Ref& r, bool valid) -> const char* {
+        if (r.set) return "duplicate pseudo-header";
+        return valid ? nullptr : "invalid pseudo-header";
+      };
+      if (name == ":method") return once(st.method, !value.empty() && all_of(value, chars::kToken));
+      if (name == ":path") return once(st.path, !value.empty());  // its bytes: deliver_request_head
+      if (name == ":authority") return once(st.authority, true);
+      if (name == ":scheme") {
+        return once(st.scheme,
+                    !value.empty() && chars::is_alpha(uc(value[0])) && all_of(value, kSchemeChar));
+      }
+      if (name == ":protocol" && s.options_.enable_connect_protocol) {
+        return once(st.protocol, !value.empty() && is_h2_field_value(value));
+      }
+      return "unknown pseudo-header";
+    }
+    st.regular_seen = true;
+    if (!is_h2_field_name(name) || !is_h2_field_value(value)) return "invalid header field";
+    if (name.size() == 2 && name == "te" && !iequals(value, "trailers")) {
+      return "te other than trailers";
+    }
+    if (name.size() == 14 && name == "content-length") {
+      if (st.length_seen) return "multiple content-length";
+      st.length_seen = true;
+      uint64_t n = 0;
+      if (!parse_u64(value, n)) return "invalid content-length";
+    }
+    return is_connection_specific_header(name) ? "connection-specific header field" : nullptr;
   }
 
   static int on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
@@ -487,7 +542,7 @@ struct Http2Session::Callbacks {
       case NGHTTP2_DATA: {
         Stream* st = s.find(id);
         if (st == nullptr || (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0) break;
-        if (s.role_ == Role::kClient && !st->rejected && !s.response_complete(*st)) break;
+        if (!st->rejected && !s.body_complete(*st)) break;
         s.note_peer_end(*st);
         if (st->known && !st->rejected && !st->discard_input) s.handler_.on_data(id, {}, true);
         break;
@@ -501,7 +556,7 @@ struct Http2Session::Callbacks {
         if (s.role_ == Role::kServer) {
           if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
             s.deliver_request_head(*st, end_stream);
-          } else if (st->known) {
+          } else if (st->known && s.accept_request_trailers(*st, end_stream)) {
             s.deliver_trailers(*st);
           }
         } else if (!s.accept_response_block(*st, end_stream)) {
@@ -572,15 +627,14 @@ struct Http2Session::Callbacks {
       nghttp2_session_consume(session, stream_id, len);
       return 0;
     }
-    if (s.role_ == Role::kClient) {
-      // Body bytes only after the final head, and no more than its content-length said.
-      st->body_received += len;
-      if (!st->final_head ||
-          (st->body_expected >= 0 && st->body_received > uint64_t(st->body_expected))) {
-        s.refuse_response(*st);
-        nghttp2_session_consume(session, stream_id, len);
-        return 0;
-      }
+    // Body bytes no more than the head's content-length said, and in a response only after
+    // the final head.
+    st->body_received += len;
+    const bool too_long = st->body_expected >= 0 && st->body_received > uint64_t(st->body_expected);
+    if (too_long || (s.role_ == Role::kClient && !st->final_head)) {
+      s.refuse_body(*st);
+      nghttp2_session_consume(session, stream_id, len);
+      return 0;
     }
     st->unconsumed += len;
     s.handler_.on_data(stream_id, {reinterpret_cast<const char*>(data), len}, false);
@@ -719,9 +773,10 @@ Http2Session::Http2Session(Role role, Handler& handler, const Http2Options& opti
   nghttp2_option_set_max_send_header_block_length(
       opt, std::max(kMaxSendHeaderBlock, options_.max_header_list_bytes * 2));
 
-  // Responses are checked here (check_response_field and the deliver_ functions); requests
-  // keep nghttp2's checks, which the edge-hardening cases rely on.
-  if (role_ == Role::kClient) nghttp2_option_set_no_http_messaging(opt, 1);
+  // HTTP semantics are checked here (check_request_field, check_response_field and the
+  // deliver_ functions) at a fraction of what nghttp2's HTTP messaging layer costs; nghttp2
+  // keeps framing, HPACK, stream states and flow control.
+  nghttp2_option_set_no_http_messaging(opt, 1);
   if (role_ == Role::kServer) {
     nghttp2_session_server_new3(&session_, cbs, this, opt, pooled_mem());
   } else {
@@ -961,8 +1016,25 @@ bool Http2Session::deliver_request_head(Stream& st, bool end_stream) {
   const char* bad = nullptr;
   head.method = view(st.method);
   const std::string_view path = view(st.path);
-  if (head.method == "CONNECT" && !st.protocol.set) {
-    head.target = view(st.authority);  // authority-form; no :path or :scheme (nghttp2 checked)
+  const bool connect = head.method == "CONNECT";
+  // What the head must have (RFC 9113 §8.3.1, RFC 8441 §4): a CONNECT only :method and
+  // :authority; any other request :method, :scheme and :path, a path that starts with '/' (or
+  // is "*" for OPTIONS) when the scheme is http(s); :protocol only on a CONNECT.
+  if (!st.method.set) {
+    bad = "missing :method";
+  } else if (connect && !st.protocol.set) {
+    if (st.scheme.set || st.path.set || !st.authority.set) bad = "malformed CONNECT";
+  } else if (!st.scheme.set || !st.path.set) {
+    bad = "missing :scheme or :path";
+  } else if (st.protocol.set && (!connect || !st.authority.set)) {
+    bad = "malformed extended CONNECT";
+  } else if (const std::string_view scheme = view(st.scheme);
+             (iequals(scheme, "http") || iequals(scheme, "https")) && path[0] != '/' &&
+             !(path == "*" && head.method == "OPTIONS")) {
+    bad = "invalid :path";
+  }
+  if (connect && !st.protocol.set) {
+    head.target = view(st.authority);  // authority-form; no :path or :scheme (checked above)
   } else {
     head.target = path;
     if (!all_of(path, kPathChar)) bad = "invalid :path";
@@ -1003,6 +1075,10 @@ bool Http2Session::deliver_request_head(Stream& st, bool end_stream) {
     bad = "host does not match :authority";  // RFC 9113 §8.3.1
   }
   if (cl_seen && !parse_u64(cl, head.content_length)) bad = "invalid content-length";
+  // A head that ends the stream has no body: a content-length may only say so.
+  if (cl_seen && end_stream && head.content_length > 0 && !connect) {
+    bad = "content-length without a body";
+  }
 
   if (bad != nullptr) {
     ++stats_.messaging_errors;
@@ -1016,7 +1092,8 @@ bool Http2Session::deliver_request_head(Stream& st, bool end_stream) {
   head.keep_alive = true;
   head.framing = end_stream ? BodyFraming::kNone
                             : (cl_seen ? BodyFraming::kContentLength : BodyFraming::kChunked);
-  st.tunnel = head.method == "CONNECT";
+  st.tunnel = connect;
+  st.body_expected = cl_seen && !connect ? static_cast<int64_t>(head.content_length) : -1;
   st.known = true;
   ++open_streams_;
   st.reset_block();
@@ -1133,9 +1210,34 @@ bool Http2Session::response_body_whole(const Stream& st) const {
   return st.body_expected < 0 || st.body_received == uint64_t(st.body_expected);
 }
 
-bool Http2Session::response_complete(Stream& st) {
+bool Http2Session::body_complete(Stream& st) {
+  if (role_ == Role::kServer) {
+    if (!st.known || response_body_whole(st)) return true;
+    refuse_body(st);
+    return false;
+  }
   if (st.final_head && response_body_whole(st)) return true;
   refuse_response(st);
+  return false;
+}
+
+void Http2Session::refuse_body(Stream& st) {
+  // A request body that disagrees with its content-length is not counted with the malformed
+  // heads (nghttp2 never reported it as one); a response's is.
+  if (role_ == Role::kClient) ++stats_.messaging_errors;
+  reject_stream(st, kH2ProtocolError);
+}
+
+bool Http2Session::accept_request_trailers(Stream& st, bool end_stream) {
+  if (!end_stream) {
+    ++stats_.messaging_errors;
+    st.reset_block();
+    reject_stream(st, kH2ProtocolError);
+    return false;
+  }
+  if (response_body_whole(st)) return true;
+  st.reset_block();
+  refuse_body(st);
   return false;
 }
 

@@ -334,8 +334,10 @@ class Http2Session {
   bool deliver_response_head(Stream& st, bool end_stream);
   bool accept_response_block(Stream& st, bool end_stream);
   bool response_body_whole(const Stream& st) const;
-  bool response_complete(Stream& st);
+  bool body_complete(Stream& st);
   void refuse_response(Stream& st);
+  void refuse_body(Stream& st);
+  bool accept_request_trailers(Stream& st, bool end_stream);
   void deliver_trailers(Stream& st);
   void resume(Stream& st);
   void check_outbound_limits();

@@ -205,6 +205,47 @@ TEST(Http2Frames, Case17MalformedRequestHeadsAreReset) {
   }
 }
 
+TEST(Http2Frames, RequestBodyAndTrailerRulesResetTheStream) {
+  // After the head: trailers end the stream and carry no pseudo-header, and the body is as long
+  // as the content-length said (RFC 9113 §8.1, §8.1.1).
+  Fields post = {{":method", "POST"},
+                 {":scheme", "http"},
+                 {":path", "/"},
+                 {":authority", "a"},
+                 {"content-length", "3"}};
+  const std::vector<std::pair<const char*, std::string>> cases = {
+      {"trailers not ending the stream",
+       headers_frame(1, get_fields(), false) + headers_frame(1, {{"x-t", "1"}}, false)},
+      {"pseudo-header in trailers",
+       headers_frame(1, get_fields(), false) + headers_frame(1, {{":path", "/x"}})},
+      {"body shorter, ended by trailers",
+       headers_frame(1, post, false) + frame(kData, 0, 1, "ab") + headers_frame(1, {{"x-t", "1"}})},
+      {"body shorter, ended by DATA",
+       headers_frame(1, post, false) + frame(kData, kEndStream, 1, "ab")},
+      {"body longer", headers_frame(1, post, false) + frame(kData, 0, 1, "abcd")},
+      {"content-length but no body", headers_frame(1, post, true)},
+  };
+  for (const auto& [name, bytes] : cases) {
+    SCOPED_TRACE(name);
+    RawServer s;
+    ASSERT_TRUE(s.send(bytes));
+    const Frame* rst = s.find(kRstStream, 1);
+    ASSERT_NE(rst, nullptr);
+    EXPECT_EQ(rst->rst_code(), kH2ProtocolError);
+    EXPECT_FALSE(s.handler.streams[1].body_end);
+    EXPECT_FALSE(s.handler.streams[1].has_trailers);
+    EXPECT_EQ(s.find(kGoaway), nullptr);
+    expect_still_serving(s, 3);
+  }
+  // The same shapes within the rules pass.
+  RawServer s;
+  ASSERT_TRUE(s.send(headers_frame(1, post, false) + frame(kData, 0, 1, "ab") +
+                     frame(kData, 0, 1, "c") + headers_frame(1, {{"x-t", "1"}})));
+  EXPECT_EQ(s.handler.streams[1].body, "abc");
+  EXPECT_TRUE(s.handler.streams[1].has_trailers);
+  EXPECT_EQ(s.find(kRstStream), nullptr);
+}
+
 TEST(Http2Frames, Case17WellFormedVariantsAreAccepted) {
   RawServer s;
   // host alone stands for :authority; OPTIONS * is fine; te: trailers is allowed.

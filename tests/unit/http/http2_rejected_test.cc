@@ -52,7 +52,7 @@ TEST(Http2Rejected, ConnectionSpecificHeaderCarriesThePartialHead) {
   EXPECT_EQ(r.authority, "a.example");
   // The fields before the refused one; nothing after it was decoded for us.
   EXPECT_EQ(r.headers, (Fields{{"user-agent", "ua/1"}, {"x-request-id", "rid-7"}}));
-  EXPECT_EQ(r.reason, "invalid header field");
+  EXPECT_EQ(r.reason, "connection-specific header field");
   EXPECT_EQ(s.session.stats().messaging_errors, 1u);
 }
 
@@ -118,7 +118,7 @@ TEST(Http2Rejected, PseudoAfterRegularHasNoPath) {
   EXPECT_EQ(r.headers, (Fields{{"host", "h.example"}}));
 }
 
-// Missing :path is found when the block ends (HTTP messaging, not a field).
+// Missing :path is found when the block ends (the head as a whole, not a field).
 TEST(Http2Rejected, MissingPseudoHeader) {
   RawServer s;
   ASSERT_TRUE(s.send(headers_frame(
@@ -127,7 +127,7 @@ TEST(Http2Rejected, MissingPseudoHeader) {
   EXPECT_EQ(r.method, "GET");
   EXPECT_EQ(r.authority, "a");
   EXPECT_EQ(r.headers, (Fields{{"x-marker", "m"}}));
-  EXPECT_EQ(r.reason, "malformed request head");
+  EXPECT_EQ(r.reason, "missing :scheme or :path");
 }
 
 TEST(Http2Rejected, GoodStreamsAreNotReported) {
