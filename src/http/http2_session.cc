@@ -243,6 +243,27 @@ struct Http2Session::Stream : base::PooledObject {
   }
 
   std::string_view view(const Ref& r) const { return {block.data() + r.off, r.len}; }
+
+  // Where a pseudo-header's value goes, found by length first; nullptr for an unknown one.
+  Ref* pseudo_slot(std::string_view name) {
+    auto is = [name](std::string_view want) {
+      return std::memcmp(name.data(), want.data(), want.size()) == 0;
+    };
+    switch (name.size()) {
+      case 5:
+        return is(":path") ? &path : nullptr;
+      case 7:
+        if (is(":method")) return &method;
+        if (is(":scheme")) return &scheme;
+        return is(":status") ? &status : nullptr;
+      case 9:
+        return is(":protocol") ? &protocol : nullptr;
+      case 10:
+        return is(":authority") ? &authority : nullptr;
+      default:
+        return nullptr;
+    }
+  }
 };
 
 struct Http2Session::Scratch {
@@ -406,12 +427,14 @@ struct Http2Session::Callbacks {
     if (st == nullptr || st->rejected || st->malformed) return 0;
     const std::string_view name(reinterpret_cast<const char*>(name_p), namelen);
     const std::string_view value(reinterpret_cast<const char*>(value_p), valuelen);
+    const bool pseudo = namelen > 0 && name[0] == ':';
+    Stream::Ref* slot = pseudo ? st->pseudo_slot(name) : nullptr;
     if (s.role_ == Role::kClient) {
-      if (!check_response_field(*st, name, value)) {
+      if (!check_response_field(*st, name, value, pseudo, slot)) {
         st->malformed = true;  // the whole block is refused when it ends (on_frame_recv)
         return 0;
       }
-    } else if (const char* why = check_request_field(s, *st, name, value)) {
+    } else if (const char* why = check_request_field(s, *st, name, value, pseudo, slot)) {
       ++s.stats_.messaging_errors;
       s.reject_request_head(*st, why);  // with what arrived of the head before this field
       return 0;
@@ -431,22 +454,8 @@ struct Http2Session::Callbacks {
       return r;
     };
 
-    if (!name.empty() && name[0] == ':') {
-      // Unknown, duplicate and misplaced pseudo-headers were refused above.
-      const Stream::Ref r = append(value);
-      if (name == ":method") {
-        st->method = r;
-      } else if (name == ":path") {
-        st->path = r;
-      } else if (name == ":authority") {
-        st->authority = r;
-      } else if (name == ":scheme") {
-        st->scheme = r;
-      } else if (name == ":status") {
-        st->status = r;
-      } else if (name == ":protocol") {
-        st->protocol = r;
-      }
+    if (pseudo) {
+      *slot = append(value);  // unknown, duplicate and misplaced ones were refused above
       return 0;
     }
 
@@ -485,10 +494,10 @@ struct Http2Session::Callbacks {
   // in one pass. Only :status, once, before any regular field and not in trailers; names in
   // lowercase; values without control bytes; no connection-specific fields; `te` only as
   // "trailers".
-  static bool check_response_field(Stream& st, std::string_view name, std::string_view value) {
-    if (name.empty()) return false;
-    if (name[0] == ':') {
-      return name == ":status" && !st.status.set && !st.regular_seen && !st.final_head;
+  static bool check_response_field(Stream& st, std::string_view name, std::string_view value,
+                                   bool pseudo, const Stream::Ref* slot) {
+    if (pseudo) {
+      return slot == &st.status && !st.status.set && !st.regular_seen && !st.final_head;
     }
     st.regular_seen = true;
     if (!is_h2_field_name(name) || !is_h2_field_value(value)) return false;
@@ -500,29 +509,32 @@ struct Http2Session::Callbacks {
   // nghttp2 did; what the head as a whole must have is checked in deliver_request_head.
   // Returns why the field is refused, or nullptr.
   static const char* check_request_field(const Http2Session& s, Stream& st, std::string_view name,
-                                         std::string_view value) {
-    if (name.empty()) return "invalid header field";
-    if (name[0] == ':') {
+                                         std::string_view value, bool pseudo,
+                                         const Stream::Ref* slot) {
+    if (pseudo) {
       if (st.known) return "pseudo-header in trailers";
       if (st.regular_seen) return "pseudo-header after a regular field";
-      auto once = [](const Stream::Ref& r, bool valid) -> const char* {
-        if (r.set) return "duplicate pseudo-header";
-        return valid ? nullptr : "invalid pseudo-header";
-      };
-      if (name == ":method") return once(st.method, !value.empty() && all_of(value, chars::kToken));
-      if (name == ":path") return once(st.path, !value.empty());  // its bytes: deliver_request_head
-      if (name == ":authority") return once(st.authority, true);
-      if (name == ":scheme") {
-        return once(st.scheme,
-                    !value.empty() && chars::is_alpha(uc(value[0])) && all_of(value, kSchemeChar));
+      if (slot == nullptr || slot == &st.status ||
+          (slot == &st.protocol && !s.options_.enable_connect_protocol)) {
+        return "unknown pseudo-header";
       }
-      if (name == ":protocol" && s.options_.enable_connect_protocol) {
-        return once(st.protocol, !value.empty() && is_h2_field_value(value));
+      if (slot->set) return "duplicate pseudo-header";
+      bool valid = !value.empty();  // :authority's and :path's bytes: deliver_request_head
+      if (slot == &st.method) {
+        valid = valid && all_of(value, chars::kToken);
+      } else if (slot == &st.scheme) {
+        valid = valid && chars::is_alpha(uc(value[0])) && all_of(value, kSchemeChar);
+      } else if (slot == &st.protocol) {
+        valid = valid && is_h2_field_value(value);
+      } else if (slot == &st.authority) {
+        valid = true;  // an empty one is refused with the head (no authority at all)
       }
-      return "unknown pseudo-header";
+      return valid ? nullptr : "invalid pseudo-header";
     }
     st.regular_seen = true;
-    if (!is_h2_field_name(name) || !is_h2_field_value(value)) return "invalid header field";
+    if (!is_h2_field_name(name) || !is_h2_field_value(value)) {
+      return "invalid header field";
+    }
     if (name.size() == 2 && name == "te" && !iequals(value, "trailers")) {
       return "te other than trailers";
     }
