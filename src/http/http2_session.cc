@@ -489,11 +489,11 @@ struct Http2Session::Callbacks {
     return 0;
   }
 
-  // Upstream sessions run without nghttp2's HTTP messaging checks (they cost as much as all
-  // the rest of decoding a response): these are the same rules, RFC 9113 §8.1-8.3, checked
-  // in one pass. Only :status, once, before any regular field and not in trailers; names in
-  // lowercase; values without control bytes; no connection-specific fields; `te` only as
-  // "trailers".
+  // Sessions run without nghttp2's HTTP messaging checks (they cost as much as all the rest of
+  // decoding a header block): the same rules, RFC 9113 §8.1-8.3, are checked here in one pass.
+  // Responses: only :status, once, before any regular field and not in trailers; names in
+  // lowercase; values without control bytes or edge whitespace; no connection-specific fields;
+  // `te` only as "trailers".
   static bool check_response_field(Stream& st, std::string_view name, std::string_view value,
                                    bool pseudo, const Stream::Ref* slot) {
     if (pseudo) {
@@ -598,24 +598,6 @@ struct Http2Session::Callbacks {
         break;
       default:
         break;
-    }
-    return 0;
-  }
-
-  static int on_invalid_frame_recv(nghttp2_session*, const nghttp2_frame* frame, int lib_error_code,
-                                   void* ud) {
-    if (lib_error_code == NGHTTP2_ERR_HTTP_HEADER || lib_error_code == NGHTTP2_ERR_HTTP_MESSAGING) {
-      Http2Session& s = self(ud);
-      ++s.stats_.messaging_errors;
-      // nghttp2 has reset a request stream for a field or for the head as a whole (it submitted
-      // the RST_STREAM): the handler never heard of the stream, so tell it now.
-      if (frame->hd.type != NGHTTP2_HEADERS) return 0;
-      Stream* st = s.find(frame->hd.stream_id);
-      if (st == nullptr || !st->peer_stream || st->known || st->rejected) return 0;
-      st->rejected = true;
-      st->local_reset_code = kH2ProtocolError;
-      s.report_rejected(*st, lib_error_code == NGHTTP2_ERR_HTTP_HEADER ? "invalid header field"
-                                                                       : "malformed request head");
     }
     return 0;
   }
@@ -765,8 +747,6 @@ Http2Session::Http2Session(Role role, Handler& handler, const Http2Options& opti
   nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, &Callbacks::on_begin_headers);
   nghttp2_session_callbacks_set_on_header_callback(cbs, &Callbacks::on_header);
   nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, &Callbacks::on_frame_recv);
-  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs,
-                                                               &Callbacks::on_invalid_frame_recv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, &Callbacks::on_data_chunk_recv);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, &Callbacks::on_stream_close);
   nghttp2_session_callbacks_set_on_frame_send_callback(cbs, &Callbacks::on_frame_send);

@@ -105,7 +105,7 @@ TEST(Http2Client, InformationalFinalAndTrailersFromRawFrames) {
 }
 
 TEST(Http2Client, MalformedResponsesResetTheStream) {
-  // Upstream sessions check these themselves (nghttp2's HTTP messaging is off for them).
+  // The session checks these itself (nghttp2's HTTP messaging is off).
   const std::vector<std::pair<const char*, Fields>> cases = {
       {"connection header", {{":status", "200"}, {"connection", "close"}}},
       {"keep-alive header", {{":status", "200"}, {"keep-alive", "timeout=5"}}},
@@ -151,7 +151,7 @@ TEST(Http2Client, MalformedResponsesResetTheStream) {
 }
 
 TEST(Http2Client, ResponseFramingRulesResetTheStream) {
-  // Frame sequences nghttp2's HTTP messaging refused for us; the session now refuses them.
+  // Frame sequences HTTP/2 forbids in a response (RFC 9113 §8.1): the stream is reset.
   const Fields ok_head = {{":status", "200"}, {"content-length", "3"}};
   const std::vector<std::pair<const char*, std::string>> cases = {
       {"DATA after an interim head",
