@@ -88,8 +88,9 @@ struct Exchange {
 
   std::string client_address;  // trusted client address, ip only
   std::string request_id;
-  std::string original_path;        // set when the path was rewritten
-  std::string up_head;              // serialized upstream request head (kept for one retry)
+  std::string original_path;  // set when the path was rewritten
+  std::string up_head;        // serialized upstream request head (kept for one retry), or only the
+                              // parts an HTTP/2-only head assembled (see up_head_index)
   UpstreamHeadIndex up_head_index;  // where its parts are, for an HTTP/2 upstream
   std::string request_trailers;     // the chunked request's trailer section, as it is decoded
   std::string upstream_host;        // "ip:port" of the chosen endpoint

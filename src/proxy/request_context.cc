@@ -207,40 +207,52 @@ namespace {
 
 // Appends the head's text and notes where its parts went, for the HTTP/2 upstream request made
 // from the same head (HTTP/2 takes the fields as they are, without parsing the text again).
+// Without text (an HTTP/2-only head), fields are noted as views of where they came from, and
+// only values assembled here (x-forwarded-for, templates, ...) are written to `out`.
 class HeadWriter {
  public:
-  HeadWriter(std::string& out, UpstreamHeadIndex* index) : out_(out), index_(index) {
+  using Part = UpstreamHeadIndex::Part;
+
+  HeadWriter(std::string& out, UpstreamHeadIndex* index, bool text)
+      : out_(out), index_(index), text_(text) {
     if (index_ != nullptr) index_->clear();
   }
 
-  std::string& text() { return out_; }
-  UpstreamHeadIndex::Span mark() const { return {static_cast<uint32_t>(out_.size()), 0}; }
-  void close(UpstreamHeadIndex::Span& span) const {
-    span.len = static_cast<uint32_t>(out_.size()) - span.off;
-  }
+  bool text() const { return text_; }
+  Part mark() const { return Part::at(out_.size()); }
+  void close(Part& part) const { part.len = static_cast<uint32_t>(out_.size()) - part.off; }
 
-  // A field with its value written by the caller between begin() and end().
+  // A field with its value written to `out` by the caller between begin() and end().
   void begin(std::string_view name) {
-    name_ = mark();
-    out_.append(name);
-    close(name_);
-    out_.append(": ");
+    if (text_) {
+      name_ = mark();
+      out_.append(name);
+      close(name_);
+      out_.append(": ");
+    } else {
+      name_ = Part::of(name);
+    }
     value_ = mark();
   }
   // `for_http2`: false for HTTP/1.1 connection and framing fields HTTP/2 does without.
   void end(bool for_http2 = true) {
     close(value_);
-    out_.append("\r\n");
+    if (text_) out_.append("\r\n");
     if (index_ != nullptr && for_http2) index_->fields.push_back({name_, value_});
   }
   // The value written since begin(), so far.
-  UpstreamHeadIndex::Span value_span() const {
-    UpstreamHeadIndex::Span span = value_;
-    close(span);
-    return span;
+  Part value_part() const {
+    Part part = value_;
+    close(part);
+    return part;
   }
   // One resize and plain copies instead of four appends, each checking the capacity.
   void field(std::string_view name, std::string_view value, bool for_http2 = true) {
+    if (!text_) {
+      if (index_ != nullptr && for_http2)
+        index_->fields.push_back({Part::of(name), Part::of(value)});
+      return;
+    }
     const size_t at = out_.size();
     out_.resize(at + name.size() + value.size() + 4);
     char* p = out_.data() + at;
@@ -252,17 +264,16 @@ class HeadWriter {
     p[value.size()] = '\r';
     p[value.size() + 1] = '\n';
     if (index_ != nullptr && for_http2) {
-      const auto name_at = static_cast<uint32_t>(at);
-      const auto name_len = static_cast<uint32_t>(name.size());
-      index_->fields.push_back(
-          {{name_at, name_len}, {name_at + name_len + 2, static_cast<uint32_t>(value.size())}});
+      const Part name_part = Part::at(at, name.size());
+      index_->fields.push_back({name_part, Part::at(at + name.size() + 2, value.size())});
     }
   }
 
  private:
   std::string& out_;
   UpstreamHeadIndex* index_;
-  UpstreamHeadIndex::Span name_, value_;
+  bool text_;
+  Part name_, value_;
 };
 
 }  // namespace
@@ -270,15 +281,17 @@ class HeadWriter {
 void build_upstream_head(const RequestContext& c, const router::Route& route,
                          const router::RouteTarget& target, const upstream::ClusterSpec& cluster,
                          std::string_view path, std::string& out, std::string& original_path,
-                         UpstreamHeadIndex* index) {
+                         UpstreamHeadIndex* index, bool text) {
   const http::RequestHead& req = *c.request;
   out.clear();
   // Room for the client's head and what is added to it, so appends rarely reallocate.
-  out.reserve(req.storage.size() + 512);
-  HeadWriter w(out, index);
-  out.append(req.method);
-  out.push_back(' ');
-  UpstreamHeadIndex::Span target_span = w.mark();
+  out.reserve(text ? req.storage.size() + 512 : 256);
+  HeadWriter w(out, index, text);
+  if (text) {
+    out.append(req.method);
+    out.push_back(' ');
+  }
+  UpstreamHeadIndex::Part target_part = w.mark();
   rewrite_path(route, target, path, original_path);  // borrow as scratch
   out.append(original_path);
   bool rewritten = original_path != req.path;
@@ -286,7 +299,7 @@ void build_upstream_head(const RequestContext& c, const router::Route& route,
     out.push_back('?');
     out.append(req.query);
   }
-  w.close(target_span);
+  w.close(target_part);
   if (rewritten) {
     original_path.assign(req.path);
     if (req.has_query) {
@@ -296,23 +309,25 @@ void build_upstream_head(const RequestContext& c, const router::Route& route,
   } else {
     original_path.clear();
   }
-  out.append(" HTTP/1.1\r\n");
 
   // Host (:authority for HTTP/2).
-  out.append("host: ");
-  UpstreamHeadIndex::Span host_span = w.mark();
+  std::string_view host = req.authority;
   if (target.host_rewrite) {
-    out.append(*target.host_rewrite);
+    host = *target.host_rewrite;
   } else if (target.auto_host_rewrite) {
-    out.append(cluster.host);
-  } else {
-    out.append(req.authority);
+    host = cluster.host;
   }
-  w.close(host_span);
-  out.append("\r\n");
+  UpstreamHeadIndex::Part host_part = UpstreamHeadIndex::Part::of(host);
+  if (text) {
+    out.append(" HTTP/1.1\r\nhost: ");
+    host_part = w.mark();
+    out.append(host);
+    w.close(host_part);
+    out.append("\r\n");
+  }
   if (index != nullptr) {
-    index->target = target_span;
-    index->host = host_span;
+    index->target = target_part;
+    index->host = host_part;
   }
 
   // Headers named by the client's Connection header are hop-by-hop too.
@@ -366,7 +381,7 @@ void build_upstream_head(const RequestContext& c, const router::Route& route,
     // HTTP/2 takes a Host added here as :authority (the last one wins), and no connection
     // fields: they would nominate others for dropping.
     const bool is_host = http::iequals(add.name, "host");
-    if (is_host && index != nullptr) index->host = w.value_span();
+    if (is_host && index != nullptr) index->host = w.value_part();
     w.end(!is_host && !http::is_connection_specific_header(add.name));
   }
   if (!c.xfcc_value.empty()) w.field("x-forwarded-client-cert", c.xfcc_value);
@@ -378,7 +393,9 @@ void build_upstream_head(const RequestContext& c, const router::Route& route,
     case http::BodyFraming::kContentLength: {
       char buf[24];
       auto [p, ec] = std::to_chars(buf, buf + sizeof buf, req.content_length);
-      w.field("content-length", std::string_view(buf, static_cast<size_t>(p - buf)));
+      w.begin("content-length");  // the digits are copied: `buf` goes away
+      out.append(buf, p);
+      w.end();
       break;
     }
     case http::BodyFraming::kChunked:
@@ -387,7 +404,7 @@ void build_upstream_head(const RequestContext& c, const router::Route& route,
     default:
       break;
   }
-  out.append("\r\n");
+  if (text) out.append("\r\n");
 }
 
 }  // namespace proxenos::proxy

@@ -43,18 +43,29 @@ bool append_forwarded_for(const http::HeaderList& request_headers, bool use_remo
 // Hop-by-hop and proxy-owned request headers never copied from the client to the upstream.
 bool is_hop_by_hop(std::string_view name);
 
-// Where the parts of an upstream head's text are: what an HTTP/2 request is made of.
+// What an HTTP/2 upstream request is made of, from the upstream head: each part a view of where
+// it came from (the request, the route) or a span of the head's text (what the head builder
+// assembled there).
 struct UpstreamHeadIndex {
-  struct Span {
+  struct Part {
+    const char* data = nullptr;  // a view when set, else `off` into the head's text
     uint32_t off = 0;
     uint32_t len = 0;
-    std::string_view in(std::string_view text) const { return text.substr(off, len); }
+    static Part of(std::string_view view) {
+      return {view.data(), 0, static_cast<uint32_t>(view.size())};
+    }
+    static Part at(size_t offset, size_t length = 0) {
+      return {nullptr, static_cast<uint32_t>(offset), static_cast<uint32_t>(length)};
+    }
+    std::string_view in(std::string_view text) const {
+      return data != nullptr ? std::string_view(data, len) : text.substr(off, len);
+    }
   };
   struct Field {
-    Span name, value;
+    Part name, value;
   };
-  Span target;                // path and query, from the request line
-  Span host;                  // the Host value (:authority)
+  Part target;                // path and query
+  Part host;                  // the Host value (:authority)
   std::vector<Field> fields;  // all fields but Host and HTTP/1.1 connection and framing ones
   void clear() {
     target = host = {};
@@ -64,11 +75,12 @@ struct UpstreamHeadIndex {
 
 // The upstream request head: method, rewritten path, filtered client headers, forwarding headers,
 // the route's header edits and our body framing. Sets `original_path` when the path changed.
-// With an `index`, also says where the parts went (for an HTTP/2 upstream).
+// With an `index`, also says where the parts went (for an HTTP/2 upstream); without `text`, only
+// the index is made (`out` then holds just what was assembled, for the index's spans).
 void build_upstream_head(const RequestContext& context, const router::Route& route,
                          const router::RouteTarget& target, const upstream::ClusterSpec& cluster,
                          std::string_view path, std::string& out, std::string& original_path,
-                         UpstreamHeadIndex* index = nullptr);
+                         UpstreamHeadIndex* index = nullptr, bool text = true);
 
 // The path (without query) after the target's prefix or regex rewrite.
 void rewrite_path(const router::Route& route, const router::RouteTarget& target,

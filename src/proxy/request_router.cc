@@ -301,8 +301,12 @@ std::optional<LocalReply> route_exchange(Worker& worker, Exchange& e, const Rout
   ctx.start_unix_ms = e.start_unix_ms;
   if (e.upgrade) ctx.upgrade = http::find_header(req.headers, "upgrade");
   forwarded_client_cert(snap.module, req, in, e, ctx);
+  // An HTTP/2 upstream takes the head as fields; the HTTP/1.1 text is made only when something
+  // sends it (an HTTP/1.1 upstream, an upgrade, which goes over HTTP/1.1, or a mirror).
+  const bool http2 = e.cluster->spec().http2;
+  const bool text = !http2 || e.upgrade || req.upgrade || e.match.route->shadow.has_value();
   build_upstream_head(ctx, *e.match.route, target, e.cluster->spec(), path, e.up_head,
-                      e.original_path, e.cluster->spec().http2 ? &e.up_head_index : nullptr);
+                      e.original_path, http2 ? &e.up_head_index : nullptr, text);
   return std::nullopt;
 }
 

@@ -110,6 +110,20 @@ TEST(BuildUpstreamHead, IndexNamesTheFieldsAnHttp2UpstreamGets) {
     EXPECT_NE(text.find(std::string(name) + ": " + std::string(value) + "\r\n"), std::string::npos)
         << name;
   }
+
+  // Without the text (an HTTP/2-only head) the index names the same parts: views of the
+  // request and the route, and what was assembled.
+  std::string assembled;
+  UpstreamHeadIndex only;
+  build_upstream_head(fx.context, route, target, cluster, fx.request.path, assembled, original_path,
+                      &only, /*text=*/false);
+  EXPECT_EQ(assembled.find("\r\n"), std::string::npos);  // no HTTP/1.1 lines
+  EXPECT_LT(assembled.size(), text.size() / 2);
+  EXPECT_EQ(only.target.in(assembled), "/v2/v1/items?a=1");
+  EXPECT_EQ(only.host.in(assembled), "added.example");
+  std::vector<std::pair<std::string_view, std::string_view>> same;
+  for (const auto& f : only.fields) same.emplace_back(f.name.in(assembled), f.value.in(assembled));
+  EXPECT_EQ(same, want);
 }
 
 TEST(AppendForwardedFor, AppendsThePeerAtTheEdge) {
