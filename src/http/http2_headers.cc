@@ -227,11 +227,7 @@ H2OutFields::Text H2OutFields::stored(std::string_view text) {
   return t;
 }
 
-void H2OutFields::add_classified(std::string_view name, std::string_view value, bool has_upper) {
-  if (!has_upper) {
-    push(name, value);
-    return;
-  }
+void H2OutFields::add_lowercased(std::string_view name, std::string_view value) {
   Text n;
   n.off = static_cast<uint32_t>(storage_.size());
   n.len = static_cast<uint32_t>(name.size());
@@ -310,7 +306,7 @@ void H2OutFields::add_fields(const HeaderList& fields, Kind kind, bool drop_host
     if ((cls & kNameUpper) == 0) {
       push(f.name, value);
     } else {
-      add_classified(f.name, value, true);
+      add_lowercased(f.name, value);
     }
   }
 }

@@ -52,9 +52,9 @@ inline bool is_h2_field_value(std::string_view value) {
 
 // An outgoing HTTP/2 header block being assembled: pseudo-headers first, then regular fields.
 // Values and already-lowercase names are views into what was added (the caller keeps it alive
-// until the block is submitted; nghttp2 copies it then); only names that needed lowercasing are
-// copied. own() copies everything, for a block kept past its sources (trailers waiting for the
-// body to drain). Reused across blocks so it stops allocating.
+// until the block is submitted, when the session copies it for nghttp2); only names that needed
+// lowercasing are copied. own() copies everything, for a block kept past its sources (trailers
+// waiting for the body to drain). Reused across blocks so it stops allocating.
 class H2OutFields {
  public:
   enum class Kind : uint8_t { kRequest, kResponse, kTrailers };
@@ -95,7 +95,7 @@ class H2OutFields {
   static Text borrowed(std::string_view text) {
     return {text.data(), 0, static_cast<uint32_t>(text.size())};
   }
-  void add_classified(std::string_view name, std::string_view value, bool has_upper);
+  void add_lowercased(std::string_view name, std::string_view value);  // name copied, lowered
   void push(std::string_view name, std::string_view value) {
     fields_.push_back({borrowed(name), borrowed(value)});
   }

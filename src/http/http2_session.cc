@@ -1066,16 +1066,15 @@ bool Http2Session::deliver_request_head(Stream& st, bool end_stream) {
   } else if (st.authority.set && host_seen && !iequals(host, head.authority)) {
     bad = "host does not match :authority";  // RFC 9113 §8.3.1
   }
-  if (cl_seen && !parse_u64(cl, head.content_length)) bad = "invalid content-length";
+  if (cl_seen) parse_u64(cl, head.content_length);  // its digits were checked with the field
   // A head that ends the stream has no body: a content-length may only say so.
   if (cl_seen && end_stream && head.content_length > 0 && !connect) {
     bad = "content-length without a body";
   }
 
   if (bad != nullptr) {
-    ++stats_.messaging_errors;
     st.reset_block();
-    reject_stream(st, kH2ProtocolError);
+    refuse_message(st);
     handler_.on_request_rejected(st.id, head, bad);
     return false;
   }
@@ -1165,7 +1164,7 @@ bool Http2Session::deliver_response_head(Stream& st, bool end_stream) {
   }
   if (bad) {
     st.reset_block();
-    refuse_response(st);
+    refuse_message(st);
     return false;
   }
   if (code == 204) cl_seen = false;
@@ -1189,51 +1188,54 @@ bool Http2Session::accept_response_block(Stream& st, bool end_stream) {
     ok = !st.final_head && !(end_stream && !status.empty() && status[0] == '1');
   } else if (ok) {
     // Trailers: after the final head, ending the stream, with all the body it announced.
-    ok = end_stream && st.final_head && response_body_whole(st);
+    ok = end_stream && st.final_head && body_whole(st);
   }
   if (!ok) {
     st.reset_block();
-    refuse_response(st);
+    refuse_message(st);
   }
   return ok;
 }
 
-bool Http2Session::response_body_whole(const Stream& st) const {
+bool Http2Session::body_whole(const Stream& st) const {
   return st.body_expected < 0 || st.body_received == uint64_t(st.body_expected);
 }
 
 bool Http2Session::body_complete(Stream& st) {
   if (role_ == Role::kServer) {
-    if (!st.known || response_body_whole(st)) return true;
+    if (!st.known || body_whole(st)) return true;
     refuse_body(st);
     return false;
   }
-  if (st.final_head && response_body_whole(st)) return true;
-  refuse_response(st);
+  if (st.final_head && body_whole(st)) return true;
+  refuse_message(st);
   return false;
 }
 
 void Http2Session::refuse_body(Stream& st) {
   // A request body that disagrees with its content-length is not counted with the malformed
   // heads (nghttp2 never reported it as one); a response's is.
-  if (role_ == Role::kClient) ++stats_.messaging_errors;
-  reject_stream(st, kH2ProtocolError);
+  if (role_ == Role::kClient) {
+    refuse_message(st);
+  } else {
+    reject_stream(st, kH2ProtocolError);
+  }
 }
 
 bool Http2Session::accept_request_trailers(Stream& st, bool end_stream) {
   if (!end_stream) {
-    ++stats_.messaging_errors;
     st.reset_block();
-    reject_stream(st, kH2ProtocolError);
+    refuse_message(st);
     return false;
   }
-  if (response_body_whole(st)) return true;
+  if (body_whole(st)) return true;
   st.reset_block();
   refuse_body(st);
   return false;
 }
 
-void Http2Session::refuse_response(Stream& st) {
+// A head, trailers or response body that breaks HTTP/2's message rules: counted and reset.
+void Http2Session::refuse_message(Stream& st) {
   ++stats_.messaging_errors;
   reject_stream(st, kH2ProtocolError);
 }

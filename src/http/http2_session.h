@@ -333,9 +333,9 @@ class Http2Session {
   bool deliver_request_head(Stream& st, bool end_stream);
   bool deliver_response_head(Stream& st, bool end_stream);
   bool accept_response_block(Stream& st, bool end_stream);
-  bool response_body_whole(const Stream& st) const;
+  bool body_whole(const Stream& st) const;
   bool body_complete(Stream& st);
-  void refuse_response(Stream& st);
+  void refuse_message(Stream& st);
   void refuse_body(Stream& st);
   bool accept_request_trailers(Stream& st, bool end_stream);
   void deliver_trailers(Stream& st);

@@ -114,7 +114,7 @@ class Http2Stream final : public base::PooledObject,
   std::unique_ptr<Exchange> e_;
   // Scratch lists kept in the pooled exchange, so a stream reuses their capacity.
   http::HeaderList& fields_;     // response fields being submitted
-  http::HeaderList& h2_fields_;  // HTTP/2 upstream request fields, views into e_->up_head
+  http::HeaderList& h2_fields_;  // HTTP/2 upstream request fields (see UpstreamHeadIndex)
   std::string& h2_sent_;         // body bytes submitted before the response head (REFUSED retry)
   net::Timer route_timer_;
   net::Timer connect_timer_;

@@ -218,7 +218,6 @@ class HeadWriter {
     if (index_ != nullptr) index_->clear();
   }
 
-  bool text() const { return text_; }
   Part mark() const { return Part::at(out_.size()); }
   void close(Part& part) const { part.len = static_cast<uint32_t>(out_.size()) - part.off; }
 
