@@ -500,7 +500,8 @@ def run(args, procs):
     append(args.out, {"kind": "meta", "h2load": h2v, "h2_duration": args.duration,
                       "h2_warmup": args.warmup, "h2_conns": args.conns,
                       "h2_streams": args.streams, "grpc_count": args.grpc_count,
-                      "h2_rounds": args.rounds})
+                      "h2_rounds": args.rounds,
+                      "grpc_echo_metadata": args.grpc_echo_metadata})
     unary = os.path.join(args.tmp, "grpc-unary.bin")
     with open(unary, "wb") as f:
         f.write(grpc_message(b"a" * MSG_BYTES))
@@ -508,8 +509,12 @@ def run(args, procs):
 
     (bport,) = free_ports(1)
     echo_bin = os.path.join(args.build, "echo-backend")
+    # Metadata echo off: the backend's gRPC answers would otherwise carry back every field a
+    # proxy adds (x-forwarded-*, x-request-id), so the answer, and the proxy's work decoding and
+    # re-encoding it, would grow with the proxy instead of staying the same for all of them.
     backend = procs.start("h2-echo", [echo_bin, "--listen", f"127.0.0.1:{bport}", "--name",
-                                      "bench-h2"])
+                                      "bench-h2", "--grpc-echo-metadata",
+                                      args.grpc_echo_metadata])
     why = wait_h2c(bport, backend, "/bench", 10)
     if why:
         note(args, f"echo-backend (h2c) {why}: HTTP/2 scenarios skipped\n{procs.tail('h2-echo')}")
@@ -647,7 +652,13 @@ def report(res, L):
              f"after a {meta.get('h2_warmup')} s warm-up, against a dedicated echo-backend that "
              "serves HTTP/1.1 and h2c on one port. One worker/thread per proxy; each proxy and "
              "upstream protocol is a fresh process, measured alone. GETs carry "
-             "`x-echo-response-bytes: 64`. Every proxy runs in "
+             "`x-echo-response-bytes: 64`; gRPC answers "
+             + ("echo the request's fields as `x-echo-*` (`--grpc-echo-metadata on`). "
+                if meta.get("grpc_echo_metadata") == "on" else
+                "carry `:status`, `content-type` and their trailers only, as a real "
+                "service's do (the backend's metadata echo is off, so an answer does not grow "
+                "with what a proxy adds to the request). ")
+             + "Every proxy runs in "
              f"{meta.get('h2_rounds', 1)} alternating round(s); each row is its round with the "
              "lowest CPU per request (the notes list every round). "
              "p50/p99 come from h2load's per-request log "
@@ -751,6 +762,8 @@ def main():
     p.add_argument("--conns", type=int, default=10)
     p.add_argument("--streams", type=int, default=10)
     p.add_argument("--grpc-count", type=int, default=100)
+    p.add_argument("--grpc-echo-metadata", choices=("on", "off"), default="off",
+                   help="whether the backend's gRPC answers echo the request's fields")
     p.add_argument("--rounds", type=int, default=2,
                    help="alternating rounds over all proxies; the report keeps each one's best")
     p.set_defaults(fn=cmd_run)

@@ -93,8 +93,8 @@ nghttp2_mem* pooled_mem() {
   return &mem;
 }
 
-// Request and trace ids differ on every message: HPACK-indexing them only churns the dynamic
-// table (an insert, an eviction and longer searches per message) for no later hit.
+// Request and trace ids differ on every message: HPACK-indexing their values only churns the
+// dynamic table (an insert, an eviction and longer searches per message) for no later hit.
 bool unique_per_message(std::string_view name) {
   if (name.size() < 2) return false;
   if (name.ends_with("id")) {
@@ -106,6 +106,33 @@ bool unique_per_message(std::string_view name) {
          name == "b3";
 }
 
+// Their names, though, recur: a never-indexed field whose name is in the encoder's dynamic table
+// refers to it by index instead of sending (and Huffman-coding) the name again. HPACK has no way
+// to add a name alone, so the first such field of each name a session sends goes out indexable
+// once (its value lands in the table with the name). Re-done every kReindexBlocks blocks in case
+// the table evicted the entry since.
+class UniqueNames {
+ public:
+  // Whether `name` (a unique_per_message one) goes out never-indexed; false once per name.
+  bool never_index(std::string_view name) {
+    for (size_t i = 0; i < count_; ++i) {
+      if (names_[i] == name) return true;
+    }
+    if (count_ == names_.size()) return true;
+    names_[count_++].assign(name);
+    return false;
+  }
+  void next_block() {
+    if (++blocks_ % kReindexBlocks == 0) count_ = 0;
+  }
+
+ private:
+  static constexpr uint64_t kReindexBlocks = 4096;
+  std::array<std::string, 4> names_;
+  size_t count_ = 0;
+  uint64_t blocks_ = 0;
+};
+
 // Where the names and values of a submitted block live until nghttp2 has sent it (or closed
 // its stream). nghttp2 copies a block and lowercases every name in the copy unless a field is
 // flagged NO_COPY, which then needs storage that outlives the submit call.
@@ -115,9 +142,35 @@ enum class BlockStorage : uint8_t {
   kCopyToStream,     // copy them into the stream's head storage first, once
 };
 
-void build_nva(const H2OutFields& fields, std::vector<nghttp2_nv>& nva,
+// Copies sizeof(Word) to 2 * sizeof(Word) bytes with two (overlapping) word moves.
+template <typename Word>
+inline void copy_two_words(char* out, const char* in, size_t n) {
+  Word head;
+  Word tail;
+  std::memcpy(&head, in, sizeof(Word));
+  std::memcpy(&tail, in + n - sizeof(Word), sizeof(Word));
+  std::memcpy(out, &head, sizeof(Word));
+  std::memcpy(out + n - sizeof(Word), &tail, sizeof(Word));
+}
+
+// Header names and values are mostly a few bytes: copied inline instead of a call into the
+// library memcpy for each.
+inline void copy_field_bytes(char* out, const char* in, size_t n) {
+  if (n >= 8 && n <= 16) {
+    copy_two_words<uint64_t>(out, in, n);
+  } else if (n >= 4 && n < 8) {
+    copy_two_words<uint32_t>(out, in, n);
+  } else if (n < 4) {
+    for (size_t i = 0; i < n; ++i) out[i] = in[i];
+  } else {
+    std::memcpy(out, in, n);
+  }
+}
+
+void build_nva(const H2OutFields& fields, std::vector<nghttp2_nv>& nva, UniqueNames& unique,
                BlockStorage where = BlockStorage::kCopiedByNghttp2,
                std::string* stream_storage = nullptr) {
+  unique.next_block();
   const size_t count = fields.size();
   nva.resize(count);
   char* out = nullptr;
@@ -130,7 +183,7 @@ void build_nva(const H2OutFields& fields, std::vector<nghttp2_nv>& nva,
   }
   auto place = [&out](std::string_view text) {
     if (out == nullptr) return text;
-    std::memcpy(out, text.data(), text.size());
+    copy_field_bytes(out, text.data(), text.size());
     const std::string_view placed(out, text.size());
     out += text.size();
     return placed;
@@ -143,7 +196,7 @@ void build_nva(const H2OutFields& fields, std::vector<nghttp2_nv>& nva,
     nghttp2_nv& nv = nva[i];
     nv = make_nv(place(name), place(fields.value(i)));
     nv.flags = in_place;
-    if (unique_per_message(name)) nv.flags |= NGHTTP2_NV_FLAG_NO_INDEX;
+    if (unique_per_message(name) && unique.never_index(name)) nv.flags |= NGHTTP2_NV_FLAG_NO_INDEX;
   }
 }
 
@@ -268,6 +321,7 @@ struct Http2Session::Stream : base::PooledObject {
 
 struct Http2Session::Scratch {
   std::vector<nghttp2_nv> nva;
+  UniqueNames unique;  // the session's encoder is the one that indexes them
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -331,7 +385,7 @@ struct Http2Session::Callbacks {
       st->provider = false;
       if (st->has_trailers) {
         *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-        build_nva(st->trailers, s.scratch_->nva, BlockStorage::kOwnedByStream);
+        build_nva(st->trailers, s.scratch_->nva, s.scratch_->unique, BlockStorage::kOwnedByStream);
         if (nghttp2_submit_trailer(session, stream_id, s.scratch_->nva.data(),
                                    s.scratch_->nva.size()) != 0) {
           return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -445,8 +499,16 @@ struct Http2Session::Callbacks {
       return s.header_overflow(*st, "header list too large");
     }
 
-    // One allocation for the whole block instead of a string doubling from 15 bytes.
-    if (st->block.capacity() < kHeadStorageReserve) st->block.reserve(kHeadStorageReserve);
+    // One allocation for the whole block instead of a string doubling from 15 bytes, or none
+    // when a delivered head handed its buffer back.
+    if (st->block.capacity() < kHeadStorageReserve) {
+      if (s.spare_block_.capacity() >= kHeadStorageReserve) {
+        st->block.swap(s.spare_block_);
+        st->block.clear();
+      } else {
+        st->block.reserve(kHeadStorageReserve);
+      }
+    }
     auto append = [st](std::string_view text) {
       Stream::Ref r{static_cast<uint32_t>(st->block.size()), static_cast<uint32_t>(text.size()),
                     true};
@@ -998,6 +1060,8 @@ void build_fields(std::string& storage, const FieldRefs& refs, size_t crumbs, si
 bool Http2Session::deliver_request_head(Stream& st, bool end_stream) {
   RequestHead head;
   head.storage = std::move(st.block);
+  head.headers.swap(spare_fields_);
+  head.headers.clear();
   if (head.storage.capacity() < kHeadStorageReserve) head.storage.reserve(kHeadStorageReserve);
   // Reserve before any view is taken: the joined cookie is appended after the block.
   head.storage.reserve(head.storage.size() + st.cookie_bytes);
@@ -1076,6 +1140,7 @@ bool Http2Session::deliver_request_head(Stream& st, bool end_stream) {
     st.reset_block();
     refuse_message(st);
     handler_.on_request_rejected(st.id, head, bad);
+    keep_spares(head.storage, head.headers);
     return false;
   }
   head.version_minor = 1;
@@ -1090,14 +1155,22 @@ bool Http2Session::deliver_request_head(Stream& st, bool end_stream) {
   st.reset_block();
   const int32_t id = st.id;
   handler_.on_request_head(id, std::move(head), end_stream);
-  // A handler that swapped its pooled head in left that head's buffer here: keep it for the
-  // trailers block instead of allocating again.
-  if (Stream* again = find(id);
-      again != nullptr && again->block.capacity() < head.storage.capacity()) {
-    again->block.swap(head.storage);
-    again->block.clear();
-  }
+  keep_spares(head.storage, head.headers);
   return true;
+}
+
+// A handler that took the delivered head left its last head's buffers in it (RequestHead::take):
+// the block waits for the next stream that receives a head, the field list for the next head.
+// Oversized buffers (one huge head) are let go.
+void Http2Session::keep_spares(std::string& block, HeaderList& fields) {
+  constexpr size_t kMaxSpareBlock = 16 * 1024;
+  constexpr size_t kMaxSpareFields = 256;
+  if (block.capacity() > spare_block_.capacity() && block.capacity() <= kMaxSpareBlock) {
+    spare_block_.swap(block);
+  }
+  if (fields.capacity() > spare_fields_.capacity() && fields.capacity() <= kMaxSpareFields) {
+    spare_fields_.swap(fields);
+  }
 }
 
 // The request head received so far (the header block up to the field that was refused) for
@@ -1131,6 +1204,8 @@ void Http2Session::report_rejected(Stream& st, std::string_view reason) {
 bool Http2Session::deliver_response_head(Stream& st, bool end_stream) {
   ResponseHead head;
   head.storage = std::move(st.block);
+  head.headers.swap(spare_fields_);
+  head.headers.clear();
   if (head.storage.capacity() < kHeadStorageReserve) head.storage.reserve(kHeadStorageReserve);
   head.storage.reserve(head.storage.size() + st.cookie_bytes);
   build_fields(head.storage, st.fields, st.cookie_crumbs, st.cookie_bytes, head.headers);
@@ -1165,6 +1240,7 @@ bool Http2Session::deliver_response_head(Stream& st, bool end_stream) {
   if (bad) {
     st.reset_block();
     refuse_message(st);
+    keep_spares(head.storage, head.headers);
     return false;
   }
   if (code == 204) cl_seen = false;
@@ -1177,6 +1253,7 @@ bool Http2Session::deliver_response_head(Stream& st, bool end_stream) {
                           : (cl_seen ? BodyFraming::kContentLength : BodyFraming::kChunked);
   st.reset_block();
   handler_.on_response_head(st.id, std::move(head), end_stream);
+  keep_spares(head.storage, head.headers);
   return true;
 }
 
@@ -1417,7 +1494,8 @@ int32_t Http2Session::submit_request(const Http2Request& request, bool end_strea
   }
   // The stream (with the storage the block is used from) exists before nghttp2 names its id.
   std::unique_ptr<Stream> fresh = take_free_stream();
-  build_nva(out_fields_, scratch_->nva, BlockStorage::kCopyToStream, &fresh->out_head);
+  build_nva(out_fields_, scratch_->nva, scratch_->unique, BlockStorage::kCopyToStream,
+            &fresh->out_head);
 
   nghttp2_data_provider provider{};
   provider.read_callback = &Callbacks::read_data;
@@ -1457,11 +1535,13 @@ bool Http2Session::submit_response(int32_t stream, int status, const HeaderList&
   out_fields_.add_pseudo(":status", std::string_view(digits, static_cast<size_t>(p - digits)));
   out_fields_.add_fields(headers, H2OutFields::Kind::kResponse, false);
   if (informational) {
-    build_nva(out_fields_, scratch_->nva);  // there may be several: nghttp2 copies each
+    build_nva(out_fields_, scratch_->nva,
+              scratch_->unique);  // there may be several: nghttp2 copies each
     return nghttp2_submit_headers(session_, NGHTTP2_FLAG_NONE, stream, nullptr,
                                   scratch_->nva.data(), scratch_->nva.size(), nullptr) >= 0;
   }
-  build_nva(out_fields_, scratch_->nva, BlockStorage::kCopyToStream, &st->out_head);
+  build_nva(out_fields_, scratch_->nva, scratch_->unique, BlockStorage::kCopyToStream,
+            &st->out_head);
   nghttp2_data_provider provider{};
   provider.read_callback = &Callbacks::read_data;
   if (nghttp2_submit_response(session_, stream, scratch_->nva.data(), scratch_->nva.size(),

@@ -332,6 +332,7 @@ class Http2Session {
   int header_overflow(Stream& st, std::string_view reason);
   bool deliver_request_head(Stream& st, bool end_stream);
   bool deliver_response_head(Stream& st, bool end_stream);
+  void keep_spares(std::string& block, HeaderList& fields);
   bool accept_response_block(Stream& st, bool end_stream);
   bool body_whole(const Stream& st) const;
   bool body_complete(Stream& st);
@@ -370,6 +371,10 @@ class Http2Session {
   H2OutFields out_fields_;  // the outgoing header block being built
   std::unique_ptr<Scratch> scratch_;
   HeaderList trailer_list_;
+  // Buffers a delivered head handed back (a handler swaps its used head in for the new one):
+  // the next head's field list and block are built in them instead of fresh allocations.
+  HeaderList spare_fields_;
+  std::string spare_block_;
   size_t open_streams_ = 0;  // streams the handler knows that are not closed
   size_t peer_streams_ = 0;  // server: accepted peer streams not closed
 

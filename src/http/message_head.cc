@@ -34,4 +34,34 @@ void ResponseHead::clear() {
   storage.clear();
 }
 
+void RequestHead::take(RequestHead& from) {
+  method = from.method;
+  target = from.target;
+  path = from.path;
+  query = from.query;
+  has_query = from.has_query;
+  version_minor = from.version_minor;
+  version_major = from.version_major;
+  headers.swap(from.headers);
+  authority = from.authority;
+  framing = from.framing;
+  content_length = from.content_length;
+  keep_alive = from.keep_alive;
+  expect_continue = from.expect_continue;
+  upgrade = from.upgrade;
+  upgrade_protocol = from.upgrade_protocol;
+  storage.swap(from.storage);
+}
+
+void ResponseHead::take(ResponseHead& from) {
+  status = from.status;
+  reason = from.reason;
+  version_minor = from.version_minor;
+  headers.swap(from.headers);
+  framing = from.framing;
+  content_length = from.content_length;
+  keep_alive = from.keep_alive;
+  storage.swap(from.storage);
+}
+
 }  // namespace proxenos::http

@@ -40,6 +40,10 @@ struct RequestHead {
   std::string storage;  // raw head bytes; the views above point here
 
   void clear();
+  // Becomes `from`, whose views stay valid because its heap buffer changes hands (heads reserve
+  // past the short-string buffer); `from` is left with this head's old buffers, to build a later
+  // head in without allocating.
+  void take(RequestHead& from);
 };
 
 struct ResponseHead {
@@ -55,6 +59,7 @@ struct ResponseHead {
   std::string storage;
 
   void clear();
+  void take(ResponseHead& from);  // as RequestHead::take
 };
 
 }  // namespace proxenos::http

@@ -108,8 +108,8 @@ void Http2Stream::start(http::RequestHead&& head, bool end_stream) {
   conn_.stats().downstream_rq_total.inc();
   conn_.stats().downstream_rq_active.add(1);
   e.counted_active = true;
-  e.request = std::move(head);
-  e.response.clear();  // a reused exchange still holds its last response
+  e.request.take(head);  // the session builds a later head in this exchange's last buffers
+  e.response.clear();    // a reused exchange still holds its last response
   e.head_request = e.request.method == "HEAD";
   e.request_complete = end_stream || e.request.framing == http::BodyFraming::kNone;
   chunked_request_ = e.request.framing == http::BodyFraming::kChunked;
@@ -937,7 +937,7 @@ void Http2Stream::on_h2_send_ready() {
 void Http2Stream::on_h2_response_head(http::ResponseHead&& head, bool end_stream) {
   Exchange& e = *e_;
   if (closed_ || head.status < 200) return;  // interim heads are not forwarded
-  e.response = std::move(head);
+  e.response.take(head);                     // the session gets the last response's buffers back
   if (grpc_web_.active()) grpc_web_.rewrite_response(e.response);
   route_timer_.cancel();
   e.upstream_service_ms = static_cast<int64_t>(worker_.loop().now_ms() - e.upstream_start_ms);

@@ -28,8 +28,8 @@ namespace {
 
 // Exchanges are reused per worker thread so their strings and vectors keep their capacity.
 constexpr size_t kMaxPooledExchanges = 1024;
-// A pooled exchange keeps at most this much of a replay body's capacity.
-constexpr size_t kKeepReplayCapacity = 16 * 1024;
+// A pooled exchange keeps at most this much of a buffer's capacity (replay body, heads).
+constexpr size_t kKeepBufferCapacity = 16 * 1024;
 thread_local std::vector<std::unique_ptr<Exchange>> g_free_exchanges;
 
 }  // namespace
@@ -68,7 +68,7 @@ void Exchange::reset() {
   h2_request_trailers.clear();
   h2_trailer_text.clear();
   h2_replay_body.clear();
-  if (h2_replay_body.capacity() > kKeepReplayCapacity) std::string().swap(h2_replay_body);
+  if (h2_replay_body.capacity() > kKeepBufferCapacity) std::string().swap(h2_replay_body);
   start_ms = upstream_start_ms = 0;
   start_us = upstream_start_us = 0;
   route_stats = nullptr;
@@ -93,6 +93,10 @@ void Exchange::reset() {
   // status reads as "the upstream already answered" (no replay of a request a reused upstream
   // connection dropped, a close instead of a 503).
   response.clear();
+  // The heads' buffers stay for the HTTP/2 session to build its next heads in (it swaps them
+  // out), unless one was huge.
+  if (response.storage.capacity() > kKeepBufferCapacity) response = {};
+  if (request.storage.capacity() > kKeepBufferCapacity) request = {};
   parser.reset();
   route_timer.cancel();
   connect_timer.cancel();
@@ -1174,7 +1178,7 @@ void HttpConnection::on_h2_send_ready() {
 void HttpConnection::on_h2_response_head(http::ResponseHead&& head, bool end_stream) {
   if (phase_ == Phase::kClosed || !exchange_ || h2_ == nullptr || head.status < 200) return;
   Exchange& e = *exchange_;
-  e.response = std::move(head);
+  e.response.take(head);  // the session gets the last response's buffers back
   if (grpc_web_.active()) grpc_web_.rewrite_response(e.response);
   e.upstream_service_ms = static_cast<int64_t>(worker_.loop().now_ms() - e.upstream_start_ms);
   e.status = e.response.status;

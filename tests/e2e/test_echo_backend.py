@@ -290,6 +290,23 @@ def test_grpc_unary_echoes_payload_and_metadata(ch, echo):
     assert r.trailing["x-message-count"] == "1"
 
 
+def test_grpc_echo_metadata_off_answers_like_a_plain_service(tmp_path):
+    # What the HTTP/2 benchmark runs: answers that do not grow with what a proxy adds.
+    e = start_echo_with(tmp_path, "--grpc-echo-metadata", "off")
+    c = grpc_echo.channel(e.addr)
+    try:
+        r = grpc_echo.unary(c, b"abc", metadata={"x-trace": "abc"}, timeout=10)
+    finally:
+        c.close()
+    assert r.ok and r.message == b"abc", r
+    assert not [k for k in r.initial if k.startswith("x-echo-")], r.initial
+    assert r.trailing["x-message-count"] == "1"
+    bad = subprocess.run([harness.echo_bin(), "--listen", "127.0.0.1:0",
+                          "--grpc-echo-metadata", "maybe"], capture_output=True, text=True,
+                         timeout=harness.scaled(10))
+    assert bad.returncode == 2 and "--grpc-echo-metadata must be on or off" in bad.stderr
+
+
 def test_grpc_server_stream_messages_arrive_one_by_one(ch, T):
     r = grpc_echo.server_stream(ch, b"p", metadata={"x-count": "5", "x-delay-ms": "150"},
                                 timeout=T(20))

@@ -36,6 +36,7 @@ class ServerConnection : public net::IoHandler {
 struct EchoOptions {
   const TlsContext* tls = nullptr;  // serve TLS on the port (shared by all workers)
   uint32_t h2_max_streams = 1000;   // SETTINGS_MAX_CONCURRENT_STREAMS we advertise
+  bool grpc_echo_metadata = true;   // gRPC response headers echo the request's as x-echo-*
 };
 
 class EchoServer final : public net::IoHandler {

@@ -367,6 +367,7 @@ FieldList GrpcStream::response_headers() const {
   FieldList fields;
   fields.emplace_back(":status", "200");
   fields.emplace_back("content-type", "application/grpc");
+  if (!connection_.server().options().grpc_echo_metadata) return fields;
   if (!request_.authority.empty()) fields.emplace_back("x-echo-authority", request_.authority);
   for (const auto& [name, value] : request_.fields) {
     if (name == "te" || name == "content-type") continue;

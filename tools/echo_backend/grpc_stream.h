@@ -14,10 +14,12 @@
 //                       (percent-decoded): as a trailers-only response, or after x-fail-after: K
 //                       response messages
 // Response headers echo every request header as x-echo-<name> (plus x-echo-authority), except
-// pseudo-headers, te and content-type. Trailers always carry grpc-status, grpc-message and
-// x-message-count (request messages received). Unknown methods get UNIMPLEMENTED; unary and
-// server-streaming calls without exactly one request message get INTERNAL; compressed messages
-// UNIMPLEMENTED; a message (or a ClientStream total) over 64 MiB RESOURCE_EXHAUSTED.
+// pseudo-headers, te and content-type (not with --grpc-echo-metadata off: a benchmark's answers
+// must not grow with what the proxy under test adds to requests). Trailers always carry
+// grpc-status, grpc-message and x-message-count (request messages received). Unknown methods get
+// UNIMPLEMENTED; unary and server-streaming calls without exactly one request message get INTERNAL;
+// compressed messages UNIMPLEMENTED; a message (or a ClientStream total) over 64 MiB
+// RESOURCE_EXHAUSTED.
 
 #include <cstdint>
 #include <string>

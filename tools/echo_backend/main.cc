@@ -2,7 +2,7 @@
 //
 //   echo-backend --listen ADDR:PORT [--name NAME] [--threads N]
 //                [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE] [--tls-alpn LIST]]
-//                [--h2-max-streams N]
+//                [--h2-max-streams N] [--grpc-echo-metadata on|off]
 //
 // Prints "listening on ADDR:PORT" (the bound port, so --listen 127.0.0.1:0 works) once every
 // worker's listener is bound. Each request is answered, after its whole body was read, with 200
@@ -28,6 +28,8 @@
 //    "HTTP/2"; the x-echo-* controls apply per stream (x-echo-reset -> RST_STREAM, x-echo-close ->
 //    GOAWAY after the response). --h2-max-streams sets SETTINGS_MAX_CONCURRENT_STREAMS (1000).
 //  - gRPC (content-type application/grpc over HTTP/2): service echo.Echo, see grpc_stream.h.
+//    Its response headers echo the request's as x-echo-*; --grpc-echo-metadata off leaves them
+//    out, as a real service would (benchmarks: the answer does not grow with what a proxy adds).
 //  - WebSocket (RFC 6455) on any path after an HTTP/1.1 Upgrade: websocket, see ws_connection.h;
 //    x-echo-ws-info: 1 makes the first message the JSON of the handshake request. Paths under
 //    /no-upgrade/ answer the Upgrade request with the ordinary 200 JSON (no tunnel).
@@ -63,6 +65,7 @@ struct Options {
   std::string name = "echo";
   int threads = 1;
   uint32_t h2_max_streams = 1000;
+  bool grpc_echo_metadata = true;
   proxenos::echo::TlsOptions tls;
 };
 
@@ -71,7 +74,7 @@ void usage(std::FILE* to) {
                "usage: echo-backend --listen ADDR:PORT [--name NAME] [--threads N]\n"
                "         [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]"
                " [--tls-alpn h2,http/1.1]]\n"
-               "         [--h2-max-streams N]\n");
+               "         [--h2-max-streams N] [--grpc-echo-metadata on|off]\n");
 }
 
 bool parse_int(std::string_view value, long min, long max, long* out) {
@@ -97,7 +100,7 @@ bool parse_args(int argc, char** argv, Options* opts) {
     }
     if (key != "--listen" && key != "--name" && key != "--threads" && key != "--tls-cert" &&
         key != "--tls-key" && key != "--tls-client-ca" && key != "--tls-alpn" &&
-        key != "--h2-max-streams") {
+        key != "--h2-max-streams" && key != "--grpc-echo-metadata") {
       std::fprintf(stderr, "echo-backend: unknown argument %s\n", argv[i]);
       return false;
     }
@@ -138,6 +141,12 @@ bool parse_args(int argc, char** argv, Options* opts) {
         return false;
       }
       opts->h2_max_streams = static_cast<uint32_t>(n);
+    } else if (key == "--grpc-echo-metadata") {
+      if (value != "on" && value != "off") {
+        std::fprintf(stderr, "echo-backend: --grpc-echo-metadata must be on or off\n");
+        return false;
+      }
+      opts->grpc_echo_metadata = value == "on";
     } else {
       long n = 0;
       if (!parse_int(value, 1, 256, &n)) {
@@ -203,6 +212,7 @@ int main(int argc, char** argv) {
   echo::EchoOptions echo_options;
   echo_options.tls = tls.get();
   echo_options.h2_max_streams = opts.h2_max_streams;
+  echo_options.grpc_echo_metadata = opts.grpc_echo_metadata;
 
   // Workers inherit this mask; the main thread takes the signals with sigwait and stops them.
   signal(SIGPIPE, SIG_IGN);

@@ -3,7 +3,9 @@
 // connection, never the process.
 
 #include <gtest/gtest.h>
+#include <nghttp2/nghttp2.h>
 
+#include <memory>
 #include <string>
 
 #include "http/http2_session.h"
@@ -81,6 +83,88 @@ TEST(Http2Client, ConnectionPrefaceAndSettings) {
     if (p[i] == 0 && p[i + 1] == 0x2) push_off = u.received[0].u32(i + 2) == 0;
   }
   EXPECT_TRUE(push_off);
+}
+
+// One decoded field of a header block and the bytes its representation took.
+struct DecodedField {
+  std::string name, value;
+  bool never_indexed = false;
+  size_t bytes = 0;
+};
+
+std::vector<DecodedField> inflate_block(nghttp2_hd_inflater* inflater, std::string_view block) {
+  std::vector<DecodedField> out;
+  auto in = reinterpret_cast<const uint8_t*>(block.data());
+  size_t left = block.size();
+  size_t taken = 0;
+  for (;;) {
+    nghttp2_nv nv;
+    int flags = 0;
+    const ssize_t n = nghttp2_hd_inflate_hd2(inflater, &nv, &flags, in, left, 1);
+    if (n < 0) {
+      ADD_FAILURE() << "undecodable block";
+      return out;
+    }
+    in += n;
+    left -= static_cast<size_t>(n);
+    taken += static_cast<size_t>(n);
+    if ((flags & NGHTTP2_HD_INFLATE_EMIT) != 0) {
+      out.push_back({std::string(reinterpret_cast<const char*>(nv.name), nv.namelen),
+                     std::string(reinterpret_cast<const char*>(nv.value), nv.valuelen),
+                     (nv.flags & NGHTTP2_NV_FLAG_NO_INDEX) != 0, taken});
+      taken = 0;
+    }
+    if ((flags & NGHTTP2_HD_INFLATE_FINAL) != 0) break;
+  }
+  nghttp2_hd_inflate_end_headers(inflater);
+  return out;
+}
+
+TEST(Http2Client, RequestIdNameIsIndexedOnceItsValuesNever) {
+  RawUpstream u;
+  u.start();
+  std::vector<std::string> blocks;
+  for (const char* id : {"11111111-aaaa", "22222222-bbbb", "33333333-cccc"}) {
+    const HeaderList fields = {{"x-request-id", id}, {"accept", "*/*"}};
+    const Http2Request request = get_request("/", &fields);
+    const int32_t stream = u.session.submit_request(request, true);
+    ASSERT_GT(stream, 0);
+    u.drain();
+    const Frame* f = u.find(kHeaders, stream);
+    ASSERT_NE(f, nullptr);
+    blocks.push_back(f->payload);
+  }
+  nghttp2_hd_inflater* raw = nullptr;
+  ASSERT_EQ(nghttp2_hd_inflate_new(&raw), 0);
+  std::unique_ptr<nghttp2_hd_inflater, decltype(&nghttp2_hd_inflate_del)> inflater(
+      raw, &nghttp2_hd_inflate_del);
+  std::vector<DecodedField> ids;
+  for (const std::string& b : blocks) {
+    for (DecodedField& f : inflate_block(inflater.get(), b)) {
+      if (f.name == "x-request-id") ids.push_back(std::move(f));
+    }
+  }
+  ASSERT_EQ(ids.size(), 3u);
+  EXPECT_EQ(ids[0].value, "11111111-aaaa");
+  EXPECT_EQ(ids[1].value, "22222222-bbbb");
+  EXPECT_EQ(ids[2].value, "33333333-cccc");
+  // The first goes into the dynamic table (name and value); the later ones stay out of it but
+  // name it by index instead of spelling "x-request-id" again.
+  EXPECT_FALSE(ids[0].never_indexed);
+  EXPECT_TRUE(ids[1].never_indexed);
+  EXPECT_TRUE(ids[2].never_indexed);
+  EXPECT_LE(ids[1].bytes + 8, ids[0].bytes);
+  EXPECT_LE(ids[2].bytes + 8, ids[0].bytes);
+  size_t in_table = 0;
+  const size_t entries = nghttp2_hd_inflate_get_num_table_entries(inflater.get());
+  for (size_t i = 62; i < entries + 62; ++i) {  // dynamic entries follow the 61 static ones
+    const nghttp2_nv* e = nghttp2_hd_inflate_get_table_entry(inflater.get(), i);
+    if (e != nullptr &&
+        std::string_view(reinterpret_cast<const char*>(e->name), e->namelen) == "x-request-id") {
+      ++in_table;
+    }
+  }
+  EXPECT_EQ(in_table, 1u);
 }
 
 TEST(Http2Client, InformationalFinalAndTrailersFromRawFrames) {

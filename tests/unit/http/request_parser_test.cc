@@ -852,5 +852,37 @@ TEST(RequestParser, StorageCapacityReused) {
   EXPECT_EQ(h.headers.data(), fields);
 }
 
+TEST(RequestHead, TakeHandsOverTheHeadAndGivesBackTheOldBuffers) {
+  RequestHead used;
+  ASSERT_EQ(
+      parse_once("GET /old HTTP/1.1\r\nHost: old-host-name-long-enough\r\n\r\n"s, used).status,
+      ParseStatus::kComplete);
+  used.storage.reserve(1024);  // a pooled head's buffer
+  used.headers.reserve(16);
+  const char* old_storage = used.storage.data();
+  const HeaderField* old_fields = used.headers.data();
+
+  RequestHead fresh;
+  ASSERT_EQ(parse_once("POST /new?q=1 HTTP/1.1\r\nHost: new-host-name-long-enough\r\n"
+                       "Content-Length: 3\r\n\r\n"s,
+                       fresh)
+                .status,
+            ParseStatus::kComplete);
+  const char* new_storage = fresh.storage.data();
+
+  used.take(fresh);
+  EXPECT_EQ(used.method, "POST");
+  EXPECT_EQ(used.path, "/new");
+  EXPECT_EQ(used.query, "q=1");
+  EXPECT_EQ(used.authority, "new-host-name-long-enough");
+  EXPECT_EQ(used.content_length, 3u);
+  ASSERT_EQ(used.headers.size(), 2u);
+  EXPECT_EQ(used.headers[1].value, "3");
+  EXPECT_EQ(used.storage.data(), new_storage);   // the bytes did not move: the views hold
+  EXPECT_EQ(fresh.storage.data(), old_storage);  // the old buffers, for the next head
+  EXPECT_EQ(fresh.headers.data(), old_fields);
+  EXPECT_GE(fresh.storage.capacity(), 1024u);
+}
+
 }  // namespace
 }  // namespace proxenos::http
