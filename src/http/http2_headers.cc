@@ -250,7 +250,8 @@ void H2OutFields::own() {
   }
 }
 
-void H2OutFields::add_fields(const HeaderList& fields, Kind kind, bool drop_host) {
+void H2OutFields::add_fields(const HeaderList& fields, Kind kind, bool drop_host,
+                             size_t in_h2_form) {
   std::array<std::string_view, kMaxConnectionHeaders> connection{};
   size_t connection_count = 0;
   for (const HeaderField& f : fields) {
@@ -260,11 +261,18 @@ void H2OutFields::add_fields(const HeaderList& fields, Kind kind, bool drop_host
     }
   }
 
-  for (const HeaderField& f : fields) {
-    const uint8_t cls = name_class(f.name);  // ':' is no tchar: pseudo-looking names go too
-    if ((cls & kNameBad) != 0) continue;
-    const std::string_view value = trim_ows(f.value);
-    if (!valid_value(value)) continue;
+  in_h2_form = std::min(in_h2_form, fields.size());
+  for (size_t i = 0; i < fields.size(); ++i) {
+    const HeaderField& f = fields[i];
+    const bool checked = i < in_h2_form;
+    uint8_t cls = 0;
+    std::string_view value = f.value;
+    if (!checked) {
+      cls = name_class(f.name);  // ':' is no tchar: pseudo-looking names go too
+      if ((cls & kNameBad) != 0) continue;
+      value = trim_ows(f.value);
+      if (!valid_value(value)) continue;
+    }
     // Names HTTP/2 treats specially, found by length first: most fields match none.
     switch (f.name.size()) {
       case 2:
@@ -293,14 +301,14 @@ void H2OutFields::add_fields(const HeaderList& fields, Kind kind, bool drop_host
       case 10:
       case 16:
       case 17:
-        if (is_connection_specific_header(f.name)) continue;
+        if (!checked && is_connection_specific_header(f.name)) continue;
         break;
       default:
         break;
     }
     bool nominated = false;
-    for (size_t i = 0; i < connection_count && !nominated; ++i) {
-      nominated = header_has_token(connection[i], f.name);
+    for (size_t c = 0; c < connection_count && !nominated; ++c) {
+      nominated = header_has_token(connection[c], f.name);
     }
     if (nominated) continue;
     if ((cls & kNameUpper) == 0) {

@@ -69,8 +69,11 @@ class H2OutFields {
   // connection-specific fields and the fields the Connection header nominates dropped, `te` kept
   // only as "te: trailers" (requests), Host dropped when `drop_host`, names or values with bytes
   // HTTP/2 forbids dropped (a header built from tainted data must not reset the stream), and
-  // request cookies split into crumbs (RFC 9113 §8.2.3) so HPACK indexes each one.
-  void add_fields(const HeaderList& fields, Kind kind, bool drop_host);
+  // request cookies split into crumbs (RFC 9113 §8.2.3) so HPACK indexes each one. The first
+  // `in_h2_form` fields are known to be as HTTP/2 carries them already (lowercase token names,
+  // values without forbidden or edge bytes, no connection-specific fields: what an HTTP/2 peer's
+  // head was checked for on arrival) and skip those checks; Host, te and cookies still apply.
+  void add_fields(const HeaderList& fields, Kind kind, bool drop_host, size_t in_h2_form = 0);
   // Copies every name and value into this object: the sources may go away.
   void own();
 

@@ -1490,7 +1490,7 @@ int32_t Http2Session::submit_request(const Http2Request& request, bool end_strea
   if (!request.protocol.empty()) out_fields_.add_pseudo(":protocol", request.protocol);
   if (request.headers != nullptr) {
     out_fields_.add_fields(*request.headers, H2OutFields::Kind::kRequest,
-                           !request.authority.empty());
+                           !request.authority.empty(), request.headers_in_h2_form);
   }
   // The stream (with the storage the block is used from) exists before nghttp2 names its id.
   std::unique_ptr<Stream> fresh = take_free_stream();
@@ -1519,7 +1519,7 @@ int32_t Http2Session::submit_request(const Http2Request& request, bool end_strea
 }
 
 bool Http2Session::submit_response(int32_t stream, int status, const HeaderList& headers,
-                                   bool end_stream) {
+                                   bool end_stream, size_t in_h2_form) {
   if (role_ != Role::kServer || dead_) return false;
   Stream* st = find(stream);
   if (st == nullptr || !st->known || st->rejected || st->head_ended || st->response_submitted) {
@@ -1533,7 +1533,7 @@ bool Http2Session::submit_response(int32_t stream, int status, const HeaderList&
   auto [p, ec] = std::to_chars(digits, digits + sizeof(digits), status);
   out_fields_.clear();
   out_fields_.add_pseudo(":status", std::string_view(digits, static_cast<size_t>(p - digits)));
-  out_fields_.add_fields(headers, H2OutFields::Kind::kResponse, false);
+  out_fields_.add_fields(headers, H2OutFields::Kind::kResponse, false, in_h2_form);
   if (informational) {
     build_nva(out_fields_, scratch_->nva,
               scratch_->unique);  // there may be several: nghttp2 copies each

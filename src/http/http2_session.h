@@ -151,6 +151,8 @@ struct Http2Request {
   std::string_view path;       // :path, path and query as they go upstream ("*" for OPTIONS *)
   std::string_view protocol;   // :protocol for RFC 8441 extended CONNECT, else empty
   const HeaderList* headers = nullptr;
+  size_t headers_in_h2_form =
+      0;  // leading `headers` known in HTTP/2 form (H2OutFields::add_fields)
 
   // method, :path from path and query (or target when it is origin-form), authority.
   static Http2Request from_head(const RequestHead& head, std::string_view scheme,
@@ -249,8 +251,10 @@ class Http2Session {
 
   // Server role. A status 100..199 sends an informational head (end_stream must be false);
   // otherwise the final response head. `headers` as for Http2Request (connection-specific
-  // fields dropped, names lowercased). False when the stream is gone or the call is invalid.
-  bool submit_response(int32_t stream, int status, const HeaderList& headers, bool end_stream);
+  // fields dropped, names lowercased; the first `in_h2_form` known in HTTP/2 form already). False
+  // when the stream is gone or the call is invalid.
+  bool submit_response(int32_t stream, int status, const HeaderList& headers, bool end_stream,
+                       size_t in_h2_form = 0);
 
   // Queues body bytes (copied) for the stream; end_stream ends it after them. Allowed before the
   // head is submitted (the bytes wait).

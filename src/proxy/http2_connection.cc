@@ -863,7 +863,9 @@ void Http2Stream::on_h2_ready() {
   Exchange& e = *e_;
   if (closed_ || h2_ == nullptr || h2_stream_ >= 0) return;
   e.upstream_local.assign(h2_->local_address());
-  const http::Http2Request request = h2_request(e, h2_authority_, h2_path_, h2_fields_);
+  // The client's fields were checked on arrival (unless gRPC-Web rewrote the list).
+  const http::Http2Request request = h2_request(
+      e, h2_authority_, h2_path_, h2_fields_, grpc_web_.active() ? 0 : e.up_head_index.in_h2_form);
   // With trailers to send, the stream ends on them, not on its head.
   bool end = e.request_complete && e.up_out->empty() && e.h2_request_trailers.empty();
   upstream::Http2Upstream* on = h2_;
@@ -945,9 +947,12 @@ void Http2Stream::on_h2_response_head(http::ResponseHead&& head, bool end_stream
   e.last_activity_ms = worker_.loop().now_ms();
   h2_sent_.clear();
   h2_can_retry_ = false;
-  build_response_fields(proxied_head_context(), e.scratch, fields_);
+  // The upstream's own fields were checked on arrival by its HTTP/2 session (unless gRPC-Web
+  // rewrote them).
+  const size_t own = build_response_fields(proxied_head_context(), e.scratch, fields_);
   e.response_head_sent = true;
-  if (!conn_.session().submit_response(id_, e.response.status, fields_, end_stream)) {
+  if (!conn_.session().submit_response(id_, e.response.status, fields_, end_stream,
+                                       grpc_web_.active() ? 0 : own)) {
     release_h2();  // the client reset the stream meanwhile; on_stream_close cleans up
     return;
   }

@@ -367,6 +367,7 @@ void build_upstream_head(const RequestContext& c, const router::Route& route,
   w.field("x-forwarded-proto", c.forwarded_proto);
   w.field("x-request-id", c.request_id);
   if (!original_path.empty()) w.field("x-envoy-original-path", original_path);
+  if (index != nullptr && req.version_major == 2) index->in_h2_form = index->fields.size();
   if (target.add_linkerd_headers) {
     w.begin("l5d-dst-override");
     out.append(cluster.host);

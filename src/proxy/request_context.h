@@ -67,9 +67,13 @@ struct UpstreamHeadIndex {
   Part target;                // path and query
   Part host;                  // the Host value (:authority)
   std::vector<Field> fields;  // all fields but Host and HTTP/1.1 connection and framing ones
+  // For an HTTP/2 request: how many leading `fields` are in HTTP/2 form already (the client's,
+  // checked on arrival, then the forwarding fields made of them); route edits come after.
+  size_t in_h2_form = 0;
   void clear() {
     target = host = {};
     fields.clear();
+    in_h2_form = 0;
   }
 };
 

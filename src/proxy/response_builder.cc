@@ -143,8 +143,8 @@ void build_response_head(const ResponseHeadContext& c, std::string& out) {
   out.append("\r\n");
 }
 
-void build_response_fields(const ResponseHeadContext& c, std::string& storage,
-                           http::HeaderList& out) {
+size_t build_response_fields(const ResponseHeadContext& c, std::string& storage,
+                             http::HeaderList& out) {
   const http::ResponseHead& r = *c.response;
   storage.clear();
   out.clear();
@@ -178,6 +178,7 @@ void build_response_fields(const ResponseHeadContext& c, std::string& storage,
     if (!has_date && h.name.size() == 4 && http::iequals(h.name, "date")) has_date = true;
     out.push_back(h);
   }
+  const size_t own = out.size();
   if (!has_date) {
     size_t at = storage.size();
     storage.append(http_date());
@@ -204,6 +205,7 @@ void build_response_fields(const ResponseHeadContext& c, std::string& storage,
   std::string_view base = storage;
   for (const Owned& o : owned) out[o.field].value = base.substr(o.offset, o.length);
   out.insert(out.end(), c.set_fields.begin(), c.set_fields.end());
+  return own;
 }
 
 void append_local_reply_head(int status, size_t content_length, std::string_view location,

@@ -36,8 +36,10 @@ void build_response_head(const ResponseHeadContext& context, std::string& out);
 // The same filtering and edits as build_response_head, as header fields for an HTTP/2 response
 // (no status line, no framing or connection fields). The views point into `storage` or into
 // the response and route: valid until `storage` or those change.
-void build_response_fields(const ResponseHeadContext& context, std::string& storage,
-                           http::HeaderList& out);
+// Returns how many leading fields are the response's own, unchanged (in HTTP/2 form when the
+// response came over HTTP/2).
+size_t build_response_fields(const ResponseHeadContext& context, std::string& storage,
+                             http::HeaderList& out);
 
 // Status line and headers of a response we generate ourselves (errors, redirects).
 // `extra` fields go before date and server.

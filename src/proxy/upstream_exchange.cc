@@ -71,13 +71,14 @@ upstream::Http2Upstream* acquire_h2_upstream(Exchange& e, net::EventLoop& loop,
 }
 
 http::Http2Request h2_request(const Exchange& e, std::string_view authority, std::string_view path,
-                              const http::HeaderList& fields) {
+                              const http::HeaderList& fields, size_t in_h2_form) {
   http::Http2Request request;
   request.method = e.request.method;
   request.scheme = e.cluster->spec().tls ? "https" : "http";
   request.authority = authority;
   request.path = path;
   request.headers = &fields;
+  request.headers_in_h2_form = in_h2_form;
   return request;
 }
 

@@ -46,9 +46,10 @@ upstream::Http2Upstream* acquire_h2_upstream(Exchange& e, net::EventLoop& loop,
                                              const upstream::Http2Upstream* avoid,
                                              UpstreamFailure& failure);
 
-// The HTTP/2 request for the routed exchange (fields from h2_request_fields).
+// The HTTP/2 request for the routed exchange (fields from h2_request_fields, the first
+// `in_h2_form` of them known in HTTP/2 form: UpstreamHeadIndex::in_h2_form).
 http::Http2Request h2_request(const Exchange& e, std::string_view authority, std::string_view path,
-                              const http::HeaderList& fields);
+                              const http::HeaderList& fields, size_t in_h2_form = 0);
 
 // Keeps the request's trailers for an HTTP/2 upstream (copied into the exchange), minus fields a
 // trailer may not carry; sent by h2_send_request_end once the body before them has gone.

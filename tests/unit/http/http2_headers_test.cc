@@ -74,6 +74,28 @@ TEST(Http2Headers, RequestTranslation) {
                                     {"x-trim", "v"}}));
 }
 
+TEST(Http2Headers, FieldsInHttp2FormKeepHostTeAndCookieRulesAndTheRestIsChecked) {
+  // The first three come from an HTTP/2 peer (checked on arrival); the rest do not.
+  OwnedHeaders in({{"host", "example.com"},
+                   {"cookie", "a=1; b=2"},
+                   {"accept", "*/*"},
+                   {"X-Route-Added", "v"},
+                   {"X-Bad-Value", "a\rb"},
+                   {"connection", "x-private"},
+                   {"x-private", "p"}});
+  H2OutFields out;
+  out.add_fields(in.list, H2OutFields::Kind::kRequest, /*drop_host=*/true, /*in_h2_form=*/3);
+  EXPECT_EQ(fields_of(out), (Fields{{"cookie", "a=1"},
+                                    {"cookie", "b=2"},
+                                    {"accept", "*/*"},
+                                    {"x-route-added", "v"}}));
+  // A count beyond the list is the whole list.
+  OwnedHeaders small({{"accept", "*/*"}});
+  H2OutFields all;
+  all.add_fields(small.list, H2OutFields::Kind::kResponse, false, 9);
+  EXPECT_EQ(fields_of(all), (Fields{{"accept", "*/*"}}));
+}
+
 TEST(Http2Headers, ValuesAreCheckedEveryByteLongOrShort) {
   // Bytes HTTP/2 forbids anywhere in a long value (checked a word at a time) or its tail.
   const std::string ok = "0123456789abcdef\tGHIJKLMNOP \x80\xff~!xyz";  // tab, obs-text: fine

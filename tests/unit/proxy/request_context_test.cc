@@ -124,6 +124,18 @@ TEST(BuildUpstreamHead, IndexNamesTheFieldsAnHttp2UpstreamGets) {
   std::vector<std::pair<std::string_view, std::string_view>> same;
   for (const auto& f : only.fields) same.emplace_back(f.name.in(assembled), f.value.in(assembled));
   EXPECT_EQ(same, want);
+  EXPECT_EQ(only.in_h2_form, 0u);  // an HTTP/1.1 request's fields are checked on the way out
+
+  // From an HTTP/2 client, its fields and the forwarding ones made of them are in HTTP/2 form
+  // already; the route's edits that follow are not.
+  fx.request.version_major = 2;
+  fx.request.headers = {{"content-type", "application/grpc"}, {"x-keep", "kept"}};
+  UpstreamHeadIndex h2;
+  build_upstream_head(fx.context, route, target, cluster, fx.request.path, assembled, original_path,
+                      &h2, /*text=*/false);
+  ASSERT_EQ(h2.in_h2_form, 6u);
+  EXPECT_EQ(h2.fields[5].name.in(assembled), "x-envoy-original-path");
+  EXPECT_EQ(h2.fields[6].name.in(assembled), "x-added");
 }
 
 TEST(AppendForwardedFor, AppendsThePeerAtTheEdge) {
