@@ -111,15 +111,15 @@ int64_t EventLoop::now_unix_ms() const {
 }
 
 bool EventLoop::earlier(size_t a, size_t b) const {
-  const Timer* x = timers_[a];
-  const Timer* y = timers_[b];
-  return x->deadline_ms_ != y->deadline_ms_ ? x->deadline_ms_ < y->deadline_ms_ : x->seq_ < y->seq_;
+  const TimerEntry& x = timers_[a];
+  const TimerEntry& y = timers_[b];
+  return x.deadline_ms != y.deadline_ms ? x.deadline_ms < y.deadline_ms : x.seq < y.seq;
 }
 
 void EventLoop::swap_entries(size_t a, size_t b) {
   std::swap(timers_[a], timers_[b]);
-  timers_[a]->heap_index_ = a;
-  timers_[b]->heap_index_ = b;
+  if (timers_[a].timer != nullptr) timers_[a].timer->heap_index_ = a;
+  if (timers_[b].timer != nullptr) timers_[b].timer->heap_index_ = b;
 }
 
 void EventLoop::sift_up(size_t i) {
@@ -143,42 +143,57 @@ void EventLoop::sift_down(size_t i) {
 }
 
 void EventLoop::schedule(Timer* timer) {
-  timer->seq_ = next_timer_seq_++;
-  if (timer->heap_index_ == Timer::kNotQueued) {
-    timer->heap_index_ = timers_.size();
-    timers_.push_back(timer);
-    sift_up(timer->heap_index_);
-  } else {
-    sift_up(timer->heap_index_);
-    sift_down(timer->heap_index_);
-  }
+  if (timer->heap_index_ != Timer::kNotQueued) unschedule(timer);  // re-armed: a new entry
+  timer->heap_index_ = timers_.size();
+  timers_.push_back({timer->deadline_ms_, next_timer_seq_++, timer});
+  sift_up(timer->heap_index_);  // usually at once: a new deadline tends to be the latest
 }
 
 void EventLoop::unschedule(Timer* timer) {
-  size_t i = timer->heap_index_;
-  size_t last = timers_.size() - 1;
-  if (i != last) swap_entries(i, last);
-  timers_.pop_back();
+  timers_[timer->heap_index_].timer = nullptr;
   timer->heap_index_ = Timer::kNotQueued;
-  if (i < timers_.size()) {
-    Timer* moved = timers_[i];
-    sift_up(i);
-    sift_down(moved->heap_index_);
-  }
+  ++cancelled_timers_;
+  if (cancelled_timers_ > 64 && cancelled_timers_ > timers_.size() / 2) compact_timers();
+}
+
+void EventLoop::pop_top() {
+  if (timers_.front().timer == nullptr) --cancelled_timers_;
+  const size_t last = timers_.size() - 1;
+  if (last > 0) swap_entries(0, last);
+  timers_.pop_back();
+  if (!timers_.empty()) sift_down(0);
+}
+
+void EventLoop::drop_cancelled_top() {
+  while (!timers_.empty() && timers_.front().timer == nullptr) pop_top();
+}
+
+// Drops every cancelled entry and rebuilds the heap: O(n) once the cancelled outnumber the live,
+// so O(1) per cancellation on average.
+void EventLoop::compact_timers() {
+  std::erase_if(timers_, [](const TimerEntry& e) { return e.timer == nullptr; });
+  cancelled_timers_ = 0;
+  for (size_t i = 0; i < timers_.size(); ++i) timers_[i].timer->heap_index_ = i;
+  for (size_t i = timers_.size() / 2; i-- > 0;) sift_down(i);
 }
 
 int EventLoop::next_timeout_ms() {
   if (!deferred_.empty()) return 0;
+  drop_cancelled_top();
   if (timers_.empty()) return -1;
   uint64_t now = refresh_now();
-  uint64_t deadline = timers_.front()->deadline_ms_;
+  uint64_t deadline = timers_.front().deadline_ms;
   return deadline <= now ? 0 : static_cast<int>(std::min<uint64_t>(deadline - now, 60000));
 }
 
 void EventLoop::run_timers() {
-  while (!timers_.empty() && timers_.front()->deadline_ms_ <= now_ms_) {
-    Timer* t = timers_.front();
-    unschedule(t);
+  for (drop_cancelled_top(); !timers_.empty() && timers_.front().deadline_ms <= now_ms_;
+       drop_cancelled_top()) {
+    Timer* t = timers_.front().timer;
+    t->heap_index_ = Timer::kNotQueued;
+    timers_.front().timer = nullptr;
+    ++cancelled_timers_;  // pop_top counts it out again
+    pop_top();
     t->deadline_ms_ = 0;
     t->callback_();  // may re-arm or destroy t
   }

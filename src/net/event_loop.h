@@ -61,8 +61,7 @@ class Timer {
   EventLoop& loop_;
   std::function<void()> callback_;
   uint64_t deadline_ms_ = 0;
-  uint64_t seq_ = 0;                // tie-break: timers with equal deadlines fire in arm order
-  size_t heap_index_ = kNotQueued;  // position in the loop's heap, so cancel is O(log n)
+  size_t heap_index_ = kNotQueued;  // its entry in the loop's heap, so cancel is O(1)
   static constexpr size_t kNotQueued = static_cast<size_t>(-1);
 };
 
@@ -112,6 +111,9 @@ class EventLoop {
   void swap_entries(size_t a, size_t b);
   void sift_up(size_t i);
   void sift_down(size_t i);
+  void pop_top();
+  void drop_cancelled_top();
+  void compact_timers();
   int next_timeout_ms();
   void run_timers();
   void drain_posted();
@@ -122,8 +124,19 @@ class EventLoop {
   uint64_t now_us_ = 0;
   mutable int64_t unix_ms_ = 0;
   mutable bool unix_ms_fresh_ = false;  // unix_ms_ was read since the last refresh_now()
+  // Min-heap on (deadline, seq); seq breaks ties so equal deadlines fire in arm order. The keys
+  // live in the entries (no pointer chase per comparison). A cancelled timer only clears its
+  // entry's pointer: most timers (request timeouts) are cancelled long before they are due, and
+  // taking each one out would sift the heap every time. Cleared entries are dropped when they
+  // reach the top, or all at once when they outnumber the live ones.
+  struct TimerEntry {
+    uint64_t deadline_ms;
+    uint64_t seq;
+    Timer* timer;  // nullptr once cancelled
+  };
   uint64_t next_timer_seq_ = 1;
-  std::vector<Timer*> timers_;  // indexed min-heap on (deadline, seq)
+  std::vector<TimerEntry> timers_;
+  size_t cancelled_timers_ = 0;
   std::vector<std::function<void()>> deferred_;
   std::vector<Flushable*> flushes_;   // queued
   std::vector<Flushable*> flushing_;  // being run (entries of destroyed objects are nulled)

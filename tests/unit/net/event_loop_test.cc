@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -86,6 +88,51 @@ TEST(EventLoopTest, ManyTimersKeepHeapOrder) {
   for (int i = 0; i < 200; ++i) expected += (i % 3 != 0);
   EXPECT_EQ(fired.size(), expected);
   for (size_t k = 1; k < fired.size(); ++k) EXPECT_LE(fired[k - 1] / 10, fired[k] / 10);
+}
+
+TEST(EventLoopTest, ChurnOfCancelledTimersKeepsOrderAndFiresOnlyTheLive) {
+  // Request timeouts: armed, then almost all cancelled (or re-armed) before they are due, some
+  // destroyed while armed; the cancelled ones pile up in the heap and are dropped in bulk.
+  EventLoop loop;
+  std::vector<std::unique_ptr<Timer>> timers;
+  std::vector<int> got;  // ids, in firing order
+  for (int i = 0; i < 2000; ++i) {
+    timers.push_back(std::make_unique<Timer>(loop, [&got, i] { got.push_back(i); }));
+  }
+  std::vector<bool> live(2000, false);
+  std::vector<uint64_t> due(2000, 0);
+  for (int round = 0; round < 5; ++round) {
+    for (int i = 0; i < 2000; ++i) {
+      const size_t k = static_cast<size_t>((i * 7919 + round * 131) % 2000);
+      if (timers[k] == nullptr) continue;
+      if ((i + round) % 10 == 0) {
+        timers[k]->arm(1 + static_cast<uint64_t>((i * 13 + round) % 40));
+        live[k] = true;
+        due[k] = timers[k]->deadline_ms();
+      } else if (timers[k]->armed()) {
+        timers[k]->cancel();
+        live[k] = false;
+      }
+    }
+    for (size_t k = static_cast<size_t>(round); k < 2000; k += 97) {
+      timers[k].reset();  // destroyed, armed or not
+      live[k] = false;
+    }
+  }
+  Timer stop(loop, [&] { loop.stop(); });
+  stop.arm(200);
+  loop.run();
+  std::vector<int> want;
+  for (int i = 0; i < 2000; ++i) {
+    if (live[static_cast<size_t>(i)]) want.push_back(i);
+  }
+  std::vector<int> sorted_got = got;
+  std::sort(sorted_got.begin(), sorted_got.end());
+  EXPECT_EQ(sorted_got, want);
+  // In deadline order (each timer's own, as armed last).
+  for (size_t n = 1; n < got.size(); ++n) {
+    EXPECT_LE(due[static_cast<size_t>(got[n - 1])], due[static_cast<size_t>(got[n])]);
+  }
 }
 
 }  // namespace
