@@ -16,6 +16,25 @@ TEST(Iequals, FoldsAsciiCaseOnly) {
   EXPECT_FALSE(iequals("@", "`"));                // 0x40/0x60 differ only in the case bit
 }
 
+TEST(Header, IequalsFoldsOnlyAsciiLettersAtEveryPosition) {
+  // Long names are compared a word at a time: any byte pair, anywhere, must fold as bytewise.
+  auto fold = [](unsigned c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; };
+  for (size_t size : {1u, 7u, 8u, 9u, 15u, 16u, 17u, 24u, 29u}) {
+    for (size_t at : {size_t{0}, size / 2, size - 1}) {
+      std::string a(size, 'x');
+      std::string b(size, 'X');
+      for (unsigned c1 = 0; c1 < 256; ++c1) {
+        for (unsigned c2 = 0; c2 < 256; ++c2) {
+          a[at] = static_cast<char>(c1);
+          b[at] = static_cast<char>(c2);
+          ASSERT_EQ(iequals(a, b), fold(c1) == fold(c2))
+              << size << " " << at << " " << c1 << " " << c2;
+        }
+      }
+    }
+  }
+}
+
 TEST(FindHeader, FirstMatchAndFoundFlag) {
   HeaderList headers{{"Host", "a"}, {"X-Empty", ""}, {"host", "b"}};
   bool found = false;
