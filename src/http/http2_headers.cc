@@ -27,6 +27,31 @@ inline std::string_view trim_ows(std::string_view s) {
   return s.substr(b, e - b);
 }
 
+// Copies sizeof(Word) to 2 * sizeof(Word) bytes with two (overlapping) word moves.
+template <typename Word>
+inline void copy_two_words(char* out, const char* in, size_t n) {
+  Word head;
+  Word tail;
+  std::memcpy(&head, in, sizeof(Word));
+  std::memcpy(&tail, in + n - sizeof(Word), sizeof(Word));
+  std::memcpy(out, &head, sizeof(Word));
+  std::memcpy(out + n - sizeof(Word), &tail, sizeof(Word));
+}
+
+// Header names and values are mostly a few bytes: copied inline instead of a call into the
+// library memcpy for each.
+inline void copy_field_bytes(char* out, const char* in, size_t n) {
+  if (n >= 8 && n <= 16) {
+    copy_two_words<uint64_t>(out, in, n);
+  } else if (n >= 4 && n < 8) {
+    copy_two_words<uint32_t>(out, in, n);
+  } else if (n < 4) {
+    for (size_t i = 0; i < n; ++i) out[i] = in[i];
+  } else {
+    std::memcpy(out, in, n);
+  }
+}
+
 // Name bytes: kNameBad for bytes outside tchar, kNameUpper for 'A'..'Z'. One pass over a name
 // both validates it and says whether it needs lowercasing.
 constexpr uint8_t kNameBad = 1;
@@ -219,35 +244,30 @@ bool is_field_value(std::string_view value) {
   return valid_value(value);
 }
 
-H2OutFields::Text H2OutFields::stored(std::string_view text) {
-  Text t;
-  t.off = static_cast<uint32_t>(storage_.size());
-  t.len = static_cast<uint32_t>(text.size());
-  storage_.append(text);
-  return t;
+void FieldBytes::grow(size_t need) {
+  const size_t capacity = std::max<size_t>({need, capacity_ * 2, 512});
+  std::unique_ptr<char[]> bigger(new char[capacity]);
+  if (size_ > 0) std::memcpy(bigger.get(), data_.get(), size_);
+  data_ = std::move(bigger);
+  capacity_ = capacity;
+}
+
+void H2OutFields::push(std::string_view name, std::string_view value) {
+  const size_t at = bytes_.size();
+  char* out = bytes_.extend(name.size() + value.size());
+  copy_field_bytes(out, name.data(), name.size());
+  copy_field_bytes(out + name.size(), value.data(), value.size());
+  fields_.push_back({static_cast<uint32_t>(at), static_cast<uint32_t>(name.size()),
+                     static_cast<uint32_t>(value.size())});
 }
 
 void H2OutFields::add_lowercased(std::string_view name, std::string_view value) {
-  Text n;
-  n.off = static_cast<uint32_t>(storage_.size());
-  n.len = static_cast<uint32_t>(name.size());
-  storage_.resize(storage_.size() + name.size());
-  char* out = storage_.data() + n.off;
+  const size_t at = bytes_.size();
+  char* out = bytes_.extend(name.size() + value.size());
   for (char c : name) *out++ = lower(c);
-  fields_.push_back({n, borrowed(value)});
-}
-
-void H2OutFields::own() {
-  size_t bytes = storage_.size();
-  for (const Field& f : fields_) {
-    if (f.name.data != nullptr) bytes += f.name.len;
-    if (f.value.data != nullptr) bytes += f.value.len;
-  }
-  storage_.reserve(bytes);
-  for (Field& f : fields_) {
-    if (f.name.data != nullptr) f.name = stored({f.name.data, f.name.len});
-    if (f.value.data != nullptr) f.value = stored({f.value.data, f.value.len});
-  }
+  copy_field_bytes(out, value.data(), value.size());
+  fields_.push_back({static_cast<uint32_t>(at), static_cast<uint32_t>(name.size()),
+                     static_cast<uint32_t>(value.size())});
 }
 
 void H2OutFields::add_fields(const HeaderList& fields, Kind kind, bool drop_host,

@@ -4,8 +4,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "http/header.h"
@@ -50,17 +52,45 @@ inline bool is_h2_field_value(std::string_view value) {
   return is_field_value(value);
 }
 
+// Bytes appended without the zero-fill a growing std::string does first: header names and
+// values, copied once as a block is assembled.
+class FieldBytes {
+ public:
+  const char* data() const { return data_.get(); }
+  size_t size() const { return size_; }
+  size_t capacity() const { return capacity_; }
+  void clear() { size_ = 0; }
+  // Room for `n` more bytes, to be written at once: may move what is there already.
+  char* extend(size_t n) {
+    if (size_ + n > capacity_) grow(size_ + n);
+    char* at = data_.get() + size_;
+    size_ += n;
+    return at;
+  }
+  void swap(FieldBytes& other) noexcept {
+    data_.swap(other.data_);
+    std::swap(size_, other.size_);
+    std::swap(capacity_, other.capacity_);
+  }
+  void release() { *this = FieldBytes(); }
+
+ private:
+  void grow(size_t need);
+  std::unique_ptr<char[]> data_;
+  size_t size_ = 0;
+  size_t capacity_ = 0;
+};
+
 // An outgoing HTTP/2 header block being assembled: pseudo-headers first, then regular fields.
-// Values and already-lowercase names are views into what was added (the caller keeps it alive
-// until the block is submitted, when the session copies it for nghttp2); only names that needed
-// lowercasing are copied. own() copies everything, for a block kept past its sources (trailers
-// waiting for the body to drain). Reused across blocks so it stops allocating.
+// Names and values are copied as they are added, back to back in bytes(), which a session hands
+// to the stream the block belongs to (nghttp2 then uses them in place until it has sent the
+// block). Reused across blocks so it stops allocating.
 class H2OutFields {
  public:
   enum class Kind : uint8_t { kRequest, kResponse, kTrailers };
 
   void clear() {
-    storage_.clear();
+    bytes_.clear();
     fields_.clear();
   }
   // Appends a pseudo-header as given: `name` is one of HTTP/2's, lowercase (":status").
@@ -74,35 +104,26 @@ class H2OutFields {
   // values without forbidden or edge bytes, no connection-specific fields: what an HTTP/2 peer's
   // head was checked for on arrival) and skip those checks; Host, te and cookies still apply.
   void add_fields(const HeaderList& fields, Kind kind, bool drop_host, size_t in_h2_form = 0);
-  // Copies every name and value into this object: the sources may go away.
-  void own();
+
+  // Where a field is in bytes(): its name at `name_off`, its value right after the name.
+  struct Field {
+    uint32_t name_off, name_len, value_len;
+    std::string_view name(const char* base) const { return {base + name_off, name_len}; }
+    std::string_view value(const char* base) const {
+      return {base + name_off + name_len, value_len};
+    }
+  };
 
   size_t size() const { return fields_.size(); }
-  std::string_view name(size_t i) const { return view(fields_[i].name); }
-  std::string_view value(size_t i) const { return view(fields_[i].value); }
+  const Field& field(size_t i) const { return fields_[i]; }
+  std::string_view name(size_t i) const { return fields_[i].name(bytes_.data()); }
+  std::string_view value(size_t i) const { return fields_[i].value(bytes_.data()); }
+  FieldBytes& bytes() { return bytes_; }
 
  private:
-  // Either a view (data != nullptr) or an offset into storage_, which may reallocate.
-  struct Text {
-    const char* data = nullptr;
-    uint32_t off = 0;
-    uint32_t len = 0;
-  };
-  struct Field {
-    Text name, value;
-  };
-  std::string_view view(const Text& t) const {
-    return {t.data != nullptr ? t.data : storage_.data() + t.off, t.len};
-  }
-  Text stored(std::string_view text);
-  static Text borrowed(std::string_view text) {
-    return {text.data(), 0, static_cast<uint32_t>(text.size())};
-  }
-  void add_lowercased(std::string_view name, std::string_view value);  // name copied, lowered
-  void push(std::string_view name, std::string_view value) {
-    fields_.push_back({borrowed(name), borrowed(value)});
-  }
-  std::string storage_;
+  void push(std::string_view name, std::string_view value);
+  void add_lowercased(std::string_view name, std::string_view value);  // name lowered
+  FieldBytes bytes_;
   std::vector<Field> fields_;
 };
 

@@ -142,62 +142,31 @@ enum class BlockStorage : uint8_t {
   kCopyToStream,     // copy them into the stream's head storage first, once
 };
 
-// Copies sizeof(Word) to 2 * sizeof(Word) bytes with two (overlapping) word moves.
-template <typename Word>
-inline void copy_two_words(char* out, const char* in, size_t n) {
-  Word head;
-  Word tail;
-  std::memcpy(&head, in, sizeof(Word));
-  std::memcpy(&tail, in + n - sizeof(Word), sizeof(Word));
-  std::memcpy(out, &head, sizeof(Word));
-  std::memcpy(out + n - sizeof(Word), &tail, sizeof(Word));
-}
-
-// Header names and values are mostly a few bytes: copied inline instead of a call into the
-// library memcpy for each.
-inline void copy_field_bytes(char* out, const char* in, size_t n) {
-  if (n >= 8 && n <= 16) {
-    copy_two_words<uint64_t>(out, in, n);
-  } else if (n >= 4 && n < 8) {
-    copy_two_words<uint32_t>(out, in, n);
-  } else if (n < 4) {
-    for (size_t i = 0; i < n; ++i) out[i] = in[i];
-  } else {
-    std::memcpy(out, in, n);
-  }
-}
-
-void build_nva(const H2OutFields& fields, std::vector<nghttp2_nv>& nva, UniqueNames& unique,
+// `fields` own their bytes. kCopyToStream hands them to the stream (`stream_storage` takes
+// them, `fields` gets the stream's old buffer to reuse); the other two leave them in `fields`.
+void build_nva(H2OutFields& fields, std::vector<nghttp2_nv>& nva, UniqueNames& unique,
                BlockStorage where = BlockStorage::kCopiedByNghttp2,
-               std::string* stream_storage = nullptr) {
+               FieldBytes* stream_storage = nullptr) {
   unique.next_block();
   const size_t count = fields.size();
   nva.resize(count);
-  char* out = nullptr;
-  if (where == BlockStorage::kCopyToStream) {
-    size_t bytes = 0;
-    for (size_t i = 0; i < count; ++i) bytes += fields.name(i).size() + fields.value(i).size();
-    stream_storage->clear();
-    stream_storage->resize(bytes);  // sized once: the pointers taken below stay valid
-    out = stream_storage->data();
+  uint8_t in_place = NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE;
+  const char* base = fields.bytes().data();
+  if (where == BlockStorage::kCopiedByNghttp2) {
+    in_place = NGHTTP2_NV_FLAG_NONE;
+  } else if (where == BlockStorage::kCopyToStream) {
+    stream_storage->swap(fields.bytes());
+    base = stream_storage->data();
   }
-  auto place = [&out](std::string_view text) {
-    if (out == nullptr) return text;
-    copy_field_bytes(out, text.data(), text.size());
-    const std::string_view placed(out, text.size());
-    out += text.size();
-    return placed;
-  };
-  const uint8_t in_place = where == BlockStorage::kCopiedByNghttp2
-                               ? NGHTTP2_NV_FLAG_NONE
-                               : NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE;
   for (size_t i = 0; i < count; ++i) {
-    const std::string_view name = fields.name(i);  // lowercase: H2OutFields sees to it
+    const H2OutFields::Field& f = fields.field(i);
+    const std::string_view name = f.name(base);  // lowercase: H2OutFields sees to it
     nghttp2_nv& nv = nva[i];
-    nv = make_nv(place(name), place(fields.value(i)));
+    nv = make_nv(name, f.value(base));
     nv.flags = in_place;
     if (unique_per_message(name) && unique.never_index(name)) nv.flags |= NGHTTP2_NV_FLAG_NO_INDEX;
   }
+  if (where == BlockStorage::kCopyToStream) fields.clear();
 }
 
 }  // namespace
@@ -263,8 +232,8 @@ struct Http2Session::Stream : base::PooledObject {
   bool send_full = false;  // kFull was returned; on_send_ready owed
   H2OutFields trailers;    // owned: nghttp2 uses its names and values in place
   // The names and values of our final head block (request or response), used in place by
-  // nghttp2 until it sends the block or closes the stream; written once per stream.
-  std::string out_head;
+  // nghttp2 until it sends the block or closes the stream; handed over by build_nva.
+  FieldBytes out_head;
 
   size_t queued() const { return send_buf.size() - send_off; }
 
@@ -941,7 +910,7 @@ void Http2Session::close_stream(Stream& st, uint32_t error_code) {
     owned->reset();
     if (owned->block.capacity() > kKeepBufferCapacity) std::string().swap(owned->block);
     if (owned->send_buf.capacity() > kKeepBufferCapacity) std::string().swap(owned->send_buf);
-    if (owned->out_head.capacity() > kKeepBufferCapacity) std::string().swap(owned->out_head);
+    if (owned->out_head.capacity() > kKeepBufferCapacity) owned->out_head.release();
     free_streams_.push_back(std::move(owned));
   }
   // Last: the handler may submit more (other streams) from here.
@@ -1576,7 +1545,6 @@ bool Http2Session::submit_trailers(int32_t stream, const HeaderList& trailers) {
   }
   st->trailers.clear();
   st->trailers.add_fields(trailers, H2OutFields::Kind::kTrailers, false);
-  st->trailers.own();  // sent once the body drained: the caller's fields are gone by then
   st->has_trailers = st->trailers.size() > 0;  // an empty block would be a malformed trailer
   st->send_end = true;
   resume(*st);

@@ -85,10 +85,9 @@ TEST(Http2Headers, FieldsInHttp2FormKeepHostTeAndCookieRulesAndTheRestIsChecked)
                    {"x-private", "p"}});
   H2OutFields out;
   out.add_fields(in.list, H2OutFields::Kind::kRequest, /*drop_host=*/true, /*in_h2_form=*/3);
-  EXPECT_EQ(fields_of(out), (Fields{{"cookie", "a=1"},
-                                    {"cookie", "b=2"},
-                                    {"accept", "*/*"},
-                                    {"x-route-added", "v"}}));
+  EXPECT_EQ(
+      fields_of(out),
+      (Fields{{"cookie", "a=1"}, {"cookie", "b=2"}, {"accept", "*/*"}, {"x-route-added", "v"}}));
   // A count beyond the list is the whole list.
   OwnedHeaders small({{"accept", "*/*"}});
   H2OutFields all;
@@ -198,14 +197,14 @@ TEST(Http2Headers, ReuseAcrossBlocks) {
   EXPECT_EQ(fields_of(out), (Fields{{"x-b", "b"}}));
 }
 
-TEST(Http2Headers, OwnedBlockOutlivesItsSources) {
+TEST(Http2Headers, BlockOutlivesItsSources) {
+  // Names and values are copied as they are added (trailers wait for the body to drain).
   H2OutFields out;
   {
     std::string status = "222";
     OwnedHeaders in({{"grpc-status", "0"}, {"Grpc-Message", "all good"}, {"x-long", "v"}});
     out.add_pseudo(":status", status);
     out.add_fields(in.list, H2OutFields::Kind::kTrailers, false);
-    out.own();
     status.assign("999");
     for (auto& [n, v] : in.fields) n.assign(n.size(), '?'), v.assign(v.size(), '?');
   }
@@ -214,6 +213,29 @@ TEST(Http2Headers, OwnedBlockOutlivesItsSources) {
                                     {"grpc-status", "0"},
                                     {"grpc-message", "all good"},
                                     {"x-long", "v"}}));
+}
+
+TEST(Http2Headers, BytesGrowPastTheirFirstBufferAndKeepEveryField) {
+  // 300 fields of growing sizes: the buffer moves several times while the block is built.
+  Fields want;
+  Fields in_fields;
+  for (int i = 0; i < 300; ++i) {
+    std::string name = "x-f" + std::to_string(i);
+    std::string value(static_cast<size_t>(i % 37), static_cast<char>('a' + i % 26));
+    in_fields.emplace_back(name, value);
+    want.emplace_back(name, value);
+  }
+  OwnedHeaders in(in_fields);
+  H2OutFields out;
+  out.add_fields(in.list, H2OutFields::Kind::kResponse, false);
+  EXPECT_EQ(fields_of(out), want);
+  // Handed over (as to a stream), the bytes go with the buffer; the old one comes back empty.
+  FieldBytes taken;
+  const char* at = out.bytes().data();
+  taken.swap(out.bytes());
+  EXPECT_EQ(taken.data(), at);
+  EXPECT_EQ(out.bytes().size(), 0u);
+  EXPECT_EQ(out.field(299).value(taken.data()), want[299].second);
 }
 
 }  // namespace
