@@ -96,7 +96,7 @@ inline bool plain_name_vector(__m128i v) {
   return _mm_movemask_epi8(ok) == 0xffff;
 }
 
-bool plain_name(const char* p, size_t n) {
+[[gnu::always_inline]] inline bool plain_name(const char* p, size_t n) {
   if (n >= 16) {
     for (size_t i = 0; i + 16 <= n; i += 16) {
       if (!plain_name_vector(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i)))) {
@@ -129,7 +129,7 @@ constexpr bool plain_name_word(uint64_t w) {
   return (bytes_in(w, 'a', 'z') | bytes_in(w, '0', '9') | bytes_in(w, '-', '-')) == kHighs;
 }
 
-bool plain_name(const char* p, size_t n) {
+[[gnu::always_inline]] inline bool plain_name(const char* p, size_t n) {
   if (n < 8) return plain_name_word(load4(p) | static_cast<uint64_t>(load4(p + n - 4)) << 32);
   for (size_t i = 0; i + 8 <= n; i += 8) {
     if (!plain_name_word(load8(p + i))) return false;
@@ -138,7 +138,8 @@ bool plain_name(const char* p, size_t n) {
 }
 #endif
 
-uint8_t name_class(std::string_view name) {
+// Inlined into its two callers (per field): a call cost as much as the check.
+[[gnu::always_inline]] inline uint8_t name_class(std::string_view name) {
   const size_t n = name.size();
   const char* p = name.data();
   if (n < 4) return n == 0 ? kNameBad : name_class_bytes(p, n);
@@ -252,13 +253,17 @@ void FieldBytes::grow(size_t need) {
   capacity_ = capacity;
 }
 
-void H2OutFields::push(std::string_view name, std::string_view value) {
+inline void H2OutFields::push(std::string_view name, std::string_view value) {
   const size_t at = bytes_.size();
   char* out = bytes_.extend(name.size() + value.size());
   copy_field_bytes(out, name.data(), name.size());
   copy_field_bytes(out + name.size(), value.data(), value.size());
   fields_.push_back({static_cast<uint32_t>(at), static_cast<uint32_t>(name.size()),
                      static_cast<uint32_t>(value.size())});
+}
+
+void H2OutFields::add_pseudo(std::string_view name, std::string_view value) {
+  push(name, value);
 }
 
 void H2OutFields::add_lowercased(std::string_view name, std::string_view value) {

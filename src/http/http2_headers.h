@@ -94,7 +94,7 @@ class H2OutFields {
     fields_.clear();
   }
   // Appends a pseudo-header as given: `name` is one of HTTP/2's, lowercase (":status").
-  void add_pseudo(std::string_view name, std::string_view value) { push(name, value); }
+  void add_pseudo(std::string_view name, std::string_view value);
   // Appends translated regular fields: pseudo-looking and empty names dropped, names lowercased,
   // connection-specific fields and the fields the Connection header nominates dropped, `te` kept
   // only as "te: trailers" (requests), Host dropped when `drop_host`, names or values with bytes
@@ -121,7 +121,8 @@ class H2OutFields {
   FieldBytes& bytes() { return bytes_; }
 
  private:
-  void push(std::string_view name, std::string_view value);
+  // Inlined where it is called: per field, its own frame set-up cost as much as its copies.
+  [[gnu::always_inline]] void push(std::string_view name, std::string_view value);
   void add_lowercased(std::string_view name, std::string_view value);  // name lowered
   FieldBytes bytes_;
   std::vector<Field> fields_;
