@@ -62,7 +62,7 @@ class FieldBytes {
   void clear() { size_ = 0; }
   // Room for `n` more bytes, to be written at once: may move what is there already.
   char* extend(size_t n) {
-    if (size_ + n > capacity_) grow(size_ + n);
+    if (size_ + n > capacity_ || capacity_ == 0) grow(size_ + n);  // never offsets a null
     char* at = data_.get() + size_;
     size_ += n;
     return at;
