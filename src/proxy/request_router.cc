@@ -1,6 +1,7 @@
 #include "proxy/request_router.h"
 
 #include <algorithm>
+#include <array>
 
 #include "http/header.h"
 #include "proxy/client_cert_header.h"
@@ -29,24 +30,38 @@ bool acceptable_request_id(std::string_view id) {
   return true;
 }
 
+// "000102…ff": a byte's two hex digits with one lookup.
+constexpr std::array<char, 512> kHexPairs = [] {
+  constexpr char kHex[] = "0123456789abcdef";
+  std::array<char, 512> t{};
+  for (unsigned b = 0; b < 256; ++b) {
+    t[2 * b] = kHex[b >> 4];
+    t[2 * b + 1] = kHex[b & 0xf];
+  }
+  return t;
+}();
+
 void append_uuid4(uint64_t hi, uint64_t lo, std::string& out) {
-  static constexpr char kHex[] = "0123456789abcdef";
   hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
   lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 10
   char buf[36];
   int pos = 0;
-  auto emit = [&](uint64_t v, int nibbles) {
-    for (int i = nibbles - 1; i >= 0; --i) buf[pos++] = kHex[(v >> (i * 4)) & 0xf];
+  auto emit = [&](uint64_t v, int bytes) {
+    for (int i = bytes - 1; i >= 0; --i) {
+      const size_t b = (v >> (i * 8)) & 0xff;
+      buf[pos++] = kHexPairs[2 * b];
+      buf[pos++] = kHexPairs[2 * b + 1];
+    }
   };
-  emit(hi >> 32, 8);
+  emit(hi >> 32, 4);
   buf[pos++] = '-';
-  emit((hi >> 16) & 0xffff, 4);
+  emit((hi >> 16) & 0xffff, 2);
   buf[pos++] = '-';
-  emit(hi & 0xffff, 4);
+  emit(hi & 0xffff, 2);
   buf[pos++] = '-';
-  emit(lo >> 48, 4);
+  emit(lo >> 48, 2);
   buf[pos++] = '-';
-  emit(lo & 0xffffffffffffULL, 12);
+  emit(lo & 0xffffffffffffULL, 6);
   out.append(buf, 36);
 }
 

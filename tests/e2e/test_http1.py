@@ -13,7 +13,8 @@ import pytest
 import harness
 from harness import RawConn, access_log_lines, get_request, mapping
 
-UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# A random (version 4, RFC 4122 variant) UUID, as Envoy generates them.
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 
 @pytest.fixture
@@ -274,12 +275,15 @@ def test_client_xfp_not_trusted_without_l7depth(gw, http, T):
 
 def test_request_id_generated(gw, http, T):
     ids = set()
-    for _ in range(3):
+    for _ in range(20):
         seen = http.get(gw.url("/rid"), timeout=T(5)).json()["headers"]
         rid = seen.get("x-request-id", "")
         assert UUID_RE.match(rid), f"x-request-id {rid!r} is not a UUID"
         ids.add(rid)
-    assert len(ids) == 3
+    assert len(ids) == 20
+    # Every hex digit position varies (not a fixed pattern with one counter in it).
+    for at in [i for i in range(36) if i not in (8, 13, 14, 18, 19, 23)]:
+        assert len({rid[at] for rid in ids}) > 1, f"position {at} never changes: {sorted(ids)}"
 
 
 def test_access_log_line_per_request(gw, echo, http, T):
