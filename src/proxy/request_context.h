@@ -14,6 +14,7 @@
 
 namespace proxenos::proxy {
 
+// route_exchange sets every field by hand for each request: a new field needs a line there.
 struct RequestContext {
   const http::RequestHead* request = nullptr;
   const config::ModuleSettings* module = nullptr;

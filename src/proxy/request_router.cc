@@ -303,8 +303,13 @@ std::optional<LocalReply> route_exchange(Worker& worker, Exchange& e, const Rout
   e.cluster->stats().upstream_rq_active.add(1);
   e.cluster_active = true;
 
+  // Every field set one by one: `ctx = RequestContext{}` compiles to a `rep stos` over the
+  // whole struct, which costs more cycles than all the stores below.
   RequestContext& ctx = e.context;
-  ctx = RequestContext{};
+  ctx.upstream_address = {};
+  ctx.upgrade = {};
+  ctx.xfcc_strip = false;
+  ctx.xfcc_value = {};
   ctx.request = &req;
   ctx.module = &snap.module;
   ctx.listener = e.listener;
