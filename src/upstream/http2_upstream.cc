@@ -124,6 +124,7 @@ void Http2Upstream::consume(int32_t stream, size_t bytes) {
 }
 
 void Http2Upstream::abandon(int32_t stream) {
+  if (stream == last_stream_) last_request_ = nullptr;
   if (streams_.erase(stream) == 0 || retired_) return;
   session_->reset_stream(stream, http::kH2Cancel);
   flush();
@@ -255,6 +256,7 @@ void Http2Upstream::fail(std::string_view reason) {
   // Every submitted stream ends now; on_stream_close tells its requester.
   session_->connection_closed(http::kH2Cancel);
   streams_.clear();
+  last_request_ = nullptr;
   maybe_retire();
 }
 
@@ -289,31 +291,38 @@ void Http2Upstream::maybe_retire() {
 // ---------------------------------------------------------------------------------------------
 // Session callbacks.
 
-void Http2Upstream::on_response_head(int32_t stream, http::ResponseHead&& head, bool end_stream) {
+Http2UpstreamRequest* Http2Upstream::request_of(int32_t stream) {
+  if (stream == last_stream_ && last_request_ != nullptr) return last_request_;
   auto it = streams_.find(stream);
-  if (it == streams_.end()) return;
-  it->second->on_h2_response_head(std::move(head), end_stream);
+  if (it == streams_.end()) return nullptr;
+  last_stream_ = stream;
+  last_request_ = it->second;
+  return last_request_;
+}
+
+void Http2Upstream::on_response_head(int32_t stream, http::ResponseHead&& head, bool end_stream) {
+  if (Http2UpstreamRequest* r = request_of(stream))
+    r->on_h2_response_head(std::move(head), end_stream);
 }
 
 void Http2Upstream::on_data(int32_t stream, std::string_view bytes, bool end_stream) {
-  auto it = streams_.find(stream);
-  if (it == streams_.end()) {
+  Http2UpstreamRequest* r = request_of(stream);
+  if (r == nullptr) {
     if (!bytes.empty()) session_->consume(stream, bytes.size());
     return;
   }
-  it->second->on_h2_data(bytes, end_stream);
+  r->on_h2_data(bytes, end_stream);
 }
 
 void Http2Upstream::on_trailers(int32_t stream, const http::HeaderList& trailers) {
-  auto it = streams_.find(stream);
-  if (it != streams_.end()) it->second->on_h2_trailers(trailers);
+  if (Http2UpstreamRequest* r = request_of(stream)) r->on_h2_trailers(trailers);
 }
 
 void Http2Upstream::on_stream_close(int32_t stream, uint32_t error_code) {
-  auto it = streams_.find(stream);
-  if (it == streams_.end()) return;
-  Http2UpstreamRequest* r = it->second;
-  streams_.erase(it);
+  Http2UpstreamRequest* r = request_of(stream);
+  if (r == nullptr) return;
+  streams_.erase(stream);
+  last_request_ = nullptr;
   r->on_h2_close(error_code);
   // Retiring here would destroy the session inside its own callback: the next flush does it.
 }

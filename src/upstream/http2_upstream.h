@@ -123,6 +123,11 @@ class Http2Upstream final : public UpstreamConnection::Handler,
   std::unordered_map<int32_t, Http2UpstreamRequest*, std::hash<int32_t>, std::equal_to<>,
                      base::PoolAllocator<std::pair<const int32_t, Http2UpstreamRequest*>>>
       streams_;
+  // The stream the last callback was about: a response's head, data and end come in a row, and
+  // each map lookup chased cold pointers (cycle profile: ~1 % of the process).
+  int32_t last_stream_ = 0;
+  Http2UpstreamRequest* last_request_ = nullptr;
+  Http2UpstreamRequest* request_of(int32_t stream);
   std::vector<int32_t> ready_;  // streams owed on_h2_send_ready after the write pass
   bool in_feed_ = false;
   bool in_flush_ = false;
