@@ -382,8 +382,11 @@ server {{
     return [args.nginx, "-p", d, "-c", path, "-e", f"{d}/error.log", "-g", "daemon off;"]
 
 
-def haproxy_config(args, name, port, backend_port, upstream_h2):
+def haproxy_config(args, name, port, backend_port, upstream_h2, forwarding=False):
     path = os.path.join(args.tmp, name + ".cfg")
+    # What Proxenos (as Envoy) adds to every request, for the same-work comparison.
+    extra = ("    option forwardfor\n    http-request set-header x-forwarded-proto http\n"
+             "    http-request set-header x-request-id %[uuid]\n") if forwarding else ""
     with open(path, "w") as f:
         f.write(f"""global
     nbthread 1
@@ -398,7 +401,7 @@ defaults
     timeout http-keep-alive 300s
 frontend fe
     bind 127.0.0.1:{port} proto h2
-    default_backend be
+{extra}    default_backend be
 backend be
     server s1 127.0.0.1:{backend_port}{' proto h2' if upstream_h2 else ''}
 """)
@@ -440,12 +443,20 @@ spec:
             "--admin-address", f"127.0.0.1:{admin}"]
 
 
+def haproxy_forwarding_config(args, name, port, backend_port, upstream_h2):
+    return haproxy_config(args, name, port, backend_port, upstream_h2, forwarding=True)
+
+
 PROXIES = [
     # key, label, measured process, config builder, h2c-out how
     ("nginx", "nginx (1 worker)", "nginx worker", nginx_config, "grpc_pass grpc://"),
     ("haproxy", "HAProxy (nbthread 1)", "haproxy", haproxy_config, "server … proto h2"),
     ("proxenos", "Proxenos (--workers 1)", "proxenos", proxenos_config, "Mapping grpc: true"),
 ]
+# --same-work: HAProxy also adding x-forwarded-for, x-forwarded-proto and a UUID x-request-id,
+# as Proxenos does. Reported beside the comparison with the peers' defaults, not in it.
+SAME_WORK = ("haproxy-fwd", "HAProxy + forwarding fields", "haproxy", haproxy_forwarding_config,
+             "server … proto h2")
 MODES = [("h1", "h2c → HTTP/1.1"), ("h2", "h2c → h2c")]
 
 
@@ -540,6 +551,7 @@ def run(args, procs):
 
     proxenos_bin = os.path.join(args.build, "proxenos")
     tools = {"nginx": args.nginx, "haproxy": args.haproxy,
+             "haproxy-fwd": args.haproxy if args.same_work else "",
              "proxenos": proxenos_bin if os.access(proxenos_bin, os.X_OK) else ""}
     for rnd in range(1, args.rounds + 1):
         run_proxies(args, procs, tools, files, bport, backend, rnd)
@@ -548,9 +560,9 @@ def run(args, procs):
 
 def run_proxies(args, procs, tools, files, bport, backend, rnd):
     """One round: every proxy and upstream protocol, each a fresh process measured alone."""
-    for key, label, process, build_config, how in PROXIES:
+    for key, label, process, build_config, how in PROXIES + [SAME_WORK]:
         if not tools[key]:
-            if rnd == 1:
+            if rnd == 1 and key != SAME_WORK[0]:
                 note(args, f"{label}: not available, skipped")
             continue
         for mode, mode_label in MODES:
@@ -715,7 +727,7 @@ def report(res, L):
         if "proxenos" not in mine:
             continue
         field = "cpu_us_per_req" if group == "h2" else "cpu_us_per_msg"
-        others = [r for k, r in mine.items() if k not in ("proxenos", "direct")]
+        others = [r for k, r in mine.items() if k not in ("proxenos", "direct", SAME_WORK[0])]
         if not others:
             continue
         best = min(others, key=lambda r: r[field])
@@ -724,6 +736,11 @@ def report(res, L):
         rows.append(f"| {mode}: {unit} | {mine['proxenos'][field]:.{digits}f} | "
                     f"{best[field]:.{digits}f} "
                     f"({best['label']}) | **{mine['proxenos'][field] / best[field]:.2f}** |")
+        if SAME_WORK[0] in mine:
+            same = mine[SAME_WORK[0]]
+            rows.append(f"| {mode}: {unit}, same work | {mine['proxenos'][field]:.{digits}f} | "
+                        f"{same[field]:.{digits}f} ({same['label']}) | "
+                        f"{mine['proxenos'][field] / same[field]:.2f} |")
         if group == "h2":
             bp = min(others, key=lambda r: r["p99_us"] or 1e18)
             if mine["proxenos"]["p99_us"] and bp["p99_us"]:
@@ -762,6 +779,8 @@ def main():
     p.add_argument("--conns", type=int, default=10)
     p.add_argument("--streams", type=int, default=10)
     p.add_argument("--grpc-count", type=int, default=100)
+    p.add_argument("--same-work", action="store_true",
+                   help="also measure HAProxy adding the forwarding fields Proxenos adds")
     p.add_argument("--grpc-echo-metadata", choices=("on", "off"), default="off",
                    help="whether the backend's gRPC answers echo the request's fields")
     p.add_argument("--rounds", type=int, default=2,
