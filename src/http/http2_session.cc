@@ -139,10 +139,10 @@ class UniqueNames {
 enum class BlockStorage : uint8_t {
   kCopiedByNghttp2,  // the fields' memory may go away after the submit call
   kOwnedByStream,    // the fields already live in the stream's own storage (trailers)
-  kCopyToStream,     // copy them into the stream's head storage first, once
+  kHandToStream,     // the fields' buffer becomes the stream's head storage (swapped, no copy)
 };
 
-// `fields` own their bytes. kCopyToStream hands them to the stream (`stream_storage` takes
+// `fields` own their bytes. kHandToStream hands them to the stream (`stream_storage` takes
 // them, `fields` gets the stream's old buffer to reuse); the other two leave them in `fields`.
 void build_nva(H2OutFields& fields, std::vector<nghttp2_nv>& nva, UniqueNames& unique,
                BlockStorage where = BlockStorage::kCopiedByNghttp2,
@@ -154,7 +154,7 @@ void build_nva(H2OutFields& fields, std::vector<nghttp2_nv>& nva, UniqueNames& u
   const char* base = fields.bytes().data();
   if (where == BlockStorage::kCopiedByNghttp2) {
     in_place = NGHTTP2_NV_FLAG_NONE;
-  } else if (where == BlockStorage::kCopyToStream) {
+  } else if (where == BlockStorage::kHandToStream) {
     stream_storage->swap(fields.bytes());
     base = stream_storage->data();
   }
@@ -166,7 +166,7 @@ void build_nva(H2OutFields& fields, std::vector<nghttp2_nv>& nva, UniqueNames& u
     nv.flags = in_place;
     if (unique_per_message(name) && unique.never_index(name)) nv.flags |= NGHTTP2_NV_FLAG_NO_INDEX;
   }
-  if (where == BlockStorage::kCopyToStream) fields.clear();
+  if (where == BlockStorage::kHandToStream) fields.clear();
 }
 
 }  // namespace
@@ -1463,7 +1463,7 @@ int32_t Http2Session::submit_request(const Http2Request& request, bool end_strea
   }
   // The stream (with the storage the block is used from) exists before nghttp2 names its id.
   std::unique_ptr<Stream> fresh = take_free_stream();
-  build_nva(out_fields_, scratch_->nva, scratch_->unique, BlockStorage::kCopyToStream,
+  build_nva(out_fields_, scratch_->nva, scratch_->unique, BlockStorage::kHandToStream,
             &fresh->out_head);
 
   nghttp2_data_provider provider{};
@@ -1509,7 +1509,7 @@ bool Http2Session::submit_response(int32_t stream, int status, const HeaderList&
     return nghttp2_submit_headers(session_, NGHTTP2_FLAG_NONE, stream, nullptr,
                                   scratch_->nva.data(), scratch_->nva.size(), nullptr) >= 0;
   }
-  build_nva(out_fields_, scratch_->nva, scratch_->unique, BlockStorage::kCopyToStream,
+  build_nva(out_fields_, scratch_->nva, scratch_->unique, BlockStorage::kHandToStream,
             &st->out_head);
   nghttp2_data_provider provider{};
   provider.read_callback = &Callbacks::read_data;
