@@ -819,14 +819,6 @@ void Http2Stream::on_send_ready() {
 // HTTP/2 upstream (cluster spec http2): the request rides on a connection shared with other
 // streams of this worker.
 
-namespace {
-
-// Body bytes kept to replay a request the upstream refused (REFUSED_STREAM); beyond this the
-// request is not retried.
-constexpr size_t kMaxRetryBody = 64 * 1024;
-
-}  // namespace
-
 // The upstream head route_exchange built (path rewrite, forwarding headers, the route's header
 // edits) as HTTP/2 fields: Host becomes :authority, HTTP/1.1 framing and connection fields go,
 // and `te: trailers` (hop-by-hop in HTTP/1.1, required by gRPC) is kept from the client.
@@ -899,14 +891,7 @@ void Http2Stream::h2_send_body() {
   std::string_view data = e.up_out->readable();
   bool end = e.request_complete;
   if (data.empty() && !end) return;
-  if (!e.response_head_sent && h2_can_retry_) {
-    if (h2_sent_.size() + data.size() <= kMaxRetryBody) {
-      h2_sent_.append(data);
-    } else {
-      h2_can_retry_ = false;
-      h2_sent_.clear();
-    }
-  }
+  if (!e.response_head_sent && h2_can_retry_) h2_can_retry_ = keep_for_replay(e, data);
   // on_h2_send_ready may run inside submit_data (its flush drained the queue): a kFull it
   // already answered must not pause us.
   h2_send_ready_seen_ = false;

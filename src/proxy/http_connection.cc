@@ -1063,7 +1063,7 @@ void HttpConnection::on_h2_ready() {
   Exchange& e = *exchange_;
   e.upstream_local.assign(h2_->local_address());
   const http::Http2Request request = h2_request(e, h2_authority_, h2_path_, h2_fields_);
-  bool end = e.request_complete;
+  bool end = e.request_complete && !h2_replaying_;
   upstream::Http2Upstream* on = h2_;
   h2_stream_ = on->submit_request(request, end, this);
   if (h2_stream_ < 0) {
@@ -1097,6 +1097,11 @@ void HttpConnection::h2_forward_request_body() {
   Exchange& e = *exchange_;
   if (h2_ == nullptr || h2_stream_ < 0 || h2_end_sent_ || h2_req_paused_) return;
   h2_body_.clear();
+  if (h2_replaying_) {
+    // A refused stream's retry: what the first stream sent goes first.
+    h2_replaying_ = false;
+    h2_body_.swap(e.h2_replay_body);
+  }
   while (!e.request_complete && in_ && !in_->empty() && h2_body_.size() < kWatermark) {
     http::DecodeResult r = e.request_body.decode(in_->readable());
     if (r.error) {
@@ -1147,7 +1152,9 @@ void HttpConnection::h2_forward_request_body() {
   }
   bool end = e.request_complete;
   if (h2_body_.empty() && !end) return;
-  if (!h2_body_.empty()) h2_body_submitted_ = true;
+  if (!h2_body_.empty() && !e.retried && !e.response_head_sent && h2_can_replay_) {
+    h2_can_replay_ = keep_for_replay(e, h2_body_);
+  }
   // on_h2_send_ready may run inside submit_data (its flush drained the queue): a kFull it
   // already answered must not pause us.
   h2_send_ready_seen_ = false;
@@ -1409,11 +1416,12 @@ void HttpConnection::on_h2_close(uint32_t error_code) {
     return;
   }
   if (!e.response_head_sent) {
-    if (error_code == http::kH2RefusedStream && !e.retried && !h2_body_submitted_) {
-      // Never processed upstream (RFC 9113 §8.7), and we still hold the whole request (no body
-      // bytes left in_): replay it once on another connection.
+    if (error_code == http::kH2RefusedStream && !e.retried && h2_can_replay_) {
+      // Never processed upstream (RFC 9113 §8.7): replay it once on another connection, with
+      // the body bytes it had sent (kept up to 64 KiB) before what is still to come.
       e.retried = true;
       e.cluster->stats().upstream_rq_retry.inc();
+      h2_replaying_ = !e.h2_replay_body.empty();
       h2_end_sent_ = false;
       h2_req_paused_ = false;
       h2_connect(was);
@@ -1441,7 +1449,8 @@ void HttpConnection::release_h2() {
   h2_finishing_ = false;
   h2_end_sent_ = false;
   h2_req_paused_ = false;
-  h2_body_submitted_ = false;
+  h2_can_replay_ = true;
+  h2_replaying_ = false;
   h2_resp_unacked_ = 0;
   if (h2 == nullptr) return;
   if (stream >= 0) {

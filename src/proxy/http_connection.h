@@ -168,7 +168,8 @@ class HttpConnection final : public DownstreamConnection,
   std::string_view h2_authority_;
   std::string_view h2_path_;
   std::string h2_body_;              // decoded request body bytes on their way to submit_data
-  bool h2_body_submitted_ = false;   // body bytes went upstream: a REFUSED_STREAM is not retried
+  bool h2_can_replay_ = true;        // e.h2_replay_body holds every body byte submitted so far
+  bool h2_replaying_ = false;        // ... and goes first to the stream a refusal's retry opens
   bool h2_end_sent_ = false;         // END_STREAM submitted upstream
   bool h2_req_paused_ = false;       // submit_data said kFull: stop taking the client's body
   bool h2_send_ready_seen_ = false;  // on_h2_send_ready ran during the last submit_data

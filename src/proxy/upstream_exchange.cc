@@ -125,6 +125,16 @@ http::SubmitResult h2_send_request_end(Exchange& e, upstream::Http2Upstream& h2,
   return h2.submit_trailers(stream, e.h2_request_trailers) ? r : http::SubmitResult::kClosed;
 }
 
+bool keep_for_replay(Exchange& e, std::string_view data) {
+  constexpr size_t kMaxReplayBody = 64 * 1024;
+  if (e.h2_replay_body.size() + data.size() > kMaxReplayBody) {
+    e.h2_replay_body.clear();
+    return false;
+  }
+  e.h2_replay_body.append(data);
+  return true;
+}
+
 std::string connect_failure_body(Exchange& e, std::string_view reason) {
   std::string body(kResetBeforeHeaders);
   if (is_tls_failure(reason)) {

@@ -63,6 +63,12 @@ void keep_h2_request_trailers(Exchange& e, std::string_view section);
 http::SubmitResult h2_send_request_end(Exchange& e, upstream::Http2Upstream& h2, int32_t stream,
                                        std::string_view body);
 
+// Keeps body bytes submitted to an HTTP/2 upstream before its response head (in
+// e.h2_replay_body) so that a stream the upstream refuses (REFUSED_STREAM: never processed, RFC
+// 9113 §8.7) can be replayed with its body on another connection. false once the body outgrows
+// 64 KiB: the copy is dropped and the request is not replayed.
+bool keep_for_replay(Exchange& e, std::string_view data);
+
 // The 503 body for an upstream connection that failed (`reason` from the connection); a TLS
 // failure is also kept in e.transport_failure for %UPSTREAM_TRANSPORT_FAILURE_REASON%.
 std::string connect_failure_body(Exchange& e, std::string_view reason);

@@ -34,16 +34,19 @@ class RawH2Upstream:
     """An h2c server written with raw frames. It advertises SETTINGS_MAX_CONCURRENT_STREAMS =
     `max_streams` (its SETTINGS sent in two pieces `split_delay` apart when set), refuses with
     REFUSED_STREAM any stream beyond that many open at once and the first `refuse_first` streams
-    it ever sees, and answers the others `hold` seconds after their request ended: 200 with
+    it ever sees (at their HEADERS, or once their whole body came with `refuse_after_body`), and
+    answers the others `hold` seconds after their request ended: 200 with
     "<body length> <body sha256>", followed by " name=value;name=value" when the request ended
     with trailers."""
 
-    def __init__(self, max_streams=100, refuse_first=0, hold=0.0, split_delay=0.0, answer=None):
+    def __init__(self, max_streams=100, refuse_first=0, hold=0.0, split_delay=0.0, answer=None,
+                 refuse_after_body=False):
         # answer(stream, path, encoder) -> frames to send instead of the usual answer, or None.
         self.answer = answer
         self.paths = {}  # stream -> :path of its request
         self.max_streams = max_streams
         self.refuse_first = refuse_first
+        self.refuse_after_body = refuse_after_body
         self.hold = hold
         self.split_delay = split_delay
         self.lock = threading.Lock()
@@ -79,6 +82,15 @@ class RawH2Upstream:
         open_streams = {}  # stream -> body bytes, while the request is still coming
         ended_with = {}  # stream -> its trailers
         due = []  # (time, stream, body) answers waiting for their hold
+        doomed = set()  # streams to refuse once their request has ended
+
+        def ended(sid):
+            body = open_streams.pop(sid)
+            if sid in doomed:
+                doomed.discard(sid)
+                conn.sendall(frame(RST_STREAM, 0, sid, struct.pack(">I", REFUSED_STREAM)))
+            else:
+                due.append((time.monotonic() + self.hold, sid, body))
         conn.settimeout(0.01)
         while True:
             now = time.monotonic()
@@ -122,7 +134,7 @@ class RawH2Upstream:
                         self.trailers.append(fields)
                     ended_with[sid] = fields
                     if flags & END_STREAM:
-                        due.append((time.monotonic() + self.hold, sid, open_streams.pop(sid)))
+                        ended(sid)
                 elif kind == HEADERS:
                     self.paths[sid] = dict(decoder.decode(payload)).get(":path", "")
                     with self.lock:
@@ -131,14 +143,16 @@ class RawH2Upstream:
                         refuse = busy or self.seen <= self.refuse_first
                         if refuse:
                             self.refused += 1
-                    if refuse:
+                    if refuse and self.refuse_after_body and not busy:
+                        doomed.add(sid)
+                    elif refuse:
                         conn.sendall(frame(RST_STREAM, 0, sid, struct.pack(">I", REFUSED_STREAM)))
                         continue
                     open_streams[sid] = b""
                     with self.lock:
                         self.max_open = max(self.max_open, len(open_streams) + len(due))
                     if flags & END_STREAM:
-                        due.append((time.monotonic() + self.hold, sid, open_streams.pop(sid)))
+                        ended(sid)
                 elif kind == DATA and sid in open_streams:
                     pad = payload[0] if flags & 0x8 else 0
                     open_streams[sid] += payload[1 if flags & 0x8 else 0:len(payload) - pad]
@@ -147,7 +161,7 @@ class RawH2Upstream:
                         inc = struct.pack(">I", length)
                         conn.sendall(frame(0x8, 0, 0, inc) + frame(0x8, 0, sid, inc))
                     if flags & END_STREAM:
-                        due.append((time.monotonic() + self.hold, sid, open_streams.pop(sid)))
+                        ended(sid)
                 elif kind == RST_STREAM:
                     open_streams.pop(sid, None)
                 elif kind == GOAWAY:
@@ -187,17 +201,37 @@ def test_refused_stream_is_replayed_on_another_connection(start_gateway, T, clie
     assert retries(gw, up) == 1
 
 
-def test_refused_stream_replays_its_body_for_http2_clients(start_gateway, T):
+def post(gw, path, payload, client, T):
+    r = subprocess.run(["curl", "-sS", "--noproxy", "*", "-m", str(T(10)), "-w", " %{http_code}",
+                        "--data-binary", "@-", "-H", "content-type: application/octet-stream"]
+                       + (["--http2-prior-knowledge"] if client == "h2c" else ["--http1.1"])
+                       + [gw.url(path)], input=payload, capture_output=True, timeout=T(15))
+    assert r.returncode == 0, r.stderr
+    body, _, code = r.stdout.rpartition(b" ")
+    return int(code), body
+
+
+@pytest.mark.parametrize("client", ["http1", "h2c"])
+def test_refused_stream_replays_its_body(start_gateway, T, client):
     up = RawH2Upstream(refuse_first=1)
     gw = h2_gateway(start_gateway, up)
     payload = bytes(range(256)) * 40  # 10 KiB: held for the replay (up to 64 KiB)
-    r = subprocess.run(["curl", "-sS", "--noproxy", "*", "--http2-prior-knowledge", "-m",
-                        str(T(10)), "-w", " %{http_code}", "--data-binary", "@-",
-                        gw.url("/up/post")], input=payload, capture_output=True, timeout=T(15))
-    body, _, code = r.stdout.rpartition(b" ")
-    assert code == b"200", (r, up.seen, up.refused, up.connections, retries(gw, up))
+    code, body = post(gw, "/up/post", payload, client, T)
+    assert code == 200, (body, up.seen, up.refused, up.connections, retries(gw, up))
     assert body == b"%d %s" % (len(payload), hashlib.sha256(payload).hexdigest().encode())
     assert up.refused == 1 and retries(gw, up) == 1
+
+
+@pytest.mark.parametrize("client", ["http1", "h2c"])
+def test_a_refused_body_beyond_64k_is_not_replayed(start_gateway, T, client):
+    # The upstream opens its window wide, so the whole body has gone before the refusal: too
+    # much to have kept, so the client gets the 503 instead of a request missing its start.
+    up = RawH2Upstream(refuse_first=1, refuse_after_body=True)
+    gw = h2_gateway(start_gateway, up)
+    code, body = post(gw, "/up/big", b"z" * (100 * 1024), client, T)
+    assert code == 503, body
+    assert b"reset reason: remote reset" in body
+    assert up.refused == 1 and retries(gw, up) == 0
 
 
 def test_a_second_refusal_is_a_503(start_gateway, T):
