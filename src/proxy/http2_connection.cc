@@ -22,6 +22,8 @@ namespace {
 constexpr size_t kReadChunk = 16 * 1024;
 // After our GOAWAY, how often we look whether the connection is done.
 constexpr uint64_t kGoawayCloseMs = 5000;
+// How long a request answered before it ended may still arrive (drained) before we reset it.
+constexpr uint64_t kRequestDrainMs = 5000;
 
 // Exchanges are reused per worker thread so their strings and vectors keep their capacity.
 constexpr size_t kMaxPooledExchanges = 1024;
@@ -239,10 +241,10 @@ void Http2Stream::local_reply(int status, std::string_view body, std::string_vie
   connect_timer_.cancel();
   idle_timer_.cancel();
   deadline_timer_.cancel();
-  discard_request();
   e.flags = flags;
   e.response_head_sent = true;
   e.response_complete = true;
+  discard_request();
   std::string_view server = e.config && e.config->snapshot
                                 ? std::string_view(e.config->snapshot->module.server_name)
                                 : std::string_view("envoy");
@@ -317,6 +319,12 @@ void Http2Stream::discard_request() {
   if (e_->up_out) e_->up_out->clear();
   if (unacked_ > 0 && !closed_) conn_.session().consume(id_, unacked_);
   unacked_ = 0;
+  // The rest of the request is drained, not refused at once (curl 7.88 mishandles an early
+  // RST_STREAM(NO_ERROR) while it uploads); a client that never ends it would hold its stream
+  // slot and access-log line until the connection closes, so the drain has a deadline.
+  if (!closed_ && !connect_ && e_->response_complete && !e_->request_complete) {
+    idle_timer_.arm(kRequestDrainMs);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -490,6 +498,13 @@ void Http2Stream::on_route_timeout() {
 void Http2Stream::on_idle_timeout() {
   if (closed_) return;
   Exchange& e = *e_;
+  if (discard_ && !connect_ && e.response_complete) {
+    // The drain after our answer ran out: ask the client to stop (RFC 9113 §8.1), after the
+    // rest of the response when some is still queued.
+    if (!e.request_complete) conn_.session().reset_stream(id_, http::kH2NoError);
+    conn_.flush();
+    return;
+  }
   uint64_t quiet = worker_.loop().now_ms() - e.last_activity_ms;
   if (quiet < e.stream_idle_ms) {
     idle_timer_.arm(e.stream_idle_ms - quiet);
@@ -1071,11 +1086,11 @@ void Http2Stream::on_deadline() {
     // Headers went out already: end the call with DEADLINE_EXCEEDED trailers.
     upstream::UpstreamConnection::destroy(std::move(e.upstream));
     release_h2();
-    discard_request();
     route_timer_.cancel();
     idle_timer_.cancel();
     e.flags = "UT";
     e.response_complete = true;
+    discard_request();
     http::HeaderList trailers;
     trailers.push_back({"grpc-status", "4"});
     trailers.push_back({"grpc-message", "upstream request timeout"});

@@ -283,6 +283,35 @@ def test_upload_past_the_drain_limit_is_stopped_with_no_error(narrow_gw):
     grpc_call(narrow_gw, "/svc.Echo/Unary")
 
 
+def test_a_request_left_unfinished_after_its_answer_is_reset_after_the_drain(narrow_gw, T):
+    # Answered at its head (no route: UNIMPLEMENTED), then the client goes silent without
+    # ending the request: after the 5 s drain the gateway resets the stream with NO_ERROR, so
+    # the stream neither holds one of the 100 slots nor its access-log line until the
+    # connection closes. The connection goes on serving.
+    c = RawH2(narrow_gw.port, timeout=T(15))
+    try:
+        c.request(1, "/nowhere.Svc/Call", [("content-type", "application/grpc"),
+                                           ("te", "trailers")], end_stream=False)
+        answered_at = None
+        reset = None
+        while reset is None:
+            ftype, flags, sid, payload = c.read_frame()
+            if sid == 1 and ftype == 1 and flags & 1:
+                answered_at = time.monotonic()
+            elif sid == 1 and ftype == 3:
+                reset = (time.monotonic(), int.from_bytes(payload, "big"))
+        assert answered_at is not None, "the answer comes before the reset"
+        waited, code = reset[0] - answered_at, reset[1]
+        assert code == 0, code  # NO_ERROR: "stop sending", not a failure
+        assert waited > 4, waited
+        assert harness.wait_until(lambda: [l for l in access_log_lines(narrow_gw.stdout())
+                                           if l["path"] == "/nowhere.Svc/Call"], T(3))
+        c.request(3, "/only/after")
+        assert json.loads(c.read_response_body(3))["path"] == "/after"  # prefix rewritten
+    finally:
+        c.close()
+
+
 def test_grpc_timeout_is_deadline_exceeded(gw):
     headers = grpc_call(gw, "/slow/svc.Echo/Unary", "-H", "x-echo-delay-ms: 2000")
     assert headers["grpc-status"] == "4"  # DEADLINE_EXCEEDED
