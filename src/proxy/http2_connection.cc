@@ -191,9 +191,12 @@ void Http2Stream::route() {
   } else {
     e.up_out->append(e.up_head);
   }
-  if (grpc_) {
+  const bool grpc_web = !connect_ && e.config->snapshot->module.enable_grpc_web &&
+                        http::grpc_web_format(http::find_header(
+                            e.request.headers, "content-type")) != http::GrpcWebFormat::kNone;
+  if (grpc_ || grpc_web) {
     // grpc-timeout bounds the whole call from now on, alongside the route timeout (whichever
-    // fires first answers DEADLINE_EXCEEDED).
+    // fires first answers DEADLINE_EXCEEDED; gRPC-Web clients send it too).
     std::optional<uint64_t> ms =
         http::parse_grpc_timeout_ms(http::find_header(e.request.headers, "grpc-timeout"));
     if (ms && *ms > 0) deadline_timer_.arm(*ms);
@@ -490,9 +493,39 @@ void Http2Stream::on_route_timeout() {
   if (!e.response_head_sent) {
     local_reply(504, "upstream request timeout", "UT");
   } else {
-    reset_downstream(http::kH2InternalError, "UT");
+    // The route timeout spans the whole response (Envoy's): one still coming is cut.
+    end_timed_out_response();
   }
   conn_.flush();
+}
+
+// A timeout after the response head: a gRPC call ends with DEADLINE_EXCEEDED trailers (a
+// trailer frame in the body for gRPC-Web); anything else is reset.
+void Http2Stream::end_timed_out_response() {
+  Exchange& e = *e_;
+  const bool web = grpc_web_.translating();
+  const bool grpc = grpc_web_.active() ? web : grpc_;
+  if (!grpc) {
+    reset_downstream(http::kH2InternalError, "UT");
+    return;
+  }
+  upstream::UpstreamConnection::destroy(std::move(e.upstream));
+  release_h2();
+  route_timer_.cancel();
+  idle_timer_.cancel();
+  deadline_timer_.cancel();
+  e.flags = "UT";
+  e.response_complete = true;
+  discard_request();
+  bool sent = false;
+  if (web) {
+    web_out_.clear();
+    grpc_web_.encode_trailers(deadline_exceeded_trailers(), web_out_);
+    sent = conn_.session().submit_data(id_, web_out_, true) != http::SubmitResult::kClosed;
+  } else {
+    sent = conn_.session().submit_trailers(id_, deadline_exceeded_trailers());
+  }
+  if (!sent) conn_.session().reset_stream(id_, http::kH2Cancel);
 }
 
 void Http2Stream::on_idle_timeout() {
@@ -669,7 +702,6 @@ ResponseHeadContext Http2Stream::proxied_head_context() {
 
 void Http2Stream::on_response_head() {
   Exchange& e = *e_;
-  route_timer_.cancel();
   e.upstream_service_ms = static_cast<int64_t>(worker_.loop().now_ms() - e.upstream_start_ms);
   e.status = e.response.status;
   if (connect_ && e.response.status == 101) {
@@ -704,6 +736,7 @@ void Http2Stream::start_tunnel() {
     local_reply(502, "upstream sent an invalid WebSocket handshake", "UPE");
     return;
   }
+  route_timer_.cancel();
   e.tunnel = true;
   e.upstream_reusable = false;
   e.response_body.reset(http::BodyFraming::kUntilClose, 0);
@@ -941,7 +974,6 @@ void Http2Stream::on_h2_response_head(http::ResponseHead&& head, bool end_stream
   if (closed_ || head.status < 200) return;  // interim heads are not forwarded
   e.response.take(head);                     // the session gets the last response's buffers back
   if (grpc_web_.active()) grpc_web_.rewrite_response(e.response);
-  route_timer_.cancel();
   e.upstream_service_ms = static_cast<int64_t>(worker_.loop().now_ms() - e.upstream_start_ms);
   e.status = e.response.status;
   e.last_activity_ms = worker_.loop().now_ms();
@@ -1083,20 +1115,7 @@ void Http2Stream::on_deadline() {
   if (!e.response_head_sent) {
     local_reply(504, "upstream request timeout", "UT");  // DEADLINE_EXCEEDED for gRPC
   } else {
-    // Headers went out already: end the call with DEADLINE_EXCEEDED trailers.
-    upstream::UpstreamConnection::destroy(std::move(e.upstream));
-    release_h2();
-    route_timer_.cancel();
-    idle_timer_.cancel();
-    e.flags = "UT";
-    e.response_complete = true;
-    discard_request();
-    http::HeaderList trailers;
-    trailers.push_back({"grpc-status", "4"});
-    trailers.push_back({"grpc-message", "upstream request timeout"});
-    if (!conn_.session().submit_trailers(id_, trailers)) {
-      conn_.session().reset_stream(id_, http::kH2Cancel);
-    }
+    end_timed_out_response();
   }
   conn_.flush();
 }

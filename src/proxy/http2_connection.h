@@ -80,6 +80,7 @@ class Http2Stream final : public base::PooledObject,
   void h2_send_body();
   void h2_response_finished();
   void release_h2();
+  void end_timed_out_response();
   void on_deadline();
   void route();
   void local_reply(int status, std::string_view body, std::string_view flags,

@@ -455,8 +455,9 @@ void HttpConnection::route_request() {
     e.last_activity_ms = worker_.loop().now_ms();
     e.idle_timer.arm(e.stream_idle_ms);
   }
-  if (e.grpc && !e.upgrade) {
-    // grpc-timeout bounds the whole call from now on, alongside the route timeout (as on HTTP/2).
+  if ((e.grpc || e.grpc_web) && !e.upgrade) {
+    // grpc-timeout bounds the whole call from now on, alongside the route timeout (as on HTTP/2;
+    // gRPC-Web clients send it too).
     std::optional<uint64_t> ms =
         http::parse_grpc_timeout_ms(http::find_header(req.headers, "grpc-timeout"));
     if (ms && *ms > 0) e.deadline_timer.arm(*ms);
@@ -861,7 +862,6 @@ void HttpConnection::on_response_head() {
   write_downstream(out);
   if (phase_ == Phase::kClosed) return;
   e.response_head_sent = true;
-  e.route_timer.cancel();
   if (e.response.framing == http::BodyFraming::kNone) {
     e.response_complete = true;
   }
@@ -1008,17 +1008,16 @@ void HttpConnection::on_route_timeout() {
   if (!exchange_ || phase_ == Phase::kClosed) return;
   Exchange& e = *exchange_;
   if (e.cluster) e.cluster->stats().upstream_rq_timeout.inc();
-  upstream::UpstreamConnection::destroy(std::move(e.upstream));
   if (!e.response_head_sent) {
+    upstream::UpstreamConnection::destroy(std::move(e.upstream));
     send_local_reply(504, "upstream request timeout", "UT");
-  } else {
-    e.flags = "UT";
-    close_now();
+    return;
   }
+  // The route timeout spans the whole response (Envoy's): one still coming is cut.
+  end_timed_out_response();
 }
 
-// grpc-timeout expired: DEADLINE_EXCEEDED, as a local answer before the response started, else
-// as chunked trailers for a client that takes them (anything else can only close).
+// grpc-timeout expired: DEADLINE_EXCEEDED, as a local answer before the response started.
 void HttpConnection::on_grpc_deadline() {
   if (!exchange_ || phase_ == Phase::kClosed) return;
   Exchange& e = *exchange_;
@@ -1029,8 +1028,19 @@ void HttpConnection::on_grpc_deadline() {
     send_local_reply(504, "upstream request timeout", "UT");
     return;
   }
+  end_timed_out_response();
+}
+
+// A timeout after the response head: a gRPC call ends with DEADLINE_EXCEEDED where the client
+// can see it (a gRPC-Web trailer frame, or chunked trailers for a client that takes them);
+// anything else can only be cut by closing the connection.
+void HttpConnection::end_timed_out_response() {
+  Exchange& e = *exchange_;
   e.flags = "UT";
-  if (!h2_mode_ || !e.response_chunked || !h2_trailers_wanted_ || e.head_request) {
+  const bool web = grpc_web_.translating();
+  const bool grpc_end =
+      h2_mode_ && e.response_chunked && !e.head_request && (web || (e.grpc && h2_trailers_wanted_));
+  if (!grpc_end) {
     close_now();
     return;
   }
@@ -1038,8 +1048,15 @@ void HttpConnection::on_grpc_deadline() {
   release_h2();
   if (!e.request_complete) close_after_response_ = true;
   e.response_complete = true;
-  write_downstream("0\r\ngrpc-status: 4\r\ngrpc-message: upstream request timeout\r\n\r\n");
-  finish_exchange();
+  if (web) {
+    h2_web_out_.clear();
+    grpc_web_.encode_trailers(deadline_exceeded_trailers(), h2_web_out_);
+    h2_write_body(h2_web_out_);
+    write_downstream("0\r\n\r\n");
+  } else {
+    write_downstream("0\r\ngrpc-status: 4\r\ngrpc-message: upstream request timeout\r\n\r\n");
+  }
+  if (phase_ != Phase::kClosed) finish_exchange();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1194,7 +1211,6 @@ void HttpConnection::on_h2_response_head(http::ResponseHead&& head, bool end_str
   if (bridge_ && !end_stream) {
     // gRPC HTTP/1.1 bridge: the head waits for the trailers, which decide its status.
     bridge_holding_ = true;
-    e.route_timer.cancel();
     return;
   }
   bool http10 = e.request.version_minor == 0;
@@ -1223,7 +1239,6 @@ void HttpConnection::on_h2_response_head(http::ResponseHead&& head, bool end_str
   corked_ = true;
   write_downstream(out);
   e.response_head_sent = true;
-  e.route_timer.cancel();
   if (end_stream && phase_ != Phase::kClosed) h2_response_end(false);
   corked_ = false;
   send_pending();

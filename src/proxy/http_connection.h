@@ -109,6 +109,7 @@ class HttpConnection final : public DownstreamConnection,
   void on_connect_timeout();
   void on_stream_idle_timeout();
   void on_grpc_deadline();
+  void end_timed_out_response();
 
   // HTTP/2 upstream.
   void h2_connect(const upstream::Http2Upstream* avoid);

@@ -125,6 +125,12 @@ http::SubmitResult h2_send_request_end(Exchange& e, upstream::Http2Upstream& h2,
   return h2.submit_trailers(stream, e.h2_request_trailers) ? r : http::SubmitResult::kClosed;
 }
 
+const http::HeaderList& deadline_exceeded_trailers() {
+  static const http::HeaderList kTrailers = {{"grpc-status", "4"},
+                                             {"grpc-message", "upstream request timeout"}};
+  return kTrailers;
+}
+
 bool keep_for_replay(Exchange& e, std::string_view data) {
   constexpr size_t kMaxReplayBody = 64 * 1024;
   if (e.h2_replay_body.size() + data.size() > kMaxReplayBody) {

@@ -63,6 +63,10 @@ void keep_h2_request_trailers(Exchange& e, std::string_view section);
 http::SubmitResult h2_send_request_end(Exchange& e, upstream::Http2Upstream& h2, int32_t stream,
                                        std::string_view body);
 
+// The trailers that end a gRPC call the gateway timed out after its response head went out
+// (grpc-status 4, DEADLINE_EXCEEDED).
+const http::HeaderList& deadline_exceeded_trailers();
+
 // Keeps body bytes submitted to an HTTP/2 upstream before its response head (in
 // e.h2_replay_body) so that a stream the upstream refuses (REFUSED_STREAM: never processed, RFC
 // 9113 §8.7) can be replayed with its body on another connection. false once the body outgrows

@@ -2,6 +2,7 @@
 rows 8, 30-33) and partially bad configuration."""
 
 import select
+import subprocess
 import time
 
 import pytest
@@ -125,6 +126,32 @@ def test_stalled_upstream_gets_504(start_gateway, http, T):
     fake = FakeUpstream(lambda conn, req: time.sleep(5))
     gw = start_gateway([mapping("m", "/", fake.addr, timeout_ms=400)])
     check(http, gw.url("/"), 504, T)
+
+
+def trickle(conn, req):
+    # The head and half the promised body at once, the rest 2 s later.
+    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 20\r\n\r\n0123456789")
+    time.sleep(2)
+    conn.sendall(b"abcdefghij")
+
+
+@pytest.mark.parametrize("client", ["http1", "h2c"])
+def test_route_timeout_cuts_a_response_still_coming(start_gateway, T, client):
+    # timeout_ms spans the whole response (as Envoy's route timeout): once the head went out
+    # the client cannot get a 504, so the transfer fails (connection closed, or the stream reset
+    # for HTTP/2) instead of completing 2 s later; the access log says UT.
+    fake = FakeUpstream(trickle)
+    gw = start_gateway([mapping("m", "/", fake.addr, timeout_ms=400)])
+    args = ["curl", "-sS", "--noproxy", "*", "-m", str(T(10)), "-o", "/dev/null", "-w",
+            "%{http_code}"] + (["--http2-prior-knowledge"] if client == "h2c" else [])
+    t0 = time.monotonic()
+    r = subprocess.run(args + [gw.url("/trickle")], capture_output=True, timeout=T(15))
+    elapsed = time.monotonic() - t0
+    assert r.returncode in (18, 56, 92), r  # partial file / recv failure / HTTP/2 stream error
+    assert r.stdout == b"200"
+    assert 0.3 < elapsed < T(1.8), elapsed
+    assert harness.wait_until(lambda: [l for l in harness.access_log_lines(gw.stdout())
+                                       if l["path"] == "/trickle" and l["flags"] == "UT"], T(3))
 
 
 def test_400_malformed(start_gateway, echo, T):

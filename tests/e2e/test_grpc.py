@@ -138,6 +138,23 @@ def test_deadline_exceeded_after_headers_ends_with_trailers(ch):
     assert 1 <= len(r.messages) < 20
 
 
+def test_route_timeout_spans_the_whole_streamed_response(ch):
+    # /slow.Echo/'s 300 ms route timeout runs until the response is complete (Envoy's), not
+    # just until its head: a 2 s stream is ended with DEADLINE_EXCEEDED trailers after a few
+    # messages, though the client's own deadline is far away.
+    call = ch.unary_stream("/slow.Echo/ServerStream", request_serializer=lambda b: b,
+                           response_deserializer=lambda b: b)
+    start = time.monotonic()
+    got = []
+    with pytest.raises(grpc.RpcError) as err:
+        for m in call(b"s", metadata=(("x-count", "20"), ("x-delay-ms", "100")), timeout=10):
+            got.append(m)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED, err.value
+    assert err.value.details() == "upstream request timeout"
+    assert 1 <= len(got) < 20
+    assert time.monotonic() - start < 1.5
+
+
 def test_no_route_is_unimplemented(ch):
     call = ch.unary_unary("/nothing.Here/Call", request_serializer=lambda b: b,
                           response_deserializer=lambda b: b)

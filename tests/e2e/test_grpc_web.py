@@ -6,6 +6,7 @@ translation). Response framing is checked byte for byte: messages, then the trai
 
 import base64
 import subprocess
+import time
 from urllib.parse import unquote
 
 import pytest
@@ -101,6 +102,53 @@ def test_error_status_after_a_message_in_body(gw):
     assert head[0] == "HTTP/1.1 200 OK", head
     assert body == frame(b"p-0") + trailer_frame(
         [(b"grpc-status", b"9"), (b"grpc-message", b"bad state"), (b"x-message-count", b"1")])
+
+
+DEADLINE_TRAILERS = [(b"grpc-status", b"4"), (b"grpc-message", b"upstream request timeout")]
+
+
+def test_grpc_timeout_is_honoured_before_the_answer(gw):
+    # gRPC-Web clients send grpc-timeout too: the call fails at 200 ms, not after the 2 s delay.
+    start = time.monotonic()
+    with harness.RawConn(gw.port) as c:
+        c.send(web_request("/echo.Echo/Unary", frame(b"x"),
+                           extra="grpc-timeout: 200m\r\nx-delay-ms: 2000\r\n"))
+        r = c.read_response()
+    assert time.monotonic() - start < 1.5
+    assert r.status == 200, r
+    assert r.header("content-type") == "application/grpc-web+proto", r
+    assert r.header("grpc-status") == "4", r
+    assert unquote(r.header("grpc-message")) == "upstream request timeout", r
+
+
+@pytest.mark.parametrize("content_type", ["application/grpc-web+proto",
+                                          "application/grpc-web-text"])
+def test_grpc_timeout_mid_stream_ends_with_a_trailer_frame(gw, content_type):
+    # The deadline passes after some messages went out: the body ends with a trailer frame
+    # carrying DEADLINE_EXCEEDED, which a browser can read (it cannot read HTTP trailers).
+    body = frame(b"p")
+    if "text" in content_type:
+        body = base64.b64encode(body)
+    start = time.monotonic()
+    with harness.RawConn(gw.port) as c:
+        c.send(web_request("/echo.Echo/ServerStream", body, content_type,
+                           extra="grpc-timeout: 350m\r\nx-count: 10\r\nx-delay-ms: 100\r\n"))
+        head, got, _ = _read_chunked_with_trailers(c)
+    assert time.monotonic() - start < 1.5
+    assert head[0] == "HTTP/1.1 200 OK", head
+    if "text" in content_type:
+        got = b"".join(base64.b64decode(got[i:i + 4]) for i in range(0, len(got), 4))
+    messages, trailers = [], None
+    while got:
+        flags, length = got[0], int.from_bytes(got[1:5], "big")
+        payload, got = got[5:5 + length], got[5 + length:]
+        if flags & 0x80:
+            trailers = payload
+        else:
+            messages.append(payload)
+    assert 1 <= len(messages) < 10, messages
+    assert messages == [b"p-%d" % i for i in range(len(messages))]
+    assert trailers == trailer_frame(DEADLINE_TRAILERS)[5:], trailers
 
 
 def test_keep_alive_mixes_web_and_plain_requests(gw):
