@@ -357,12 +357,12 @@ void HttpConnection::on_downstream_eof() {
         flush_upstream();  // half-closes the upstream once what the client sent is out
         return;
       }
-      if (!exchange_->request_complete) {
-        // The client went away mid-body: the upstream must not see a truncated request as whole.
-        exchange_->flags = "DC";
-        close_now();
-      }
-      // Otherwise finish the response; finish_exchange() closes since peer_eof_ is set.
+      // The client went away (as Envoy and nginx take an HTTP/1.1 client's FIN): mid-body, the
+      // upstream must not see a truncated request as whole; waiting for the response, the
+      // upstream request is cancelled (an HTTP/2 stream reset) rather than left to run, maybe
+      // for as long as a stream with no route timeout lasts.
+      exchange_->flags = "DC";
+      close_now();
       return;
     case Phase::kClosed:
       return;
@@ -1675,7 +1675,8 @@ void HttpConnection::close_now() {
     e.connect_timer.cancel();
     e.idle_timer.cancel();
     e.deadline_timer.cancel();
-    if (e.status != 0 && !e.response_complete) log_exchange();  // aborted exchanges are logged
+    // Aborted exchanges are logged too, those cut before any response with code 0 (Envoy's).
+    if (!e.response_complete && (e.status != 0 || e.counted_active)) log_exchange();
     end_active(e);
     release_h2();
     upstream::UpstreamConnection::destroy(std::move(e.upstream));

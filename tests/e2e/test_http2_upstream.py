@@ -55,6 +55,7 @@ class RawH2Upstream:
         self.answered = 0
         self.max_open = 0
         self.trailers = []  # every trailer block received, in order
+        self.resets = []  # (stream, error code) of every RST_STREAM received
         self.upstream = FakeUpstream(self._serve)
 
     @property
@@ -164,6 +165,9 @@ class RawH2Upstream:
                         ended(sid)
                 elif kind == RST_STREAM:
                     open_streams.pop(sid, None)
+                    due = [d for d in due if d[1] != sid]
+                    with self.lock:
+                        self.resets.append((sid, int.from_bytes(payload[:4], "big")))
                 elif kind == GOAWAY:
                     return
 
@@ -244,6 +248,22 @@ def test_a_second_refusal_is_a_503(start_gateway, T):
     assert retries(gw, up) == 1  # once only
     # The next request is served normally.
     assert curl(gw, "/up/after", T=T)[0] == 200
+
+
+def test_an_http1_client_that_goes_away_cancels_its_upstream_stream(start_gateway, T):
+    # The request is complete and its answer far off (5 s): when the HTTP/1.1 client closes
+    # its connection (FIN, as Envoy and nginx take it) the upstream stream is reset (CANCEL)
+    # at once instead of running on, and the exchange is logged as a downstream disconnect.
+    up = RawH2Upstream(hold=5.0)
+    gw = h2_gateway(start_gateway, up)
+    with harness.RawConn(gw.port) as c:
+        c.send(b"POST /up/away HTTP/1.1\r\nHost: a.example\r\ncontent-length: 3\r\n\r\nabc")
+        assert harness.wait_until(lambda: up.seen == 1, T(3))
+    assert harness.wait_until(lambda: up.resets, T(2)), "the upstream stream was left open"
+    assert up.resets[0][1] == 0x8  # CANCEL
+    assert up.answered == 0
+    assert harness.wait_until(lambda: [l for l in harness.access_log_lines(gw.stdout())
+                                       if l["path"] == "/up/away" and l["flags"] == "DC"], T(3))
 
 
 @pytest.mark.parametrize("split_delay", [0.0, 0.3])
