@@ -868,8 +868,8 @@ void Http2Stream::on_send_ready() {
 // streams of this worker.
 
 // The upstream head route_exchange built (path rewrite, forwarding headers, the route's header
-// edits) as HTTP/2 fields: Host becomes :authority, HTTP/1.1 framing and connection fields go,
-// and `te: trailers` (hop-by-hop in HTTP/1.1, required by gRPC) is kept from the client.
+// edits) as HTTP/2 fields: Host becomes :authority, HTTP/1.1 framing and connection fields go
+// (`te: trailers`, required by gRPC, is already all that build_upstream_head kept of TE).
 void h2_request_fields(const Exchange& e, http::HeaderList& fields, std::string_view& authority,
                        std::string_view& path) {
   const std::string_view head = e.up_head;
@@ -881,8 +881,6 @@ void h2_request_fields(const Exchange& e, http::HeaderList& fields, std::string_
   for (const UpstreamHeadIndex::Field& f : index.fields) {
     fields.push_back({f.name.in(head), f.value.in(head)});
   }
-  std::string_view te = http::find_header(e.request.headers, "te");
-  if (!te.empty() && http::header_has_token(te, "trailers")) fields.push_back({"te", "trailers"});
 }
 
 void Http2Stream::build_h2_request() {

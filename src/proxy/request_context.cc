@@ -333,8 +333,16 @@ void build_upstream_head(const RequestContext& c, const router::Route& route,
   std::string_view connection = http::find_header(req.headers, "connection");
   std::string_view xff;
   bool has_xff = false;
+  bool te_sent = false;
   for (const auto& h : req.headers) {
     if (is_hop_by_hop(h.name)) {
+      if (h.name.size() == 2 && http::header_has_token(h.value, "trailers")) {
+        // TE is hop-by-hop, but `te: trailers` (all of it that is kept) still says the client
+        // takes trailers; gRPC servers require it. Envoy forwards it to either protocol.
+        if (!te_sent) w.field("te", "trailers");
+        te_sent = true;
+        continue;
+      }
       if (http::iequals(h.name, "x-forwarded-for")) {
         if (has_xff) {
           // Several XFF lines form one list.

@@ -241,6 +241,17 @@ def test_hop_by_hop_headers_removed(gw, T):
     for h in ("x-hop", "keep-alive", "proxy-connection"):
         assert h not in seen, f"hop-by-hop header {h} reached the upstream: {seen}"
     assert "x-hop" not in (seen.get("connection") or "").lower()
+    # TE is hop-by-hop; "trailers" (a client taking trailers, as gRPC needs) is all that is kept
+    # of it, as Envoy does.
+    assert seen.get("te") == "trailers"
+
+
+@pytest.mark.parametrize("te,forwarded", [("trailers, deflate;q=0.5", "trailers"),
+                                          ("gzip", None)])
+def test_te_keeps_only_trailers(gw, T, te, forwarded):
+    with RawConn(gw.port, timeout=T(5)) as c:
+        r = c.request(get_request("/te", headers=[("TE", te), ("Connection", "TE")]))
+    assert r.json()["headers"].get("te") == forwarded
 
 
 def test_hop_by_hop_response_headers_removed(gw, T):

@@ -75,7 +75,7 @@ def test_get_with_prior_knowledge(gw):
     h = info["headers"]
     assert h["host"] == f"127.0.0.1:{gw.port}"  # :authority became Host
     assert h["cookie"] == "a=1; b=2"  # crumbs joined (RFC 9113 §8.2.3)
-    assert "te" not in h  # hop-by-hop
+    assert h["te"] == "trailers"  # all that is kept of the hop-by-hop TE (as Envoy does)
     assert h["x-custom"] == "yes"
     assert h["x-forwarded-proto"] == "http"
     assert h["x-request-id"]
