@@ -410,6 +410,11 @@ void build_upstream_head(const RequestContext& c, const router::Route& route,
       w.field("transfer-encoding", "chunked", false);
       break;
     default:
+      // No body (an HTTP/2 request ended with its head): a method that expects one says so,
+      // as Envoy's HTTP/1.1 codec does; some servers answer 411 otherwise.
+      if (req.method == "POST" || req.method == "PUT" || req.method == "PATCH") {
+        w.field("content-length", "0");
+      }
       break;
   }
   if (text) out.append("\r\n");

@@ -312,6 +312,20 @@ def test_a_request_left_unfinished_after_its_answer_is_reset_after_the_drain(nar
         c.close()
 
 
+@pytest.mark.parametrize("method,length", [("POST", "0"), ("PUT", "0"), ("PATCH", "0"),
+                                           ("GET", None), ("DELETE", None)])
+def test_a_request_ended_with_its_head_tells_an_http1_upstream_its_length(gw, method, length):
+    # HEADERS with END_STREAM and no content-length: a method that expects a body goes to the
+    # HTTP/1.1 upstream with content-length: 0 (as Envoy's codec sends it; some servers answer
+    # 411 without), the others with no framing field at all.
+    status, _, body, version = h2c(gw, "/bodiless", "-X", method)
+    assert (status, version) == (200, "2")
+    info = json.loads(body)
+    assert info["method"] == method
+    assert info["headers"].get("content-length") == length
+    assert "transfer-encoding" not in info["headers"]
+
+
 def test_grpc_timeout_is_deadline_exceeded(gw):
     headers = grpc_call(gw, "/slow/svc.Echo/Unary", "-H", "x-echo-delay-ms: 2000")
     assert headers["grpc-status"] == "4"  # DEADLINE_EXCEEDED
