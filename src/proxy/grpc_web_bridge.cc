@@ -1,6 +1,7 @@
 #include "proxy/grpc_web_bridge.h"
 
 #include <algorithm>
+#include <charconv>
 
 namespace proxenos::proxy {
 
@@ -20,7 +21,7 @@ bool GrpcWebBridge::start(bool enabled, const http::HeaderList& request_headers)
 void GrpcWebBridge::reset() {
   request_format_ = response_format_ = http::GrpcWebFormat::kNone;
   decoder_ = http::GrpcWebRequestDecoder(http::GrpcWebFormat::kNone);
-  translating_ = false;
+  translating_ = holding_ = false;
 }
 
 void GrpcWebBridge::rewrite_request_fields(http::HeaderList& fields) const {
@@ -34,15 +35,28 @@ void GrpcWebBridge::rewrite_request_fields(http::HeaderList& fields) const {
   fields.push_back({"te", "trailers"});
 }
 
-bool GrpcWebBridge::rewrite_response(http::ResponseHead& head) {
-  translating_ = false;
+bool GrpcWebBridge::rewrite_response(http::ResponseHead& head, bool end_stream) {
+  translating_ = holding_ = false;
   std::string_view content_type = http::find_header(head.headers, "content-type");
-  if (!http::is_grpc_content_type(content_type)) return false;
-  response_content_type_ = http::grpc_to_grpc_web_content_type(content_type, response_format_);
+  const bool grpc = http::is_grpc_content_type(content_type);
+  response_content_type_ = http::grpc_to_grpc_web_content_type(
+      grpc ? content_type : std::string_view(request_content_type_), response_format_);
   std::erase_if(head.headers,
                 [](const http::HeaderField& f) { return http::iequals(f.name, "content-length"); });
+  bool typed = false;
   for (http::HeaderField& f : head.headers) {
-    if (http::iequals(f.name, "content-type")) f.value = response_content_type_;
+    if (http::iequals(f.name, "content-type")) {
+      f.value = response_content_type_;
+      typed = true;
+    }
+  }
+  if (!typed) head.headers.push_back({"content-type", response_content_type_});
+  if (!grpc) {
+    holding_ = !end_stream;
+    held_body_.clear();
+    head.framing = http::BodyFraming::kNone;
+    head.content_length = 0;
+    return false;
   }
   if (head.framing == http::BodyFraming::kContentLength) {
     head.framing = http::BodyFraming::kChunked;
@@ -50,6 +64,27 @@ bool GrpcWebBridge::rewrite_response(http::ResponseHead& head) {
   }
   translating_ = true;
   return true;
+}
+
+void GrpcWebBridge::hold_data(std::string_view chunk) {
+  // Envoy's grpc_web filter keeps as much for the message.
+  constexpr size_t kMaxHeldBody = 16 * 1024;
+  if (held_body_.size() < kMaxHeldBody) {
+    held_body_.append(chunk.substr(0, kMaxHeldBody - held_body_.size()));
+  }
+}
+
+void GrpcWebBridge::finish_hold(http::ResponseHead& head) {
+  holding_ = false;
+  held_body_ = http::grpc_percent_encode(held_body_);
+  const auto status = static_cast<unsigned>(http::grpc_status_from_http(head.status));
+  const auto [end, ec] = std::to_chars(held_status_, held_status_ + sizeof(held_status_), status);
+  head.headers.push_back(
+      {"grpc-status", std::string_view(held_status_, static_cast<size_t>(end - held_status_))});
+  if (!held_body_.empty()) head.headers.push_back({"grpc-message", held_body_});
+  head.headers.push_back({"content-length", "0"});
+  head.framing = http::BodyFraming::kContentLength;
+  head.content_length = 0;
 }
 
 }  // namespace proxenos::proxy

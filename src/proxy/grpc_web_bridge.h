@@ -34,10 +34,19 @@ class GrpcWebBridge {
 
   // A gRPC response head becomes a gRPC-Web one (content-type; content-length dropped since
   // the trailers frame is added, so the framing becomes chunked unless the head ends the
-  // response). A response that is not gRPC passes unchanged. True when the body and trailers
-  // are to be translated.
-  bool rewrite_response(http::ResponseHead& head);
+  // response). True when the body and trailers are to be translated.
+  // A response that is not gRPC (an upstream's plain 503 page, say) gets the gRPC-Web
+  // content-type too, and unless its head ends it, is held (holding()): its body, up to 16 KiB,
+  // becomes the grpc-message of a bodiless answer with the grpc-status its HTTP status maps to,
+  // as Envoy's grpc_web filter does, so a browser client sees a status it can read.
+  bool rewrite_response(http::ResponseHead& head, bool end_stream);
   bool translating() const { return translating_; }
+  bool holding() const { return holding_; }
+  // Body bytes of a held answer (beyond 16 KiB they are dropped).
+  void hold_data(std::string_view chunk);
+  // The held answer is complete: `head` gets grpc-status, grpc-message and content-length: 0
+  // (views into this bridge, valid until the next exchange).
+  void finish_hold(http::ResponseHead& head);
   void encode_data(std::string_view chunk, std::string& out) const {
     http::GrpcWebResponseEncoder(response_format_).encode_data(chunk, out);
   }
@@ -51,7 +60,10 @@ class GrpcWebBridge {
   http::GrpcWebRequestDecoder decoder_{http::GrpcWebFormat::kNone};
   std::string request_content_type_;
   std::string response_content_type_;
+  std::string held_body_;  // a held answer's body, then its percent-encoded grpc-message
+  char held_status_[4] = {};
   bool translating_ = false;
+  bool holding_ = false;
 };
 
 }  // namespace proxenos::proxy

@@ -971,12 +971,18 @@ void Http2Stream::on_h2_response_head(http::ResponseHead&& head, bool end_stream
   Exchange& e = *e_;
   if (closed_ || head.status < 200) return;  // interim heads are not forwarded
   e.response.take(head);                     // the session gets the last response's buffers back
-  if (grpc_web_.active()) grpc_web_.rewrite_response(e.response);
+  if (grpc_web_.active()) grpc_web_.rewrite_response(e.response, end_stream);
   e.upstream_service_ms = static_cast<int64_t>(worker_.loop().now_ms() - e.upstream_start_ms);
   e.status = e.response.status;
   e.last_activity_ms = worker_.loop().now_ms();
   h2_sent_.clear();
   h2_can_retry_ = false;
+  if (grpc_web_.holding()) return;  // a plain answer to gRPC-Web: its body becomes the status
+  send_h2_response_head(end_stream);
+}
+
+void Http2Stream::send_h2_response_head(bool end_stream) {
+  Exchange& e = *e_;
   // The upstream's own fields were checked on arrival by its HTTP/2 session (unless gRPC-Web
   // rewrote them).
   const size_t own = build_response_fields(proxied_head_context(), e.scratch, fields_);
@@ -993,6 +999,12 @@ void Http2Stream::on_h2_response_head(http::ResponseHead&& head, bool end_stream
 void Http2Stream::on_h2_data(std::string_view bytes, bool end_stream) {
   Exchange& e = *e_;
   if (closed_ || h2_ == nullptr) return;
+  if (grpc_web_.holding()) {
+    grpc_web_.hold_data(bytes);
+    if (!bytes.empty()) h2_->consume(h2_stream_, bytes.size());
+    if (end_stream) finish_web_hold();
+    return;
+  }
   e.bytes_sent += bytes.size();
   e.last_activity_ms = worker_.loop().now_ms();
   std::string_view out = bytes;
@@ -1022,6 +1034,10 @@ void Http2Stream::on_h2_data(std::string_view bytes, bool end_stream) {
 
 void Http2Stream::on_h2_trailers(const http::HeaderList& trailers) {
   if (closed_ || h2_ == nullptr) return;
+  if (grpc_web_.holding()) {
+    finish_web_hold();
+    return;
+  }
   if (grpc_web_.translating()) {
     // gRPC-Web: the trailers are the body's last frame.
     web_out_.clear();
@@ -1040,6 +1056,13 @@ void Http2Stream::on_h2_trailers(const http::HeaderList& trailers) {
   }
   h2_response_finished();
   conn_.flush();
+}
+
+// A plain (non-gRPC) answer to a gRPC-Web request ended: it goes out as a bodiless head with
+// the status its body and HTTP status stand for.
+void Http2Stream::finish_web_hold() {
+  grpc_web_.finish_hold(e_->response);
+  send_h2_response_head(true);
 }
 
 // The upstream response ended (END_STREAM or trailers forwarded).

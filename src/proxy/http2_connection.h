@@ -80,6 +80,8 @@ class Http2Stream final : public base::PooledObject,
   void h2_send_body();
   void h2_response_finished();
   void release_h2();
+  void send_h2_response_head(bool end_stream);
+  void finish_web_hold();
   void end_timed_out_response();
   void on_deadline();
   void route();

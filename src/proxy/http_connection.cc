@@ -1203,7 +1203,7 @@ void HttpConnection::on_h2_response_head(http::ResponseHead&& head, bool end_str
   if (phase_ == Phase::kClosed || !exchange_ || h2_ == nullptr || head.status < 200) return;
   Exchange& e = *exchange_;
   e.response.take(head);  // the session gets the last response's buffers back
-  if (grpc_web_.active()) grpc_web_.rewrite_response(e.response);
+  if (grpc_web_.active()) grpc_web_.rewrite_response(e.response, end_stream);
   e.upstream_service_ms = static_cast<int64_t>(worker_.loop().now_ms() - e.upstream_start_ms);
   e.status = e.response.status;
   e.last_activity_ms = worker_.loop().now_ms();
@@ -1213,6 +1213,12 @@ void HttpConnection::on_h2_response_head(http::ResponseHead&& head, bool end_str
     bridge_holding_ = true;
     return;
   }
+  if (grpc_web_.holding()) return;  // a plain answer to gRPC-Web: its body becomes the status
+  send_h2_response_head(end_stream);
+}
+
+void HttpConnection::send_h2_response_head(bool end_stream) {
+  Exchange& e = *exchange_;
   bool http10 = e.request.version_minor == 0;
   bool body_allowed = !e.head_request && e.response.status != 204 && e.response.status != 304;
   e.response_chunked = false;
@@ -1252,6 +1258,12 @@ void HttpConnection::on_h2_data(std::string_view bytes, bool end_stream) {
     bridge_data(bytes, end_stream);
     return;
   }
+  if (grpc_web_.holding()) {
+    grpc_web_.hold_data(bytes);
+    if (!bytes.empty()) h2_->consume(h2_stream_, bytes.size());
+    if (end_stream) finish_web_hold();
+    return;
+  }
   corked_ = true;
   if (!bytes.empty()) {
     std::string_view out = bytes;
@@ -1283,6 +1295,10 @@ void HttpConnection::on_h2_trailers(const http::HeaderList& trailers) {
     send_pending();
     return;
   }
+  if (grpc_web_.holding()) {
+    finish_web_hold();
+    return;
+  }
   bool written = false;
   corked_ = true;
   if (grpc_web_.translating()) {
@@ -1309,6 +1325,13 @@ void HttpConnection::on_h2_trailers(const http::HeaderList& trailers) {
   if (phase_ != Phase::kClosed) h2_response_end(written);
   corked_ = false;
   send_pending();
+}
+
+// A plain (non-gRPC) answer to a gRPC-Web request ended: it goes out as a bodiless head with
+// the status its body and HTTP status stand for.
+void HttpConnection::finish_web_hold() {
+  grpc_web_.finish_hold(exchange_->response);
+  send_h2_response_head(true);
 }
 
 // gRPC HTTP/1.1 bridge (Module enable_grpc_http11_bridge, Envoy's grpc_http1_bridge): the body

@@ -110,6 +110,8 @@ class HttpConnection final : public DownstreamConnection,
   void on_stream_idle_timeout();
   void on_grpc_deadline();
   void end_timed_out_response();
+  void send_h2_response_head(bool end_stream);
+  void finish_web_hold();
 
   // HTTP/2 upstream.
   void h2_connect(const upstream::Http2Upstream* avoid);

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 import harness
-from harness import FakeUpstream, mapping
+from harness import FakeUpstream, mapping, module
 
 hpack = pytest.importorskip("hpack")
 
@@ -395,3 +395,41 @@ def test_a_body_shorter_than_its_content_length_is_not_passed_off_as_whole(start
     assert r.returncode != 0, r
     assert b"12345".startswith(r.stdout), r  # at most the bytes the upstream sent
     assert curl(gw, "/up/fine", *h2, T=T)[0] == 200
+
+
+def plain_answer(sid, path, encoder):
+    block = encoder.encode([(":status", "503"), ("content-type", "text/plain"),
+                            ("content-length", "20"), ("x-from", "upstream")])
+    return frame(HEADERS, END_HEADERS, sid, block) + \
+        frame(DATA, 0, sid, b"no healthy ") + frame(DATA, END_STREAM, sid, b"upstream\n")
+
+
+@pytest.mark.parametrize("client", ["http1", "h2c"])
+def test_a_plain_answer_to_grpc_web_becomes_a_grpc_status(start_gateway, T, client):
+    # The upstream of a gRPC-Web call answers with a plain-text 503 page: as Envoy's grpc_web
+    # filter does, the client gets the HTTP status with the gRPC-Web content-type, grpc-status
+    # mapped from it (503: UNAVAILABLE) and the body as grpc-message, which a browser can read,
+    # instead of a body it cannot parse.
+    up = RawH2Upstream(answer=plain_answer)
+    gw = start_gateway([module({"enable_grpc_web": True}),
+                        mapping("h2up", "/up/", up.addr, grpc=True)], workers=1)
+    r = subprocess.run(["curl", "-sS", "--noproxy", "*", "-m", str(T(10)), "-D", "-",
+                        "-H", "content-type: application/grpc-web+proto", "-H", "x-grpc-web: 1",
+                        "--data-binary", "@-"]
+                       + (["--http2-prior-knowledge"] if client == "h2c" else ["--http1.1"])
+                       + [gw.url("/up/svc.S/Call")], input=b"\x00\x00\x00\x00\x01x",
+                       capture_output=True, timeout=T(15))
+    assert r.returncode == 0, r.stderr
+    head, _, body = r.stdout.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    fields = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        fields.setdefault(name.strip().lower(), []).append(value.strip())
+    assert lines[0].split()[1] == "503", lines
+    assert fields["content-type"] == ["application/grpc-web+proto"], lines
+    assert fields["grpc-status"] == ["14"], lines
+    assert fields["grpc-message"] == ["no healthy upstream%0A"], lines
+    assert fields["content-length"] == ["0"], lines
+    assert fields["x-from"] == ["upstream"], lines
+    assert body == b""

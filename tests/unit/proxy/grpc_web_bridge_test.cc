@@ -61,20 +61,57 @@ TEST(GrpcWebBridge, TextBodyDecodesAcrossChunks) {
   EXPECT_FALSE(b.decode("!!", out));
 }
 
-TEST(GrpcWebBridge, ResponseTranslatedOnlyWhenGrpc) {
+TEST(GrpcWebBridge, PlainAnswerBecomesAStatus) {
+  GrpcWebBridge b;
+  ASSERT_TRUE(b.start(true, {{"content-type", "application/grpc-web+proto"}}));
+  http::ResponseHead plain;
+  plain.status = 503;
+  plain.headers = {{"content-type", "text/plain"}, {"content-length", "20"}, {"x-kept", "1"}};
+  plain.framing = http::BodyFraming::kContentLength;
+  EXPECT_FALSE(b.rewrite_response(plain, false));
+  EXPECT_FALSE(b.translating());
+  ASSERT_TRUE(b.holding());  // the body becomes the message
+  b.hold_data("no healthy ");
+  b.hold_data("upstream\n%");
+  b.finish_hold(plain);
+  EXPECT_FALSE(b.holding());
+  EXPECT_EQ(plain.status, 503);  // the HTTP status stays, as Envoy's filter keeps it
+  EXPECT_EQ(http::find_header(plain.headers, "content-type"), "application/grpc-web+proto");
+  EXPECT_EQ(http::find_header(plain.headers, "grpc-status"), "14");  // 503: UNAVAILABLE
+  EXPECT_EQ(http::find_header(plain.headers, "grpc-message"), "no healthy upstream%0A%25");
+  EXPECT_EQ(http::find_header(plain.headers, "content-length"), "0");
+  EXPECT_EQ(http::find_header(plain.headers, "x-kept"), "1");
+
+  // A body past 16 KiB is cut there.
+  http::ResponseHead big;
+  big.status = 404;
+  ASSERT_TRUE(b.start(true, {{"content-type", "application/grpc-web"}}));
+  EXPECT_FALSE(b.rewrite_response(big, false));
+  b.hold_data(std::string(10000, 'a'));
+  b.hold_data(std::string(10000, 'b'));
+  b.finish_hold(big);
+  EXPECT_EQ(http::find_header(big.headers, "grpc-status"), "12");  // 404: UNIMPLEMENTED
+  EXPECT_EQ(http::find_header(big.headers, "grpc-message"),
+            std::string(10000, 'a') + std::string(16384 - 10000, 'b'));
+
+  // A plain answer ended by its head passes with the gRPC-Web content-type only.
+  http::ResponseHead bare;
+  bare.status = 502;
+  ASSERT_TRUE(b.start(true, {{"content-type", "application/grpc-web"}}));
+  EXPECT_FALSE(b.rewrite_response(bare, true));
+  EXPECT_FALSE(b.holding());
+  EXPECT_EQ(http::find_header(bare.headers, "content-type"), "application/grpc-web+proto");
+  EXPECT_EQ(http::find_header(bare.headers, "grpc-status"), "");
+}
+
+TEST(GrpcWebBridge, GrpcResponseTranslated) {
   GrpcWebBridge b;
   ASSERT_TRUE(b.start(
       true, {{"content-type", "application/grpc-web"}, {"accept", "application/grpc-web-text"}}));
-  http::ResponseHead plain;
-  plain.headers = {{"content-type", "text/plain"}, {"content-length", "3"}};
-  plain.framing = http::BodyFraming::kContentLength;
-  EXPECT_FALSE(b.rewrite_response(plain));
-  EXPECT_EQ(http::find_header(plain.headers, "content-length"), "3");
-
   http::ResponseHead grpc;
   grpc.headers = {{"content-type", "application/grpc"}, {"content-length", "10"}};
   grpc.framing = http::BodyFraming::kContentLength;
-  ASSERT_TRUE(b.rewrite_response(grpc));
+  ASSERT_TRUE(b.rewrite_response(grpc, false));
   EXPECT_TRUE(b.translating());
   // Accept asked for text.
   EXPECT_EQ(http::find_header(grpc.headers, "content-type"), "application/grpc-web-text+proto");
