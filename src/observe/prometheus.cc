@@ -158,10 +158,43 @@ std::string render_prometheus(const MergedStats& stats, const PrometheusOptions&
   family(out, "envoy_http_downstream_cx_tx_bytes_total", "counter",
          "Bytes sent to downstream connections.", hcms, hcm,
          [](const L& l) { return l.downstream_cx_tx_bytes_total; });
+  family(out, "envoy_http_downstream_cx_http1_total", "counter",
+         "Total downstream HTTP/1.1 connections.", hcms, hcm,
+         [](const L& l) { return l.downstream_cx_http1_total; });
+  family(out, "envoy_http_downstream_cx_http1_active", "gauge",
+         "Active downstream HTTP/1.1 connections.", hcms, hcm,
+         [](const L& l) { return l.downstream_cx_http1_active; });
+  family(out, "envoy_http_downstream_cx_http2_total", "counter",
+         "Total downstream HTTP/2 connections.", hcms, hcm,
+         [](const L& l) { return l.downstream_cx_http2_total; });
+  family(out, "envoy_http_downstream_cx_http2_active", "gauge",
+         "Active downstream HTTP/2 connections.", hcms, hcm,
+         [](const L& l) { return l.downstream_cx_http2_active; });
+  family(out, "envoy_http_downstream_cx_upgrades_total", "counter",
+         "Total successfully upgraded downstream connections and tunnels.", hcms, hcm,
+         [](const L& l) { return l.downstream_cx_upgrades_total; });
+  family(out, "envoy_http_downstream_cx_upgrades_active", "gauge",
+         "Active upgraded downstream connections and tunnels.", hcms, hcm,
+         [](const L& l) { return l.downstream_cx_upgrades_active; });
   family(out, "envoy_http_downstream_rq_total", "counter", "Total downstream requests.", hcms, hcm,
          [](const L& l) { return l.downstream_rq_total; });
   family(out, "envoy_http_downstream_rq_active", "gauge", "Active downstream requests.", hcms, hcm,
          [](const L& l) { return l.downstream_rq_active; });
+  family(out, "envoy_http_downstream_rq_http1_total", "counter",
+         "Total downstream HTTP/1.1 requests.", hcms, hcm,
+         [](const L& l) { return l.downstream_rq_http1_total; });
+  family(out, "envoy_http_downstream_rq_http2_total", "counter",
+         "Total downstream HTTP/2 requests.", hcms, hcm,
+         [](const L& l) { return l.downstream_rq_http2_total; });
+  family(out, "envoy_http_downstream_rq_ws_on_non_ws_route", "counter",
+         "Upgrade requests refused by a route that does not allow the upgrade.", hcms, hcm,
+         [](const L& l) { return l.downstream_rq_ws_on_non_ws_route; });
+  family(out, "envoy_http_downstream_rq_rx_reset", "counter",
+         "Downstream requests reset by the client.", hcms, hcm,
+         [](const L& l) { return l.downstream_rq_rx_reset; });
+  family(out, "envoy_http_downstream_rq_tx_reset", "counter",
+         "Downstream requests reset by the gateway.", hcms, hcm,
+         [](const L& l) { return l.downstream_rq_tx_reset; });
   by_class(out, "envoy_http_downstream_rq_xx", "Downstream responses by status class.", hcms, hcm,
            &L::downstream_rq_xx);
   histograms(out, "envoy_http_downstream_rq_time", "Downstream request time in milliseconds.", hcms,

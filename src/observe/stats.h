@@ -108,8 +108,19 @@ inline constexpr size_t kStatusCodes = kMaxStatusCode - kMinStatusCode + 1;
   COUNTER(downstream_cx_protocol_error)                    \
   COUNTER(downstream_cx_rx_bytes_total)                    \
   COUNTER(downstream_cx_tx_bytes_total)                    \
+  COUNTER(downstream_cx_http1_total)                       \
+  COUNTER(downstream_cx_http2_total)                       \
+  COUNTER(downstream_cx_upgrades_total)                    \
   COUNTER(downstream_rq_total)                             \
+  COUNTER(downstream_rq_http1_total)                       \
+  COUNTER(downstream_rq_http2_total)                       \
+  COUNTER(downstream_rq_ws_on_non_ws_route)                \
+  COUNTER(downstream_rq_rx_reset)                          \
+  COUNTER(downstream_rq_tx_reset)                          \
   GAUGE(downstream_cx_active)                              \
+  GAUGE(downstream_cx_http1_active)                        \
+  GAUGE(downstream_cx_http2_active)                        \
+  GAUGE(downstream_cx_upgrades_active)                     \
   GAUGE(downstream_rq_active)                              \
   COUNTER(ssl_handshake)                                   \
   COUNTER(ssl_connection_error)                            \

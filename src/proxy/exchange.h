@@ -77,6 +77,7 @@ struct Exchange {
   uint64_t upstream_start_us = 0;
   observe::RouteStats* route_stats = nullptr;  // held alive by `config`
   bool counted_active = false;                 // in the listener's downstream_rq_active
+  bool counted_upgrade = false;                // in the listener's downstream_cx_upgrades_active
   bool cluster_active = false;                 // in the cluster's upstream_rq_active
   int64_t start_unix_ms = 0;
   uint64_t upstream_start_ms = 0;

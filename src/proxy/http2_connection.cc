@@ -107,8 +107,10 @@ void Http2Stream::start(http::RequestHead&& head, bool end_stream) {
   e.start_ms = worker_.loop().now_ms();
   e.start_us = worker_.loop().now_us();
   e.start_unix_ms = worker_.loop().now_unix_ms();
-  conn_.stats().downstream_rq_total.inc();
-  conn_.stats().downstream_rq_active.add(1);
+  observe::ListenerStats& stats = conn_.stats();
+  stats.downstream_rq_total.inc();
+  stats.downstream_rq_http2_total.inc();
+  stats.downstream_rq_active.add(1);
   e.counted_active = true;
   e.request.take(head);  // the session builds a later head in this exchange's last buffers
   e.response.clear();    // a reused exchange still holds its last response
@@ -121,6 +123,7 @@ void Http2Stream::start(http::RequestHead&& head, bool end_stream) {
       // Plain CONNECT (a TCP tunnel to :authority) is not offered; Envoy without CONNECT
       // support answers it as a rejected upgrade.
       connect_ = true;
+      stats.downstream_rq_ws_on_non_ws_route.inc();
       local_reply(403, "CONNECT not allowed", "UPE");
       return;
     }
@@ -311,7 +314,12 @@ void Http2Stream::reset_downstream(uint32_t error_code, std::string_view flags) 
   idle_timer_.cancel();
   deadline_timer_.cancel();
   discard_request();
-  if (!closed_) conn_.session().reset_stream(id_, error_code);
+  if (closed_) return;
+  if (!reset_sent_) {
+    reset_sent_ = true;
+    conn_.stats().downstream_rq_tx_reset.inc();
+  }
+  conn_.session().reset_stream(id_, error_code);
 }
 
 // Request body bytes will not be forwarded (answered locally, or the upstream is done): give the
@@ -738,6 +746,10 @@ void Http2Stream::start_tunnel() {
   }
   route_timer_.cancel();
   e.tunnel = true;
+  observe::ListenerStats& stats = conn_.stats();
+  stats.downstream_cx_upgrades_total.inc();
+  stats.downstream_cx_upgrades_active.add(1);
+  e.counted_upgrade = true;
   e.upstream_reusable = false;
   e.response_body.reset(http::BodyFraming::kUntilClose, 0);
   build_response_fields(proxied_head_context(), e.scratch, fields_);
@@ -1157,12 +1169,21 @@ void Http2Stream::on_closed(uint32_t error_code) {
     // protocol error. Otherwise the client reset it or the connection went away.
     e.flags = !peer_reset_ && error_code == http::kH2ProtocolError ? "DPE" : "DC";
   }
+  observe::ListenerStats& stats = conn_.stats();
+  if (!reset_sent_ && !e.response_complete && (peer_reset_ || error_code != http::kH2NoError)) {
+    // Cut short without our reset_downstream(): the client's RST_STREAM or its connection going
+    // away, else the session's own reset (a malformed body) or our closing the connection.
+    if (peer_reset_ || conn_.peer_gone()) {
+      stats.downstream_rq_rx_reset.inc();
+    } else {
+      stats.downstream_rq_tx_reset.inc();
+    }
+  }
   if (e.upstream) {
     // Still attached: the exchange did not complete cleanly.
     upstream::UpstreamConnection::destroy(std::move(e.upstream));
   }
   uint64_t now_us = worker_.loop().now_us();
-  observe::ListenerStats& stats = conn_.stats();
   stats.count_response(e.status);
   if (e.start_us != 0) stats.downstream_rq_time.record_us(now_us - e.start_us);
   if (e.route_stats != nullptr) {
@@ -1178,7 +1199,8 @@ void Http2Stream::on_closed(uint32_t error_code) {
   if (e.counted_active) stats.downstream_rq_active.add(-1);
   if (e.route_stats != nullptr) e.route_stats->rq_active.add(-1);
   if (e.cluster_active) e.cluster->stats().upstream_rq_active.add(-1);
-  e.counted_active = e.cluster_active = false;
+  if (e.counted_upgrade) stats.downstream_cx_upgrades_active.add(-1);
+  e.counted_active = e.cluster_active = e.counted_upgrade = false;
   e.route_stats = nullptr;
 }
 
@@ -1241,6 +1263,7 @@ Http2Connection::Http2Connection(Worker& worker, int fd, std::string listener_ke
   routing_.peer = peer_text_;
   routing_.local = local_text_;
   routing_.tls = tls_ != nullptr;
+  routing_.stats = stats_.get();
   if (tls_) {
     routing_.peer_certificate = peer_certificate_.get();
     if (const net::TlsServerContext* served = tls_->server_context()) {
@@ -1275,6 +1298,7 @@ Http2Connection::~Http2Connection() {
     streams_.clear();
     session_.reset();
     stats_->downstream_cx_active.add(-1);
+    stats_->downstream_cx_http2_active.add(-1);
     tls_.reset();
     if (fd_ >= 0) {
       worker_.loop().remove(fd_);
@@ -1297,6 +1321,9 @@ void Http2Connection::start() {
     stats_->downstream_cx_total.inc();
     stats_->downstream_cx_active.add(1);
   }
+  // h2c with prior knowledge (handed over after its preface) or h2 chosen by ALPN.
+  stats_->downstream_cx_http2_total.inc();
+  stats_->downstream_cx_http2_active.add(1);
   worker_.loop().add(fd_, EPOLLIN | EPOLLOUT | EPOLLRDHUP, this);
   idle_since_ms_ = worker_.loop().now_ms();
   if (uint64_t idle = idle_timeout_ms(); idle > 0) timer_.arm(idle);
@@ -1320,6 +1347,7 @@ void Http2Connection::drain() {
 void Http2Connection::on_io(uint32_t events) {
   if (closed_) return;
   if (events & EPOLLERR) {
+    peer_gone_ = true;
     close_now();
     return;
   }
@@ -1343,11 +1371,13 @@ void Http2Connection::read_downstream() {
       continue;
     }
     if (n == 0) {
+      peer_gone_ = true;
       close_now();
       return;
     }
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+    peer_gone_ = true;
     close_now();
     return;
   }
@@ -1398,6 +1428,7 @@ void Http2Connection::flush_now() {
         break;
       }
       in_flush_ = false;
+      peer_gone_ = true;
       close_now();
       return;
     }
@@ -1464,6 +1495,7 @@ void Http2Connection::close_now() {
   }
   streams_.clear();
   stats_->downstream_cx_active.add(-1);
+  stats_->downstream_cx_http2_active.add(-1);
   if (tls_) {
     tls_->shutdown();
     tls_.reset();
@@ -1490,10 +1522,13 @@ void Http2Connection::on_request_head(int32_t stream, http::RequestHead&& head, 
 
 // Envoy had opened a stream for it (downstream_rq_total) whose codec reset it before any
 // filter ran: logged with what arrived of the head, code 0 and DPE. http2.rx_messaging_error /
-// header_overflow and tx_reset come from the session.
+// header_overflow and http2.tx_reset come from the session; the reset request is ours
+// (downstream_rq_tx_reset).
 void Http2Connection::on_request_rejected(int32_t, const http::RequestHead& partial,
                                           std::string_view) {
   stats_->downstream_rq_total.inc();
+  stats_->downstream_rq_http2_total.inc();
+  stats_->downstream_rq_tx_reset.inc();
   stats_->downstream_rq_time.record_us(0);
   const auto& cfg = worker_.config();
   if (!cfg || !cfg->access_log) return;

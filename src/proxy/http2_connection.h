@@ -129,6 +129,7 @@ class Http2Stream final : public base::PooledObject,
   bool paused_ = false;           // submit_data said kFull: wait for on_send_ready
   bool closed_ = false;           // the session closed the stream
   bool peer_reset_ = false;
+  bool reset_sent_ = false;  // reset_downstream() reset it (counted in downstream_rq_tx_reset)
 
   // HTTP/2 upstream (cluster spec http2).
   bool h2_mode_ = false;
@@ -192,6 +193,9 @@ class Http2Connection final : public DownstreamConnection,
   const RoutingInput& routing_input() const { return routing_; }
   std::string_view sni() const;
   uint64_t idle_timeout_ms() const;
+  // The client closed the connection or it failed under us (not our close): streams it cuts
+  // count as reset by the client.
+  bool peer_gone() const { return peer_gone_; }
   // Asks for what the session has to send to be written at the end of the event batch, so the
   // frames of many streams and upstream reads leave in one write.
   void flush();
@@ -231,6 +235,7 @@ class Http2Connection final : public DownstreamConnection,
   bool in_feed_ = false;
   bool in_flush_ = false;
   bool peer_hup_ = false;
+  bool peer_gone_ = false;
   bool goaway_sent_ = false;
 };
 

@@ -72,7 +72,7 @@ void Exchange::reset() {
   start_ms = upstream_start_ms = 0;
   start_us = upstream_start_us = 0;
   route_stats = nullptr;
-  counted_active = cluster_active = false;
+  counted_active = cluster_active = counted_upgrade = false;
   start_unix_ms = 0;
   upstream_service_ms = -1;
   bytes_received = bytes_sent = 0;
@@ -140,6 +140,7 @@ void HttpConnection::on_connection_timer() {
       if (now - head_started_ms_ >= kRequestHeadersTimeoutMs) {
         // Slowloris: the head did not arrive in time.
         stats_->downstream_rq_total.inc();
+        stats_->downstream_rq_http1_total.inc();
         send_local_reply(408, "request header timeout", "DC");
       } else {
         idle_timer_.arm(head_started_ms_ + kRequestHeadersTimeoutMs - now);
@@ -198,7 +199,8 @@ void HttpConnection::end_active(Exchange& e) {
   if (e.counted_active) stats_->downstream_rq_active.add(-1);
   if (e.route_stats != nullptr) e.route_stats->rq_active.add(-1);
   if (e.cluster_active) e.cluster->stats().upstream_rq_active.add(-1);
-  e.counted_active = e.cluster_active = false;
+  if (e.counted_upgrade) stats_->downstream_cx_upgrades_active.add(-1);
+  e.counted_active = e.cluster_active = e.counted_upgrade = false;
   e.route_stats = nullptr;
 }
 
@@ -312,6 +314,10 @@ void HttpConnection::process_input() {
         hand_over_http2();
         return;
       }
+      // Envoy counts a connection's protocol once its codec sees the first bytes.
+      http1_counted_ = true;
+      stats_->downstream_cx_http1_total.inc();
+      stats_->downstream_cx_http1_active.add(1);
     }
     bool first_bytes = phase_ == Phase::kIdle;
     if (first_bytes) phase_ = Phase::kHead;
@@ -391,6 +397,7 @@ void HttpConnection::parse_error(const http::ParseResult& result) {
   stats_->downstream_cx_protocol_error.inc();
   // The malformed request is a request too (Envoy counts it), so the 4xx below has one.
   stats_->downstream_rq_total.inc();
+  stats_->downstream_rq_http1_total.inc();
   close_after_response_ = true;
   auto& e = *exchange_;
   e.start_ms = worker_.loop().now_ms();
@@ -419,6 +426,7 @@ void HttpConnection::start_exchange(size_t head_length) {
                http::grpc_web_format(http::find_header(e.request.headers, "content-type")) !=
                    http::GrpcWebFormat::kNone;
   stats_->downstream_rq_total.inc();
+  stats_->downstream_rq_http1_total.inc();
   if (!e.request.keep_alive || worker_.draining()) close_after_response_ = true;
   e.request_body.reset(e.request.framing, e.request.content_length);
   e.request_complete = e.request.framing == http::BodyFraming::kNone;
@@ -432,6 +440,7 @@ void HttpConnection::route_request() {
   in.peer = peer_text_;
   in.local = local_text_;
   in.tls = tls_ != nullptr;
+  in.stats = stats_.get();
   if (tls_) {
     in.peer_certificate = peer_certificate_.get();
     if (const net::TlsServerContext* served = tls_->server_context()) {
@@ -629,7 +638,7 @@ void HttpConnection::upstream_failed(std::string_view reason, std::string_view f
   }
   // Mid-response failure: the client must not mistake a truncated body for a whole one.
   e.flags = "UC";
-  close_now();
+  reset_exchange();
 }
 
 void HttpConnection::send_request_head() {
@@ -661,7 +670,7 @@ void HttpConnection::forward_request_body() {
       upstream::UpstreamConnection::destroy(std::move(e.upstream));
       close_after_response_ = true;
       if (e.response_head_sent) {
-        close_now();
+        reset_exchange();
       } else {
         e.request_complete = true;
         send_local_reply(400, r.reason, "DPE");
@@ -887,6 +896,9 @@ ResponseHeadContext HttpConnection::proxied_head_context(Exchange& e) {
 void HttpConnection::start_tunnel() {
   Exchange& e = *exchange_;
   e.tunnel = true;
+  stats_->downstream_cx_upgrades_total.inc();
+  stats_->downstream_cx_upgrades_active.add(1);
+  e.counted_upgrade = true;
   e.route_timer.cancel();
   e.upstream_reusable = false;
   close_after_response_ = true;
@@ -925,7 +937,7 @@ void HttpConnection::forward_response_body() {
     if (r.error) {
       e.flags = "UPE";
       e.upstream_reusable = false;
-      close_now();
+      reset_exchange();
       return;
     }
     if (!r.data.empty()) {
@@ -979,7 +991,7 @@ void HttpConnection::on_upstream_eof() {
     // Truncated body: close without a final chunk so the client sees the failure.
     e.flags = "UC";
     upstream::UpstreamConnection::destroy(std::move(e.upstream));
-    close_now();
+    reset_exchange();
   }
 }
 
@@ -1000,7 +1012,7 @@ void HttpConnection::on_stream_idle_timeout() {
     send_local_reply(408, "stream timeout", "SI");
   } else {
     e.flags = "SI";
-    close_now();
+    reset_exchange();
   }
 }
 
@@ -1041,7 +1053,7 @@ void HttpConnection::end_timed_out_response() {
   const bool grpc_end =
       h2_mode_ && e.response_chunked && !e.head_request && (web || (e.grpc && h2_trailers_wanted_));
   if (!grpc_end) {
-    close_now();
+    reset_exchange();
     return;
   }
   upstream::UpstreamConnection::destroy(std::move(e.upstream));
@@ -1125,7 +1137,7 @@ void HttpConnection::h2_forward_request_body() {
       release_h2();
       close_after_response_ = true;
       if (e.response_head_sent) {
-        close_now();
+        reset_exchange();
       } else {
         e.request_complete = true;
         send_local_reply(400, r.reason, "DPE");
@@ -1158,7 +1170,7 @@ void HttpConnection::h2_forward_request_body() {
       release_h2();
       close_after_response_ = true;
       if (e.response_head_sent) {
-        close_now();
+        reset_exchange();
       } else {
         e.request_complete = true;
         send_local_reply(400, "invalid gRPC-Web request body", "DPE");
@@ -1474,7 +1486,7 @@ void HttpConnection::on_h2_close(uint32_t error_code) {
   if (!e.response_complete) {
     // Mid-response: the client must not take a truncated response for a whole one.
     e.flags = "UR";
-    close_now();
+    reset_exchange();
   }
 }
 
@@ -1686,6 +1698,11 @@ void HttpConnection::start_lingering() {
   read_downstream();
 }
 
+void HttpConnection::reset_exchange() {
+  resetting_ = true;
+  close_now();
+}
+
 void HttpConnection::close_now() {
   if (phase_ == Phase::kClosed) return;
   phase_ = Phase::kClosed;
@@ -1699,13 +1716,22 @@ void HttpConnection::close_now() {
     e.idle_timer.cancel();
     e.deadline_timer.cancel();
     // Aborted exchanges are logged too, those cut before any response with code 0 (Envoy's).
-    if (!e.response_complete && (e.status != 0 || e.counted_active)) log_exchange();
+    // Closing is how HTTP/1.1 resets a request: ours (reset_exchange) or the client's.
+    if (!e.response_complete && (e.status != 0 || e.counted_active)) {
+      if (resetting_) {
+        stats_->downstream_rq_tx_reset.inc();
+      } else {
+        stats_->downstream_rq_rx_reset.inc();
+      }
+      log_exchange();
+    }
     end_active(e);
     release_h2();
     upstream::UpstreamConnection::destroy(std::move(e.upstream));
     e.drop_shadow();
   }
   stats_->downstream_cx_active.add(-1);
+  if (http1_counted_) stats_->downstream_cx_http1_active.add(-1);
   if (tls_) {
     tls_->shutdown();  // best effort close_notify; the socket closes right after
     tls_.reset();

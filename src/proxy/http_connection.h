@@ -129,6 +129,11 @@ class HttpConnection final : public DownstreamConnection,
   uint64_t idle_timeout_ms() const;
   void begin_close_after_flush();
   void start_lingering();
+  // We cut the exchange in progress (upstream failure or timeout mid-response, a request body
+  // that turned out malformed after the answer started): closing the connection is HTTP/1.1's
+  // stream reset, counted as Envoy's downstream_rq_tx_reset. Any other close_now() that cuts an
+  // exchange is the client's doing (downstream_rq_rx_reset).
+  void reset_exchange();
   void close_now();
   void release_buffers_if_idle();
   void log_exchange();
@@ -156,6 +161,8 @@ class HttpConnection final : public DownstreamConnection,
   bool closing_ = false;        // flush out_, then close
   bool corked_ = false;         // collect writes into out_; the caller sends them together
   bool http2_checked_ = false;  // the first bytes were checked for the HTTP/2 preface
+  bool http1_counted_ = false;  // ... and were HTTP/1.1: in downstream_cx_http1_active
+  bool resetting_ = false;      // reset_exchange() is closing the connection
   std::unique_ptr<net::Buffer> in_;
   std::unique_ptr<net::Buffer> out_;
   std::unique_ptr<Exchange> exchange_;

@@ -283,6 +283,7 @@ std::optional<LocalReply> route_exchange(Worker& worker, Exchange& e, const Rout
   // Emissary does, and never reach the upstream. h2c upgrade offers are simply ignored.
   if (req.upgrade && !http::iequals(req.upgrade_protocol, "h2c")) {
     if (!upgrade_allowed(target, req.upgrade_protocol)) {
+      if (in.stats != nullptr) in.stats->downstream_rq_ws_on_non_ws_route.inc();
       return LocalReply{403, "upgrade not allowed on this route", "UPE"};
     }
     e.upgrade = true;

@@ -12,6 +12,7 @@
 
 #include "http/grpc.h"
 #include "net/tls_stream.h"
+#include "observe/stats.h"
 #include "proxy/exchange.h"
 #include "proxy/worker.h"
 
@@ -26,6 +27,9 @@ struct RoutingInput {
   // of the certificate we served (Envoy's By=).
   const net::PeerCertificateInfo* peer_certificate = nullptr;
   std::span<const std::string> local_uri_sans;
+  // The listener's stats shard on this worker, for what routing itself counts (upgrades a route
+  // refuses); null counts nothing.
+  observe::ListenerStats* stats = nullptr;
 };
 
 // An answer given without an upstream. `body` is static text.

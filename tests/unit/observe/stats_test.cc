@@ -225,6 +225,62 @@ TEST(PrometheusTest, ExpositionOfTwoWorkers) {
   EXPECT_EQ(text.back(), '\n');
 }
 
+TEST(PrometheusTest, ProtocolUpgradeAndResetCountersByPrefix) {
+  // Two workers of one listener and another listener sharing its prefix: the connection
+  // manager's protocol, upgrade and reset stats add up per prefix, gauges included.
+  ListenerStats w1("ingress_http", "0.0.0.0_8080"), w2("ingress_http", "0.0.0.0_8080");
+  ListenerStats other("ingress_http", "127.0.0.1_9090");
+  w1.downstream_cx_http1_total.add(4);
+  w2.downstream_cx_http1_total.add(1);
+  w1.downstream_cx_http1_active.add(2);
+  other.downstream_cx_http2_total.add(3);
+  other.downstream_cx_http2_active.add(1);
+  w1.downstream_rq_http1_total.add(7);
+  w2.downstream_rq_http2_total.add(9);
+  other.downstream_rq_http2_total.add(2);
+  w1.downstream_cx_upgrades_total.add(2);
+  w2.downstream_cx_upgrades_total.inc();
+  w1.downstream_cx_upgrades_active.add(1);
+  w2.downstream_cx_upgrades_active.add(1);
+  w2.downstream_cx_upgrades_active.add(-1);
+  other.downstream_rq_ws_on_non_ws_route.add(5);
+  w1.downstream_rq_rx_reset.add(6);
+  w2.downstream_rq_tx_reset.add(8);
+
+  MergedStats m;
+  m.add(w1);
+  m.add(w2);
+  m.add(other);
+  std::string text = render_prometheus(m, PrometheusOptions{});
+  auto s = samples(text);
+
+  const std::string hcm = "{envoy_http_conn_manager_prefix=\"ingress_http\"}";
+  EXPECT_EQ(s["envoy_http_downstream_cx_http1_total" + hcm], "5");
+  EXPECT_EQ(s["envoy_http_downstream_cx_http1_active" + hcm], "2");
+  EXPECT_EQ(s["envoy_http_downstream_cx_http2_total" + hcm], "3");
+  EXPECT_EQ(s["envoy_http_downstream_cx_http2_active" + hcm], "1");
+  EXPECT_EQ(s["envoy_http_downstream_rq_http1_total" + hcm], "7");
+  EXPECT_EQ(s["envoy_http_downstream_rq_http2_total" + hcm], "11");
+  EXPECT_EQ(s["envoy_http_downstream_cx_upgrades_total" + hcm], "3");
+  EXPECT_EQ(s["envoy_http_downstream_cx_upgrades_active" + hcm], "1");
+  EXPECT_EQ(s["envoy_http_downstream_rq_ws_on_non_ws_route" + hcm], "5");
+  EXPECT_EQ(s["envoy_http_downstream_rq_rx_reset" + hcm], "6");
+  EXPECT_EQ(s["envoy_http_downstream_rq_tx_reset" + hcm], "8");
+  for (const char* family :
+       {"envoy_http_downstream_cx_http1_total counter",
+        "envoy_http_downstream_cx_http2_total counter",
+        "envoy_http_downstream_cx_http1_active gauge",
+        "envoy_http_downstream_cx_http2_active gauge",
+        "envoy_http_downstream_cx_upgrades_total counter",
+        "envoy_http_downstream_cx_upgrades_active gauge",
+        "envoy_http_downstream_rq_http1_total counter",
+        "envoy_http_downstream_rq_http2_total counter",
+        "envoy_http_downstream_rq_ws_on_non_ws_route counter",
+        "envoy_http_downstream_rq_rx_reset counter", "envoy_http_downstream_rq_tx_reset counter"}) {
+    EXPECT_NE(text.find(std::string("# TYPE ") + family + "\n"), std::string::npos) << family;
+  }
+}
+
 TEST(PrometheusTest, NothingYetStillRendersConfig) {
   MergedStats m;
   std::string text = render_prometheus(m, PrometheusOptions{});
