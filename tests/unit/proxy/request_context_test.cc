@@ -96,6 +96,7 @@ TEST(BuildUpstreamHead, IndexNamesTheFieldsAnHttp2UpstreamGets) {
   for (const auto& f : index.fields) fields.emplace_back(f.name.in(text), f.value.in(text));
   const std::vector<std::pair<std::string_view, std::string_view>> want = {
       {"Content-Type", "application/grpc"},
+      {"te", "trailers"},  // all that is kept of the client's hop-by-hop TE
       {"x-keep", "kept"},
       {"x-forwarded-for", "10.0.0.1, 192.168.1.2"},
       {"x-forwarded-proto", "http"},
