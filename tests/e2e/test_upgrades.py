@@ -8,6 +8,8 @@ import hashlib
 import threading
 import time
 
+import pytest
+
 import harness
 from harness import FakeUpstream, RawConn, mapping, raw_exchange, wait_until
 
@@ -117,6 +119,61 @@ def access_log(gw, path, T):
                                 if l["path"] == path], T(5))
     assert lines, gw.stdout()[-2000:]
     return lines[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# 1, 2: allow_upgrade matches the whole Upgrade value, case-insensitively.
+
+
+@pytest.mark.parametrize("allowed,sent", [
+    ("spdy/3.1", "SPDY/3.1"),  # kubectl exec / port-forward
+    ("spdy/3.1", "spdy/3.1"),
+    ("SPDY/3.1", "spdy/3.1"),
+    ("websocket", "websocket"),
+    ("websocket", "WebSocket"),
+    ("WebSocket", "websocket"),
+])
+def test_allow_upgrade_matches_the_whole_value(start_gateway, T, allowed, sent):
+    up = ScriptedUpstream(switch)
+    gw = start_gateway([mapping("u", "/u/", up.addr, allow_upgrade=[allowed])])
+    with RawConn(gw.port, timeout=T(5)) as c:
+        r = c.request(upgrade_request("/u/a", sent))
+        assert r.status == 101, r
+        assert r.header("upgrade").lower() == sent.lower()
+        c.send(b"tunnel bytes")
+        assert read_until(c, b"tunnel bytes", T(5)) == b"tunnel bytes"
+    assert header_value(up.heads[0], b"upgrade") == sent.encode()
+
+
+@pytest.mark.parametrize("allowed,sent", [
+    ("spdy/3.1", "spdy"),
+    ("spdy/3.1", "SPDY/3"),
+    ("spdy/3.1", "spdy/3.1, websocket"),
+    ("websocket", "websocket/13"),
+    ("websocket", "websocket, foo"),
+    ("websocket", "foo, websocket"),
+    ("websocket", "websocket,"),
+])
+def test_upgrade_value_other_than_an_allowed_one_is_403(start_gateway, T, allowed, sent):
+    up = ScriptedUpstream(switch)
+    gw = start_gateway([mapping("u", "/u/", up.addr, allow_upgrade=[allowed])])
+    responses, closed, _ = raw_exchange(gw.port, upgrade_request("/u/a", sent), timeout=T(3))
+    assert [r.status for r in responses] == [403]
+    assert responses[0].body == b"upgrade not allowed on this route\n"
+    assert closed
+    assert up.lines() == []  # never reached the upstream
+    assert access_log(gw, "/u/a", T)["flags"] == "UPE"
+
+
+def test_two_upgrade_fields_are_one_list_and_refused(start_gateway, T):
+    # Two Upgrade lines are the list "websocket, foo" (RFC 9110 §5.3), which is not "websocket".
+    up = ScriptedUpstream(switch)
+    gw = start_gateway([mapping("u", "/u/", up.addr, allow_upgrade=["websocket"])])
+    responses, closed, _ = raw_exchange(
+        gw.port, upgrade_request("/u/a", b"websocket", extra=b"Upgrade: foo\r\n"), timeout=T(3))
+    assert [r.status for r in responses] == [403]
+    assert closed
+    assert up.lines() == []
 
 
 # ---------------------------------------------------------------------------------------------
