@@ -809,6 +809,13 @@ void HttpConnection::process_upstream_bytes() {
       e.response_parser.reset();
       if (e.response.status >= 100 && e.response.status < 200 &&
           !(e.upgrade && e.response.status == 101)) {
+        if (e.response.status == 101) {
+          // A 101 to a request that asked for no upgrade: the upstream switched protocols on
+          // its own, and nothing it sends next is HTTP (the connection is not pooled).
+          upstream::UpstreamConnection::destroy(std::move(e.upstream));
+          send_local_reply(502, "upstream sent an invalid response", "UPE");
+          return;
+        }
         // Interim responses (we never forwarded Expect) are dropped.
         e.response.status = 0;
         if (e.up_in->empty()) return;
@@ -828,6 +835,11 @@ void HttpConnection::on_response_head() {
   e.status = e.response.status;
   if (e.upgrade) {
     if (e.response.status == 101) {
+      if (!switches_to_requested_protocol(e.response, e.request.upgrade_protocol)) {
+        upstream::UpstreamConnection::destroy(std::move(e.upstream));
+        send_local_reply(502, "upstream sent an invalid response", "UPE");  // and closes
+        return;
+      }
       start_tunnel();
       return;
     }
@@ -908,8 +920,7 @@ void HttpConnection::start_tunnel() {
   e.request_body.reset(http::BodyFraming::kUntilClose, 0);
   e.response_body.reset(http::BodyFraming::kUntilClose, 0);
   ResponseHeadContext ctx = proxied_head_context(e);
-  ctx.upgrade = http::find_header(e.response.headers, "upgrade");
-  if (ctx.upgrade.empty()) ctx.upgrade = e.context.upgrade;
+  ctx.upgrade = http::find_header(e.response.headers, "upgrade");  // the one asked for
   std::string& out = e.scratch;
   build_response_head(ctx, out);
   write_downstream(out);

@@ -182,6 +182,13 @@ std::unique_ptr<const net::PeerCertificateInfo> client_certificate(const net::Tl
   return std::make_unique<const net::PeerCertificateInfo>(std::move(info));
 }
 
+bool switches_to_requested_protocol(const http::ResponseHead& response,
+                                    std::string_view requested) {
+  bool present = false;
+  std::string_view upgrade = http::find_header(response.headers, "upgrade", &present);
+  return present && http::iequals(upgrade, requested);
+}
+
 std::optional<LocalReply> route_exchange(Worker& worker, Exchange& e, const RoutingInput& in) {
   if (!e.config || !e.config->snapshot) {
     return LocalReply{503, "no configuration", "NC"};

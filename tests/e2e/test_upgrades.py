@@ -177,6 +177,68 @@ def test_two_upgrade_fields_are_one_list_and_refused(start_gateway, T):
 
 
 # ---------------------------------------------------------------------------------------------
+# 3: a 101 must name the protocol asked for.
+
+
+@pytest.mark.parametrize("upgrade", [b"h2c", b""], ids=["other-protocol", "no-upgrade-header"])
+def test_101_not_naming_the_requested_protocol_is_502(start_gateway, T, upgrade):
+    up = ScriptedUpstream(lambda head: switch(head, upgrade))
+    gw = start_gateway([mapping("ws", "/ws/", up.addr, allow_upgrade=["websocket"])])
+    responses, closed, rest = raw_exchange(gw.port, upgrade_request("/ws/a") + b"\x81\x00",
+                                           timeout=T(3))
+    assert [r.status for r in responses] == [502], (responses, rest)
+    r = responses[0]
+    assert r.body == b"upstream sent an invalid response\n"
+    assert r.header("connection") == "close"
+    assert closed and rest == b""
+    assert access_log(gw, "/ws/a", T)["flags"] == "UPE"
+    assert wait_until(lambda: up.closed == 1, T(5))  # the upstream connection is dropped
+
+
+def test_101_naming_the_protocol_in_another_case_is_a_tunnel(start_gateway, T):
+    up = ScriptedUpstream(lambda head: switch(head, b"WebSocket"))
+    gw = start_gateway([mapping("ws", "/ws/", up.addr, allow_upgrade=["websocket"])])
+    with RawConn(gw.port, timeout=T(5)) as c:
+        r = c.request(upgrade_request("/ws/a"))
+        assert r.status == 101
+        c.send(b"\x81\x00")
+        assert read_until(c, b"\x81\x00", T(5)) == b"\x81\x00"
+
+
+@pytest.mark.parametrize("upgrade", [b"h2c", b""], ids=["other-protocol", "no-upgrade-header"])
+def test_extended_connect_101_not_naming_the_protocol_is_502(start_gateway, T, upgrade):
+    from test_websocket_h2 import H2Client
+
+    # A correct Sec-WebSocket-Accept, but the 101 switches to something else (or says nothing).
+    up = ScriptedUpstream(lambda head: switch(head, upgrade))
+    gw = start_gateway([mapping("ws", "/ws/", up.addr, allow_upgrade=["websocket"])])
+    c = H2Client(gw.port, T(8))
+    try:
+        sid = c.connect("/ws/a")
+        assert c.pump_until(lambda: sid in c.ended or sid in c.resets)
+        assert c.headers[sid][":status"] == "502"
+    finally:
+        c.close()
+    assert access_log(gw, "/ws/a", T)["flags"] == "UPE"
+
+
+def test_extended_connect_101_naming_the_protocol_in_another_case_is_a_tunnel(start_gateway, T):
+    from test_websocket_h2 import H2Client
+
+    up = ScriptedUpstream(lambda head: switch(head, b"WebSocket"))
+    gw = start_gateway([mapping("ws", "/ws/", up.addr, allow_upgrade=["websocket"])])
+    c = H2Client(gw.port, T(8))
+    try:
+        sid = c.connect("/ws/a")
+        assert c.pump_until(lambda: sid in c.headers)
+        assert c.headers[sid][":status"] == "200"
+        c.send(sid, b"through")
+        assert c.pump_until(lambda: bytes(c.data.get(sid, b"")) == b"through")
+    finally:
+        c.close()
+
+
+# ---------------------------------------------------------------------------------------------
 # 4: an upgrade request not upgraded closes the client connection after its answer; what the
 # client sent behind it (tunnel bytes, or a smuggled request) is never parsed.
 
@@ -225,3 +287,44 @@ def test_local_error_to_an_upgrade_closes_and_never_parses_what_follows(start_ga
     assert closed and rest == b""
     time.sleep(0.2)
     assert up.lines() == [b"GET /a HTTP/1.1"]
+
+
+# ---------------------------------------------------------------------------------------------
+# 5: a 101 to a request that asked for no upgrade is an invalid response.
+
+
+def test_unsolicited_101_is_502_at_once_and_not_pooled(start_gateway, T):
+    up = ScriptedUpstream(lambda head: switch(head, b"websocket"))
+    gw = start_gateway([mapping("plain", "/u/", up.addr, timeout_ms=5000)])
+    with RawConn(gw.port, timeout=T(8)) as c:
+        t0 = time.monotonic()
+        r = c.request(b"GET /u/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert r.status == 502, r
+        assert time.monotonic() - t0 < 2.0  # not the route timeout
+        assert r.body == b"upstream sent an invalid response\n"
+        # An ordinary request: the client connection carries on; the upstream one is gone.
+        r2 = c.request(b"GET /u/2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert r2.status == 502
+    assert wait_until(lambda: up.closed == 2, T(5))
+    assert up.connections == 2
+    assert access_log(gw, "/u/1", T)["flags"] == "UPE"
+
+
+def test_unsolicited_101_to_an_http2_client_is_502(start_gateway, T):
+    from test_websocket_h2 import H2Client
+
+    up = ScriptedUpstream(lambda head: switch(head, b"websocket"))
+    gw = start_gateway([mapping("plain", "/u/", up.addr, timeout_ms=5000)])
+    c = H2Client(gw.port, T(8))
+    try:
+        t0 = time.monotonic()
+        sid = c.conn.get_next_available_stream_id()
+        c.conn.send_headers(sid, [(":method", "GET"), (":scheme", "http"), (":path", "/u/1"),
+                                  (":authority", "gw")], end_stream=True)
+        c.flush()
+        assert c.pump_until(lambda: sid in c.ended or sid in c.resets)
+        assert c.headers[sid][":status"] == "502"
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        c.close()
+    assert wait_until(lambda: up.closed == 1, T(5))
