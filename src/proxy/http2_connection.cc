@@ -680,6 +680,13 @@ void Http2Stream::process_upstream_input() {
       e.response_parser.reset();
       if (e.response.status >= 100 && e.response.status < 200 &&
           !(connect_ && e.response.status == 101)) {
+        if (e.response.status == 101) {
+          // A 101 to a request that asked for no upgrade: the upstream switched protocols on
+          // its own, and nothing it sends next is HTTP (the connection is not pooled).
+          upstream::UpstreamConnection::destroy(std::move(e.upstream));
+          local_reply(502, "upstream sent an invalid response", "UPE");
+          return;
+        }
         // Interim responses (we never forward Expect) are dropped.
         e.response.status = 0;
         if (e.up_in->empty()) return;
@@ -738,6 +745,11 @@ void Http2Stream::on_response_head() {
 // tunnel.
 void Http2Stream::start_tunnel() {
   Exchange& e = *e_;
+  if (!switches_to_requested_protocol(e.response, e.request.upgrade_protocol)) {
+    upstream::UpstreamConnection::destroy(std::move(e.upstream));
+    local_reply(502, "upstream sent an invalid response", "UPE");
+    return;
+  }
   if (key_generated_ &&
       http::find_header(e.response.headers, "sec-websocket-accept") != websocket_accept(ws_key_)) {
     upstream::UpstreamConnection::destroy(std::move(e.upstream));

@@ -502,8 +502,14 @@ void HttpConnection::send_local_reply(int status, std::string_view body, std::st
   phase_ = Phase::kExchange;
   e.status = status;
   e.flags = flags;
-  // A request body we will not read would be parsed as the next request: close instead.
-  if (!e.request_complete) close_after_response_ = true;
+  // A request body we will not read would be parsed as the next request: close instead. So
+  // would bytes behind an upgrade request not upgraded (refused, failed, or answered before
+  // a 101): tunnel bytes, or a request smuggled past the routing of the first (Envoy closes
+  // too). An h2c offer is no upgrade we act on: its request is an ordinary one.
+  if (!e.request_complete ||
+      (e.request.upgrade && !http::iequals(e.request.upgrade_protocol, "h2c"))) {
+    close_after_response_ = true;
+  }
   if (status == 408 || status == 413 || status == 414 || status == 431) {
     close_after_response_ = true;
   }
@@ -812,6 +818,13 @@ void HttpConnection::process_upstream_bytes() {
       e.response_parser.reset();
       if (e.response.status >= 100 && e.response.status < 200 &&
           !(e.upgrade && e.response.status == 101)) {
+        if (e.response.status == 101) {
+          // A 101 to a request that asked for no upgrade: the upstream switched protocols on
+          // its own, and nothing it sends next is HTTP (the connection is not pooled).
+          upstream::UpstreamConnection::destroy(std::move(e.upstream));
+          send_local_reply(502, "upstream sent an invalid response", "UPE");
+          return;
+        }
         // Interim responses (we never forwarded Expect) are dropped.
         e.response.status = 0;
         if (e.up_in->empty()) return;
@@ -829,9 +842,19 @@ void HttpConnection::on_response_head() {
   Exchange& e = *exchange_;
   e.upstream_service_ms = static_cast<int64_t>(worker_.loop().now_ms() - e.upstream_start_ms);
   e.status = e.response.status;
-  if (e.upgrade && e.response.status == 101) {
-    start_tunnel();
-    return;
+  if (e.upgrade) {
+    if (e.response.status == 101) {
+      if (!switches_to_requested_protocol(e.response, e.request.upgrade_protocol)) {
+        upstream::UpstreamConnection::destroy(std::move(e.upstream));
+        send_local_reply(502, "upstream sent an invalid response", "UPE");  // and closes
+        return;
+      }
+      start_tunnel();
+      return;
+    }
+    // The upstream declined the upgrade: what the client sent behind its request was meant
+    // for the tunnel (or smuggled), never a next request. Close after this answer, as Envoy.
+    close_after_response_ = true;
   }
   e.response_body.reset(e.response.framing, e.response.content_length);
   e.upstream_reusable = e.response.keep_alive;
@@ -909,8 +932,7 @@ void HttpConnection::start_tunnel() {
   e.request_body.reset(http::BodyFraming::kUntilClose, 0);
   e.response_body.reset(http::BodyFraming::kUntilClose, 0);
   ResponseHeadContext ctx = proxied_head_context(e);
-  ctx.upgrade = http::find_header(e.response.headers, "upgrade");
-  if (ctx.upgrade.empty()) ctx.upgrade = e.context.upgrade;
+  ctx.upgrade = http::find_header(e.response.headers, "upgrade");  // the one asked for
   std::string& out = e.scratch;
   build_response_head(ctx, out);
   write_downstream(out);

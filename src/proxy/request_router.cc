@@ -74,14 +74,17 @@ void merge_slashes(std::string_view path, std::string& out) {
   }
 }
 
-// Whether the route lets the client's Upgrade through (its first protocol, case-insensitive).
-bool upgrade_allowed(const router::RouteTarget& target, std::string_view protocols) {
-  std::string_view first = protocols.substr(0, protocols.find(','));
-  while (!first.empty() && (first.back() == ' ' || first.back() == '\t')) first.remove_suffix(1);
-  while (!first.empty() && (first.front() == ' ' || first.front() == '\t')) first.remove_prefix(1);
-  first = first.substr(0, first.find('/'));  // "websocket/13" names the same protocol
+// Whether the route lets the client's Upgrade through. As Envoy, each allow_upgrade entry is
+// compared with the whole Upgrade value, case-insensitively: "spdy/3.1" admits SPDY/3.1 and
+// nothing else, and a list ("websocket, foo") matches no single protocol. Two Upgrade fields
+// are such a list (RFC 9110 §5.3), whatever the first one says.
+bool upgrade_allowed(const router::RouteTarget& target, const http::RequestHead& req) {
+  int fields = 0;
+  for (const http::HeaderField& f : req.headers) {
+    if (f.name.size() == 7 && http::iequals(f.name, "upgrade") && ++fields > 1) return false;
+  }
   for (const std::string& allowed : target.allow_upgrade) {
-    if (http::iequals(allowed, first)) return true;
+    if (http::iequals(allowed, req.upgrade_protocol)) return true;
   }
   return false;
 }
@@ -177,6 +180,13 @@ std::unique_ptr<const net::PeerCertificateInfo> client_certificate(const net::Tl
   net::PeerCertificateInfo info = tls->peer_certificate_info();
   if (!info.presented) return nullptr;
   return std::make_unique<const net::PeerCertificateInfo>(std::move(info));
+}
+
+bool switches_to_requested_protocol(const http::ResponseHead& response,
+                                    std::string_view requested) {
+  bool present = false;
+  std::string_view upgrade = http::find_header(response.headers, "upgrade", &present);
+  return present && http::iequals(upgrade, requested);
 }
 
 std::optional<LocalReply> route_exchange(Worker& worker, Exchange& e, const RoutingInput& in) {
@@ -282,7 +292,7 @@ std::optional<LocalReply> route_exchange(Worker& worker, Exchange& e, const Rout
   // Upgrades (WebSockets) need the route's allow_upgrade; without it they are refused, as
   // Emissary does, and never reach the upstream. h2c upgrade offers are simply ignored.
   if (req.upgrade && !http::iequals(req.upgrade_protocol, "h2c")) {
-    if (!upgrade_allowed(target, req.upgrade_protocol)) {
+    if (!upgrade_allowed(target, req)) {
       if (in.stats != nullptr) in.stats->downstream_rq_ws_on_non_ws_route.inc();
       return LocalReply{403, "upgrade not allowed on this route", "UPE"};
     }

@@ -59,4 +59,9 @@ std::unique_ptr<const net::PeerCertificateInfo> client_certificate(const net::Tl
 // the route and cluster stats count it. Otherwise the local answer to send.
 std::optional<LocalReply> route_exchange(Worker& worker, Exchange& e, const RoutingInput& in);
 
+// Whether an upstream 101 switches to the protocol the request asked for (`requested`, its
+// Upgrade value): the 101's Upgrade must name it, case-insensitively. Any other 101 (another
+// protocol, or no Upgrade at all) makes no tunnel: it is an invalid response.
+bool switches_to_requested_protocol(const http::ResponseHead& response, std::string_view requested);
+
 }  // namespace proxenos::proxy

@@ -178,13 +178,14 @@ def test_upstream_200_to_an_upgrade_is_not_a_tunnel(start_gateway, T):
     upgrade = (b"GET /ws/a HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
                b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
     with RawConn(gw.port, timeout=T(5)) as c:
-        r = c.request(upgrade)
+        # Bytes sent behind the upgrade request (tunnel bytes, here an HTTP request) are not
+        # forwarded without a 101, nor parsed as a next request: the connection closes.
+        r = c.request(upgrade + b"GET /ws/b HTTP/1.1\r\nHost: x\r\n\r\n")
         assert r.status == 200 and r.body == b"no"
         assert r.header("upgrade") is None
-        # Still HTTP on this connection, not raw bytes: a second request is parsed and routed.
-        r2 = c.request(b"GET /ws/b HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert r2.status == 200
-    assert served == [b"GET /a HTTP/1.1", b"GET /b HTTP/1.1"]
+        assert r.header("connection") == "close"
+        assert c.wait_closed() and c.buf == b""
+    assert served == [b"GET /a HTTP/1.1"]
 
 
 def test_upgrade_headers_reach_the_upstream_and_tunnel_carries_raw_bytes(start_gateway, T):
