@@ -285,6 +285,7 @@ def test_max_concurrent_streams_is_honoured_from_the_first_stream(start_gateway,
 
 
 pytest.importorskip("h2")
+from test_cors import curl as curl_fields  # noqa: E402
 from test_request_trailers import h2_post_raw  # noqa: E402
 
 
@@ -413,20 +414,12 @@ def test_a_plain_answer_to_grpc_web_becomes_a_grpc_status(start_gateway, T, clie
     up = RawH2Upstream(answer=plain_answer)
     gw = start_gateway([module({"enable_grpc_web": True}),
                         mapping("h2up", "/up/", up.addr, grpc=True)], workers=1)
-    r = subprocess.run(["curl", "-sS", "--noproxy", "*", "-m", str(T(10)), "-D", "-",
-                        "-H", "content-type: application/grpc-web+proto", "-H", "x-grpc-web: 1",
-                        "--data-binary", "@-"]
-                       + (["--http2-prior-knowledge"] if client == "h2c" else ["--http1.1"])
-                       + [gw.url("/up/svc.S/Call")], input=b"\x00\x00\x00\x00\x01x",
-                       capture_output=True, timeout=T(15))
-    assert r.returncode == 0, r.stderr
-    head, _, body = r.stdout.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    fields = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        fields.setdefault(name.strip().lower(), []).append(value.strip())
-    assert lines[0].split()[1] == "503", lines
+    status, fields, body = curl_fields(gw, "/up/svc.S/Call", "-H",
+                                       "content-type: application/grpc-web+proto", "-H",
+                                       "x-grpc-web: 1", h2=client == "h2c",
+                                       data=b"\x00\x00\x00\x00\x01x")
+    lines = (status, fields)
+    assert status.split()[1] == "503", lines
     assert fields["content-type"] == ["application/grpc-web+proto"], lines
     assert fields["grpc-status"] == ["14"], lines
     assert fields["grpc-message"] == ["no healthy upstream%0A"], lines
