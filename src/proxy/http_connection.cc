@@ -363,6 +363,9 @@ void HttpConnection::on_downstream_eof() {
         flush_upstream();  // half-closes the upstream once what the client sent is out
         return;
       }
+      // The response is out and the exchange only waits to be finished: that closes the
+      // connection (peer_eof_) after logging it as any complete exchange.
+      if (exchange_->response_complete && exchange_->request_complete) return;
       // The client went away (as Envoy and nginx take an HTTP/1.1 client's FIN): mid-body, the
       // upstream must not see a truncated request as whole; waiting for the response, the
       // upstream request is cancelled (an HTTP/2 stream reset) rather than left to run, maybe
