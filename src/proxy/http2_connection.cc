@@ -194,10 +194,11 @@ void Http2Stream::route() {
   } else {
     e.up_out->append(e.up_head);
   }
-  const bool grpc_web = !connect_ && e.config->snapshot->module.enable_grpc_web &&
-                        http::grpc_web_format(http::find_header(
-                            e.request.headers, "content-type")) != http::GrpcWebFormat::kNone;
-  if (grpc_ || grpc_web) {
+  const bool grpc_call =
+      grpc_ || (!connect_ && e.config->snapshot->module.enable_grpc_web &&
+                http::grpc_web_format(http::find_header(e.request.headers, "content-type")) !=
+                    http::GrpcWebFormat::kNone);
+  if (grpc_call) {
     // grpc-timeout bounds the whole call from now on, alongside the route timeout (whichever
     // fires first answers DEADLINE_EXCEEDED; gRPC-Web clients send it too).
     std::optional<uint64_t> ms =
