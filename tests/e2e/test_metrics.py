@@ -323,7 +323,9 @@ def test_connections_and_requests_are_counted_by_protocol(start_gateway, echo, T
     assert c.grew("downstream_rq_http1_total") == 3
     assert c.grew("downstream_cx_http1_total") == 1
     assert c.grew("downstream_rq_total") == 5
-    assert c.grew("downstream_cx_total") == 2
+    # (The harness's readiness probe, a connection that sends no byte, may be accepted after
+    # the baseline: it counts in downstream_cx_total only, under neither protocol.)
+    assert c.grew("downstream_cx_total") in (2, 3)
     # Nothing was upgraded, refused or reset.
     for name in ("downstream_cx_upgrades_total", "downstream_rq_ws_on_non_ws_route",
                  "downstream_rq_rx_reset", "downstream_rq_tx_reset"):
