@@ -87,10 +87,10 @@ Http2Stream::Http2Stream(Http2Connection& connection, int32_t id)
       fields_(e_->h2_response_fields),
       h2_fields_(e_->h2_request_fields),
       h2_sent_(e_->h2_replay_body),
-      route_timer_(worker_.loop(), [this] { on_route_timeout(); }),
+      route_timer_(worker_.loop(), [this] { on_timeout(); }),
       connect_timer_(worker_.loop(), [this] { on_connect_timeout(); }),
       idle_timer_(worker_.loop(), [this] { on_idle_timeout(); }),
-      deadline_timer_(worker_.loop(), [this] { on_deadline(); }) {}
+      deadline_timer_(worker_.loop(), [this] { on_timeout(); }) {}
 
 Http2Stream::~Http2Stream() {
   release_h2();
@@ -242,12 +242,7 @@ void Http2Stream::local_reply(int status, std::string_view body, std::string_vie
     reset_downstream(http::kH2InternalError, flags);
     return;
   }
-  upstream::UpstreamConnection::destroy(std::move(e.upstream));
-  release_h2();
-  route_timer_.cancel();
-  connect_timer_.cancel();
-  idle_timer_.cancel();
-  deadline_timer_.cancel();
+  detach_upstream();
   e.flags = flags;
   e.response_head_sent = true;
   e.response_complete = true;
@@ -299,6 +294,21 @@ void Http2Stream::local_reply(int status, std::string_view body, std::string_vie
   end_client_side();
 }
 
+// The exchange no longer needs its upstream (answered, cut or timed out here): the upstream
+// connection or HTTP/2 stream goes, and no timer of the exchange fires any more.
+void Http2Stream::detach_upstream() {
+  upstream::UpstreamConnection::destroy(std::move(e_->upstream));
+  release_h2();
+  cancel_timers();
+}
+
+void Http2Stream::cancel_timers() {
+  route_timer_.cancel();
+  connect_timer_.cancel();
+  idle_timer_.cancel();
+  deadline_timer_.cancel();
+}
+
 // A CONNECT stream answered without a tunnel: its client side has no natural end (it waits to
 // send tunnel bytes), so once our answer is out, RST_STREAM(NO_ERROR) closes it (RFC 9113 §8.1).
 void Http2Stream::end_client_side() {
@@ -308,12 +318,7 @@ void Http2Stream::end_client_side() {
 void Http2Stream::reset_downstream(uint32_t error_code, std::string_view flags) {
   Exchange& e = *e_;
   e.flags = flags;
-  upstream::UpstreamConnection::destroy(std::move(e.upstream));
-  release_h2();
-  route_timer_.cancel();
-  connect_timer_.cancel();
-  idle_timer_.cancel();
-  deadline_timer_.cancel();
+  detach_upstream();
   discard_request();
   if (closed_) return;
   if (!reset_sent_) {
@@ -494,15 +499,16 @@ void Http2Stream::on_connect_timeout() {
   conn_.flush();
 }
 
-void Http2Stream::on_route_timeout() {
+// The route timeout (which spans the whole response, as Envoy's) or grpc-timeout expired: a 504
+// (DEADLINE_EXCEEDED for gRPC) before the response head, else the response still coming is cut.
+void Http2Stream::on_timeout() {
   if (closed_) return;
   Exchange& e = *e_;
+  if (e.response_complete) return;
   if (e.cluster) e.cluster->stats().upstream_rq_timeout.inc();
-  upstream::UpstreamConnection::destroy(std::move(e.upstream));
   if (!e.response_head_sent) {
     local_reply(504, "upstream request timeout", "UT");
   } else {
-    // The route timeout spans the whole response (Envoy's): one still coming is cut.
     end_timed_out_response();
   }
   conn_.flush();
@@ -518,11 +524,7 @@ void Http2Stream::end_timed_out_response() {
     reset_downstream(http::kH2InternalError, "UT");
     return;
   }
-  upstream::UpstreamConnection::destroy(std::move(e.upstream));
-  release_h2();
-  route_timer_.cancel();
-  idle_timer_.cancel();
-  deadline_timer_.cancel();
+  detach_upstream();
   e.flags = "UT";
   e.response_complete = true;
   discard_request();
@@ -847,10 +849,7 @@ void Http2Stream::on_upstream_eof() {
 // The upstream response is wholly in the session's hands: the upstream connection is free.
 void Http2Stream::response_done() {
   Exchange& e = *e_;
-  deadline_timer_.cancel();
-  route_timer_.cancel();
-  connect_timer_.cancel();
-  idle_timer_.cancel();
+  cancel_timers();
   if (!e.request_complete) {
     // The upstream answered before the whole request arrived: the rest is not wanted, and the
     // connection cannot carry another request.
@@ -1094,10 +1093,7 @@ void Http2Stream::finish_web_hold() {
 void Http2Stream::h2_response_finished() {
   Exchange& e = *e_;
   e.response_complete = true;
-  route_timer_.cancel();
-  connect_timer_.cancel();
-  idle_timer_.cancel();
-  deadline_timer_.cancel();
+  cancel_timers();
   if (!e.request_complete) {
     // Answered before the client finished sending: the rest is not wanted upstream.
     release_h2();
@@ -1153,19 +1149,6 @@ void Http2Stream::release_h2() {
   }
 }
 
-void Http2Stream::on_deadline() {
-  if (closed_) return;
-  Exchange& e = *e_;
-  if (e.response_complete) return;
-  if (e.cluster) e.cluster->stats().upstream_rq_timeout.inc();
-  if (!e.response_head_sent) {
-    local_reply(504, "upstream request timeout", "UT");  // DEADLINE_EXCEEDED for gRPC
-  } else {
-    end_timed_out_response();
-  }
-  conn_.flush();
-}
-
 // ---------------------------------------------------------------------------------------------
 // End of the stream.
 
@@ -1173,10 +1156,7 @@ void Http2Stream::on_closed(uint32_t error_code) {
   Exchange& e = *e_;
   closed_ = true;
   release_h2();
-  route_timer_.cancel();
-  connect_timer_.cancel();
-  idle_timer_.cancel();
-  deadline_timer_.cancel();
+  cancel_timers();
   if (error_code != http::kH2NoError && !e.response_complete && e.flags == "-") {
     // We reset it for a malformed request (a content-length mismatch, ...): a downstream
     // protocol error. Otherwise the client reset it or the connection went away.

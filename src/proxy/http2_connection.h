@@ -83,7 +83,6 @@ class Http2Stream final : public base::PooledObject,
   void send_h2_response_head(bool end_stream);
   void finish_web_hold();
   void end_timed_out_response();
-  void on_deadline();
   void route();
   void local_reply(int status, std::string_view body, std::string_view flags,
                    std::string_view location = {});
@@ -101,7 +100,9 @@ class Http2Stream final : public base::PooledObject,
   void forward_response_body();
   void on_upstream_eof();
   void response_done();
-  void on_route_timeout();
+  void on_timeout();
+  void detach_upstream();
+  void cancel_timers();
   void on_connect_timeout();
   void on_idle_timeout();
   void arm_route_timer();

@@ -35,10 +35,10 @@ thread_local std::vector<std::unique_ptr<Exchange>> g_free_exchanges;
 }  // namespace
 
 Exchange::Exchange(net::EventLoop& loop)
-    : route_timer(loop, [this] { static_cast<HttpConnection*>(owner)->on_route_timeout(); }),
+    : route_timer(loop, [this] { static_cast<HttpConnection*>(owner)->on_timeout(); }),
       connect_timer(loop, [this] { static_cast<HttpConnection*>(owner)->on_connect_timeout(); }),
       idle_timer(loop, [this] { static_cast<HttpConnection*>(owner)->on_stream_idle_timeout(); }),
-      deadline_timer(loop, [this] { static_cast<HttpConnection*>(owner)->on_grpc_deadline(); }) {}
+      deadline_timer(loop, [this] { static_cast<HttpConnection*>(owner)->on_timeout(); }) {}
 
 Exchange::~Exchange() {
   drop_shadow();
@@ -1041,21 +1041,9 @@ void HttpConnection::on_stream_idle_timeout() {
   }
 }
 
-void HttpConnection::on_route_timeout() {
-  if (!exchange_ || phase_ == Phase::kClosed) return;
-  Exchange& e = *exchange_;
-  if (e.cluster) e.cluster->stats().upstream_rq_timeout.inc();
-  if (!e.response_head_sent) {
-    upstream::UpstreamConnection::destroy(std::move(e.upstream));
-    send_local_reply(504, "upstream request timeout", "UT");
-    return;
-  }
-  // The route timeout spans the whole response (Envoy's): one still coming is cut.
-  end_timed_out_response();
-}
-
-// grpc-timeout expired: DEADLINE_EXCEEDED, as a local answer before the response started.
-void HttpConnection::on_grpc_deadline() {
+// The route timeout (which spans the whole response, as Envoy's) or grpc-timeout expired: a 504
+// (DEADLINE_EXCEEDED for gRPC) before the response head, else the response still coming is cut.
+void HttpConnection::on_timeout() {
   if (!exchange_ || phase_ == Phase::kClosed) return;
   Exchange& e = *exchange_;
   if (e.response_complete) return;

@@ -105,10 +105,9 @@ class HttpConnection final : public DownstreamConnection,
   void forward_response_body();
   void on_upstream_eof();
   void finish_exchange();
-  void on_route_timeout();
+  void on_timeout();
   void on_connect_timeout();
   void on_stream_idle_timeout();
-  void on_grpc_deadline();
   void end_timed_out_response();
   void send_h2_response_head(bool end_stream);
   void finish_web_hold();
