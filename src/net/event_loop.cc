@@ -239,11 +239,11 @@ Flushable::~Flushable() {
 void EventLoop::flush_later(Flushable* f) {
   if (f->flush_loop_ != nullptr) return;
   f->flush_loop_ = this;
-  flushes_.push_back(f);
+  (f->order_ == FlushOrder::kFirst ? flushes_ : last_flushes_).push_back(f);
 }
 
 void EventLoop::cancel_flush(Flushable* f) {
-  std::erase(flushes_, f);
+  std::erase(f->order_ == FlushOrder::kFirst ? flushes_ : last_flushes_, f);
   for (Flushable*& g : flushing_) {
     if (g == f) g = nullptr;
   }
@@ -251,8 +251,14 @@ void EventLoop::cancel_flush(Flushable* f) {
 }
 
 void EventLoop::run_flushes() {
-  while (!flushes_.empty()) {
-    flushing_.swap(flushes_);
+  for (;;) {
+    if (!flushes_.empty()) {
+      flushing_.swap(flushes_);
+    } else if (!last_flushes_.empty()) {
+      flushing_.swap(last_flushes_);
+    } else {
+      return;
+    }
     for (size_t i = 0; i < flushing_.size(); ++i) {
       Flushable* f = flushing_[i];
       if (f == nullptr) continue;

@@ -368,7 +368,7 @@ void Http2Stream::on_request_data(std::string_view bytes, bool end_stream) {
         early_.append(bytes);
       }
     }
-    if (e.tunnel && e.upstream && e.upstream->connected) flush_upstream();
+    if (e.tunnel && e.upstream && e.upstream->connected) flush_upstream_later();
     return;
   }
   if (!bytes.empty()) {
@@ -400,14 +400,14 @@ void Http2Stream::on_request_data(std::string_view bytes, bool end_stream) {
   if (h2_mode_) {
     h2_send_body();
   } else if (e.upstream && e.upstream->connected) {
-    flush_upstream();
+    flush_upstream_later();
   }
 }
 
 void Http2Stream::on_request_trailers(const http::HeaderList& trailers) {
   client_fin_ = true;
   if (connect_) {
-    if (!discard_ && e_->tunnel && e_->upstream && e_->upstream->connected) flush_upstream();
+    if (!discard_ && e_->tunnel && e_->upstream && e_->upstream->connected) flush_upstream_later();
     return;
   }
   if (discard_) {
@@ -427,7 +427,7 @@ void Http2Stream::on_request_trailers(const http::HeaderList& trailers) {
   if (h2_mode_) {
     h2_send_body();
   } else if (e_->upstream && e_->upstream->connected) {
-    flush_upstream();
+    flush_upstream_later();
   }
 }
 
@@ -467,7 +467,7 @@ void Http2Stream::on_upstream_connected() {
   if (closed_ || !e.upstream) return;
   connect_timer_.cancel();
   e.upstream_local.assign(e.upstream->local_address());
-  flush_upstream();
+  flush_upstream_later();
   conn_.flush();
 }
 
@@ -596,6 +596,17 @@ void Http2Stream::upstream_failed(std::string_view reason, std::string_view flag
   std::string body(kResetBeforeHeaders);
   body.append(reason);
   local_reply(503, body, flags);
+}
+
+void Http2Stream::flush_upstream_later() {
+  worker_.loop().flush_later(&upstream_write_);
+}
+
+void Http2Stream::on_upstream_write_turn() {
+  if (closed_ || !e_->upstream || !e_->upstream->connected) return;
+  // Taking body bytes off the socket may reopen the client's window; a failure answers it.
+  bool acks = unacked_ > 0;
+  if (!flush_upstream() || acks) conn_.flush();
 }
 
 bool Http2Stream::flush_upstream() {
@@ -786,7 +797,7 @@ void Http2Stream::start_tunnel() {
     e.up_out->append(early_);
     early_.clear();
   }
-  flush_upstream();
+  flush_upstream_later();
 }
 
 void Http2Stream::forward_response_body() {

@@ -92,7 +92,11 @@ class Http2Stream final : public base::PooledObject,
   // `trailer_section`: the request's trailers as a chunked trailer section, when it had some.
   void end_request_body(std::string_view trailer_section = {});
   void discard_request();
+  // Writes what the HTTP/1.1 upstream may take now; false if the connection failed.
   bool flush_upstream();
+  // Queues that write for the end of the batch, after the writes to clients (net::FlushOrder).
+  void flush_upstream_later();
+  void on_upstream_write_turn();
   void read_upstream(bool to_eagain);
   void process_upstream_input();
   ResponseHeadContext proxied_head_context();
@@ -123,8 +127,14 @@ class Http2Stream final : public base::PooledObject,
   net::Timer route_timer_;
   net::Timer connect_timer_;
   net::Timer idle_timer_;  // the route's idle_timeout_ms: no bytes either way for that long
-  size_t unacked_ = 0;     // request body bytes taken from the client, not yet written upstream
-  bool grpc_ = false;      // content-type application/grpc: local replies the gRPC way
+  struct UpstreamWrite final : net::Flushable {
+    explicit UpstreamWrite(Http2Stream& s) : net::Flushable(net::FlushOrder::kLast), stream(s) {}
+    void flush_now() override { stream.on_upstream_write_turn(); }
+    Http2Stream& stream;
+  };
+  UpstreamWrite upstream_write_{*this};
+  size_t unacked_ = 0;  // request body bytes taken from the client, not yet written upstream
+  bool grpc_ = false;   // content-type application/grpc: local replies the gRPC way
   bool chunked_request_ = false;  // re-chunk the request body (unknown length)
   bool discard_ = false;          // request body bytes are no longer wanted: acknowledge, drop
   bool paused_ = false;           // submit_data said kFull: wait for on_send_ready

@@ -16,7 +16,8 @@ constexpr size_t kMaxWaitingWhileConnecting = 100;
 }  // namespace
 
 Http2Upstream::Http2Upstream(WorkerCluster& cluster, std::unique_ptr<UpstreamConnection> connection)
-    : cluster_(cluster),
+    : net::Flushable(net::FlushOrder::kLast),
+      cluster_(cluster),
       loop_(connection->loop()),
       connection_(std::move(connection)),
       connect_timer_(loop_,

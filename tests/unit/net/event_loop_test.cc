@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -133,6 +134,50 @@ TEST(EventLoopTest, ChurnOfCancelledTimersKeepsOrderAndFiresOnlyTheLive) {
   for (size_t n = 1; n < got.size(); ++n) {
     EXPECT_LE(due[static_cast<size_t>(got[n - 1])], due[static_cast<size_t>(got[n])]);
   }
+}
+
+struct RecordingFlush final : Flushable {
+  RecordingFlush(FlushOrder order, int id, std::vector<int>& log)
+      : Flushable(order), id(id), log(log) {}
+  void flush_now() override {
+    log.push_back(id);
+    if (then) then();
+  }
+  int id;
+  std::vector<int>& log;
+  std::function<void()> then;
+};
+
+TEST(EventLoopTest, UpstreamFlushesRunAfterClientFlushesAndOncePerBatch) {
+  EventLoop loop;
+  std::vector<int> log;
+  RecordingFlush up1(FlushOrder::kLast, 1, log);
+  RecordingFlush client2(FlushOrder::kFirst, 2, log);
+  RecordingFlush up3(FlushOrder::kLast, 3, log);
+  RecordingFlush client4(FlushOrder::kFirst, 4, log);
+  loop.flush_later(&up1);
+  loop.flush_later(&client2);
+  loop.flush_later(&up1);  // asked twice, runs once
+  loop.flush_later(&up3);
+  loop.flush_later(&client4);
+  // A write upstream that fails answers the client: that flush still runs in the same pass.
+  up3.then = [&] { loop.flush_later(&client2); };
+  loop.run_flushes();
+  EXPECT_EQ(log, (std::vector<int>{2, 4, 1, 3, 2}));
+}
+
+TEST(EventLoopTest, DestroyedFlushableIsDroppedFromEitherQueue) {
+  EventLoop loop;
+  std::vector<int> log;
+  RecordingFlush client(FlushOrder::kFirst, 1, log);
+  RecordingFlush up(FlushOrder::kLast, 2, log);
+  auto doomed = std::make_unique<RecordingFlush>(FlushOrder::kLast, 3, log);
+  loop.flush_later(&up);
+  loop.flush_later(doomed.get());
+  loop.flush_later(&client);
+  client.then = [&] { doomed.reset(); };  // destroyed while queued
+  loop.run_flushes();
+  EXPECT_EQ(log, (std::vector<int>{1, 2}));
 }
 
 }  // namespace
