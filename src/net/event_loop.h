@@ -52,6 +52,18 @@ class Flushable {
   FlushOrder order_;
 };
 
+// A Flushable member for an owner with more than one kind of coalesced write (to its client and
+// to its upstream): the loop calls `callback` at that write's turn.
+class FlushCallback final : public Flushable {
+ public:
+  FlushCallback(FlushOrder order, std::function<void()> callback)
+      : Flushable(order), callback_(std::move(callback)) {}
+  void flush_now() override { callback_(); }
+
+ private:
+  std::function<void()> callback_;
+};
+
 // A one-shot timer owned by its user; destroying it cancels it. Re-arming replaces the deadline.
 class Timer {
  public:

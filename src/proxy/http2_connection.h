@@ -127,12 +127,7 @@ class Http2Stream final : public base::PooledObject,
   net::Timer route_timer_;
   net::Timer connect_timer_;
   net::Timer idle_timer_;  // the route's idle_timeout_ms: no bytes either way for that long
-  struct UpstreamWrite final : net::Flushable {
-    explicit UpstreamWrite(Http2Stream& s) : net::Flushable(net::FlushOrder::kLast), stream(s) {}
-    void flush_now() override { stream.on_upstream_write_turn(); }
-    Http2Stream& stream;
-  };
-  UpstreamWrite upstream_write_{*this};
+  net::FlushCallback upstream_write_{net::FlushOrder::kLast, [this] { on_upstream_write_turn(); }};
   size_t unacked_ = 0;  // request body bytes taken from the client, not yet written upstream
   bool grpc_ = false;   // content-type application/grpc: local replies the gRPC way
   bool chunked_request_ = false;  // re-chunk the request body (unknown length)
