@@ -742,7 +742,7 @@ class Compiler {
     t.host_rewrite = m.host_rewrite;
     t.auto_host_rewrite = m.auto_host_rewrite.value_or(false);
     t.timeout_ms = m.timeout_ms.value_or(snap_.module.cluster_request_timeout_ms);
-    t.idle_timeout_ms = m.idle_timeout_ms.value_or(0);
+    t.idle_timeout_ms = m.idle_timeout_ms.value_or(router::kDefaultStreamIdleMs);
     t.add_linkerd_headers = m.add_linkerd_headers.value_or(snap_.module.add_linkerd_headers);
     t.allow_upgrade = m.allow_upgrade;
     t.source = m.source;

@@ -1551,6 +1551,11 @@ bool Http2Session::submit_trailers(int32_t stream, const HeaderList& trailers) {
   return true;
 }
 
+size_t Http2Session::queued_body_bytes(int32_t stream) const {
+  const Stream* st = find(stream);
+  return st == nullptr ? 0 : st->queued();
+}
+
 void Http2Session::resume(Stream& st) {
   if (st.provider && st.deferred) {
     st.deferred = false;

@@ -275,6 +275,10 @@ class Http2Session {
   // otherwise.
   void reset_stream(int32_t stream, uint32_t error_code);
 
+  // Body bytes of `stream` queued and not yet framed (0 for unknown streams): what the peer's
+  // flow-control window still holds back once the output is written.
+  size_t queued_body_bytes(int32_t stream) const;
+
   // The handler passed these body bytes on: acknowledge them to the peer (WINDOW_UPDATE once a
   // worthwhile amount has accumulated). Ignores bytes of streams already closed (their window
   // was returned at close).

@@ -213,7 +213,11 @@ void Http2Stream::route() {
   e.stream_idle_ms = e.match.target->idle_timeout_ms;
   if (e.stream_idle_ms > 0) {
     e.last_activity_ms = worker_.loop().now_ms();
-    idle_timer_.arm(e.stream_idle_ms);
+    // A route timer due sooner covers the exchange until the upstream is done (and then the
+    // delivery): one timer per request, not two.
+    if (!route_timer_.armed() || e.match.target->timeout_ms > e.stream_idle_ms) {
+      idle_timer_.arm(e.stream_idle_ms);
+    }
   }
   if (h2_mode_) {
     build_h2_request();
@@ -272,6 +276,7 @@ void Http2Stream::local_reply(int status, std::string_view body, std::string_vie
     fields_.push_back({"date", http_date()});
     fields_.push_back({"server", server});
     conn_.session().submit_response(id_, 200, fields_, true);
+    watch_delivery();
     return;
   }
   e.status = status;
@@ -292,6 +297,7 @@ void Http2Stream::local_reply(int status, std::string_view body, std::string_vie
     conn_.session().submit_data(id_, text, true);
   }
   end_client_side();
+  watch_delivery();
 }
 
 // The exchange no longer needs its upstream (answered, cut or timed out here): the upstream
@@ -307,6 +313,33 @@ void Http2Stream::cancel_timers() {
   connect_timer_.cancel();
   idle_timer_.cancel();
   deadline_timer_.cancel();
+}
+
+// The response is whole on our side; only the client's flow-control window may still hold part
+// of it. The stream idle timeout watches on until it is delivered (edge-hardening §7 row 24,
+// CVE-2020-12604): a client that never opens its window gets a reset instead of keeping the
+// stream and its buffered bytes until the connection goes.
+void Http2Stream::watch_delivery() {
+  Exchange& e = *e_;
+  if (closed_ || connect_) return;
+  uint32_t idle = e.match.target ? e.match.target->idle_timeout_ms : router::kDefaultStreamIdleMs;
+  if (idle == 0) return;
+  e.stream_idle_ms = idle;
+  e.last_activity_ms = worker_.loop().now_ms();
+  delivery_mark_ = conn_.session().queued_body_bytes(id_);
+  if (!idle_timer_.armed()) idle_timer_.arm(idle);  // else it is due sooner: the request drain
+}
+
+// The upstream is done. The route timer, when it runs, stays armed as the lazy delivery watch
+// (no timer is armed per request for that): should it fire with the stream still open, the
+// idle timer takes over (on_timeout).
+void Http2Stream::response_complete_upstream() {
+  Exchange& e = *e_;
+  connect_timer_.cancel();
+  deadline_timer_.cancel();
+  e.last_activity_ms = worker_.loop().now_ms();
+  delivery_mark_ = conn_.session().queued_body_bytes(id_);
+  if (idle_timer_.armed()) route_timer_.cancel();
 }
 
 // A CONNECT stream answered without a tunnel: its client side has no natural end (it waits to
@@ -504,7 +537,15 @@ void Http2Stream::on_connect_timeout() {
 void Http2Stream::on_timeout() {
   if (closed_) return;
   Exchange& e = *e_;
-  if (e.response_complete) return;
+  if (e.response_complete) {
+    // Still undelivered (see response_complete_upstream): the idle timeout judges it, counted
+    // from the end of the upstream response.
+    if (!idle_timer_.armed() && e.stream_idle_ms > 0) {
+      uint64_t quiet = worker_.loop().now_ms() - e.last_activity_ms;
+      idle_timer_.arm(quiet < e.stream_idle_ms ? e.stream_idle_ms - quiet : 1);
+    }
+    return;
+  }
   if (e.cluster) e.cluster->stats().upstream_rq_timeout.inc();
   if (!e.response_head_sent) {
     local_reply(504, "upstream request timeout", "UT");
@@ -542,14 +583,25 @@ void Http2Stream::end_timed_out_response() {
 void Http2Stream::on_idle_timeout() {
   if (closed_) return;
   Exchange& e = *e_;
-  if (discard_ && !connect_ && e.response_complete) {
+  uint64_t now = worker_.loop().now_ms();
+  if (discard_ && !connect_ && e.response_complete && !drain_ended_) {
     // The drain after our answer ran out: ask the client to stop (RFC 9113 §8.1), after the
-    // rest of the response when some is still queued.
+    // rest of the response when some is still queued; that rest stays watched.
+    drain_ended_ = true;
     if (!e.request_complete) conn_.session().reset_stream(id_, http::kH2NoError);
+    if (e.stream_idle_ms > 0) idle_timer_.arm(e.stream_idle_ms);
     conn_.flush();
     return;
   }
-  uint64_t quiet = worker_.loop().now_ms() - e.last_activity_ms;
+  if (e.response_complete) {
+    // Only the delivery is left: bytes leaving our queue are the activity.
+    size_t queued = conn_.session().queued_body_bytes(id_);
+    if (queued != delivery_mark_) {
+      delivery_mark_ = queued;
+      e.last_activity_ms = now;
+    }
+  }
+  uint64_t quiet = now - e.last_activity_ms;
   if (quiet < e.stream_idle_ms) {
     idle_timer_.arm(e.stream_idle_ms - quiet);
     return;
@@ -860,7 +912,7 @@ void Http2Stream::on_upstream_eof() {
 // The upstream response is wholly in the session's hands: the upstream connection is free.
 void Http2Stream::response_done() {
   Exchange& e = *e_;
-  cancel_timers();
+  response_complete_upstream();
   if (!e.request_complete) {
     // The upstream answered before the whole request arrived: the rest is not wanted, and the
     // connection cannot carry another request.
@@ -1104,7 +1156,7 @@ void Http2Stream::finish_web_hold() {
 void Http2Stream::h2_response_finished() {
   Exchange& e = *e_;
   e.response_complete = true;
-  cancel_timers();
+  response_complete_upstream();
   if (!e.request_complete) {
     // Answered before the client finished sending: the rest is not wanted upstream.
     release_h2();

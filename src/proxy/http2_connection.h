@@ -107,6 +107,8 @@ class Http2Stream final : public base::PooledObject,
   void on_timeout();
   void detach_upstream();
   void cancel_timers();
+  void watch_delivery();
+  void response_complete_upstream();  // the timers that only run until the upstream is done
   void on_connect_timeout();
   void on_idle_timeout();
   void arm_route_timer();
@@ -135,7 +137,9 @@ class Http2Stream final : public base::PooledObject,
   bool paused_ = false;           // submit_data said kFull: wait for on_send_ready
   bool closed_ = false;           // the session closed the stream
   bool peer_reset_ = false;
-  bool reset_sent_ = false;  // reset_downstream() reset it (counted in downstream_rq_tx_reset)
+  bool drain_ended_ = false;  // the request drain after our answer ran out (RST NO_ERROR sent)
+  size_t delivery_mark_ = 0;  // response bytes queued for the client at the last idle check
+  bool reset_sent_ = false;   // reset_downstream() reset it (counted in downstream_rq_tx_reset)
 
   // HTTP/2 upstream (cluster spec http2).
   bool h2_mode_ = false;

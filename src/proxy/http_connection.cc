@@ -465,7 +465,12 @@ void HttpConnection::route_request() {
   e.stream_idle_ms = e.match.target->idle_timeout_ms;
   if (e.stream_idle_ms > 0) {
     e.last_activity_ms = worker_.loop().now_ms();
-    e.idle_timer.arm(e.stream_idle_ms);
+    // A whole request gets the route timer next, which covers the exchange when it is due
+    // sooner: one timer per request, not two.
+    uint32_t timeout = e.match.target->timeout_ms;
+    if (!e.request_complete || e.upgrade || timeout == 0 || timeout > e.stream_idle_ms) {
+      e.idle_timer.arm(e.stream_idle_ms);
+    }
   }
   if ((e.grpc || e.grpc_web) && !e.upgrade) {
     // grpc-timeout bounds the whole call from now on, alongside the route timeout (as on HTTP/2;

@@ -92,6 +92,11 @@ struct CorsPolicy {
   bool allow_credentials = false;
 };
 
+// Envoy's default stream_idle_timeout (5 min), which Emissary leaves in place: a request with no
+// bytes moving either way for this long ends (408 before the response head, a reset after).
+// A Mapping's idle_timeout_ms replaces it; 0 turns it off.
+inline constexpr uint32_t kDefaultStreamIdleMs = 300000;
+
 // One member of a canary group: where the traffic goes and how it is rewritten.
 struct RouteTarget {
   uint32_t cumulative_weight = 100;  // pick this target when draw (0..99) < cumulative_weight
@@ -103,7 +108,7 @@ struct RouteTarget {
   bool auto_host_rewrite = false;
   std::optional<Redirect> redirect;  // host_redirect: answer locally instead of proxying
   uint32_t timeout_ms = 3000;        // 0 = none
-  uint32_t idle_timeout_ms = 0;      // 0 = none
+  uint32_t idle_timeout_ms = kDefaultStreamIdleMs;  // 0 = none
   HeaderEdits request_headers;
   HeaderEdits response_headers;
   bool add_linkerd_headers = false;

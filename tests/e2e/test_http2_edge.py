@@ -362,7 +362,9 @@ class Recorder:
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory):
     """One echo backend, one recording upstream and one gateway for the module:
-    `/rec/` → recorder, `/idle/` → echo with a 500 ms stream idle timeout, `/` → echo."""
+    `/rec/` → recorder, `/idle/` → echo with a 500 ms stream idle timeout, `/idle-down/` → a
+    closed port (500 ms too), `/watch/` → echo with a 300 ms route timeout and a 500 ms idle
+    timeout, `/` → echo."""
     for path in (harness.proxenos_bin(), harness.echo_bin()):
         if not harness.BUILD or not os.access(path, os.X_OK):
             pytest.fail(f"binary not built: {path} (set PROXENOS_BUILD)", pytrace=False)
@@ -377,6 +379,10 @@ def edge(tmp_path_factory):
         gw = harness.Gateway(str(base / "gw"), {"routes.yaml": [
             mapping("rec", "/rec/", rec.addr, rewrite=""),
             mapping("idle", "/idle/", echo.addr, timeout_ms=0, idle_timeout_ms=500),
+            # Nothing listens on port 1: every request gets our own 503.
+            mapping("idle-down", "/idle-down/", "127.0.0.1:1", idle_timeout_ms=500),
+            # The route timeout is due first: the route timer alone watches the exchange.
+            mapping("watch", "/watch/", echo.addr, timeout_ms=300, idle_timeout_ms=500),
             mapping("root", "/", echo.addr, rewrite=""),
         ]})
         procs.append(gw)
@@ -986,6 +992,49 @@ def test_case24_zero_window_reader_pauses_the_upstream_and_times_out(edge, T):
         assert c.goaway(timeout=0.05) is None
     assert m.grew(TX_RESET) == 1
     assert_still_serving(gw)
+
+
+@pytest.mark.parametrize("path, extra", [
+    ("/idle/small", [("x-echo-response-bytes", "1000")]),  # the upstream is done at once
+    ("/watch/small", [("x-echo-response-bytes", "1000")]),  # ... on a route with a timeout
+    ("/idle-down/x", []),                                   # our own 503, never sent
+], ids=["proxied", "proxied-with-route-timeout", "local-reply"])
+def test_case24_zero_window_reader_of_a_finished_response_is_reset(edge, T, path, extra):
+    """The whole response waits in the proxy (the upstream finished, or the proxy answered
+    itself), held back only by the client's window: the stream idle timeout still ends it."""
+    gw, _, _ = edge
+    m = Counters(gw)
+    with H2(gw.port, stream_window=0) as c:
+        t0 = time.monotonic()
+        c.send(headers_frame(1, get_fields(path) + extra))
+        head = c.wait(lambda f: f.type == HEADERS and f.stream == 1)
+        assert head is not None, c.frames
+        rst = c.rst(1, timeout=T(5))
+        waited = time.monotonic() - t0
+        assert rst is not None, c.frames
+        assert 0.4 <= waited < T(3), f"reset after {waited:.2f} s"
+        assert not [f for f in c.of(1, DATA) if f.payload], "DATA beyond a zero window"
+        assert c.goaway(timeout=0.05) is None
+    assert m.grew(TX_RESET) >= 1
+    assert_still_serving(gw)
+
+
+def test_case24_a_slow_reader_that_keeps_taking_bytes_is_not_cut(edge, T):
+    """Delivery is activity: a client that opens its window a little at a time, each step well
+    inside the 500 ms idle timeout, receives the whole finished response."""
+    gw, _, _ = edge
+    with H2(gw.port, stream_window=0) as c:
+        c.send(headers_frame(1, get_fields("/idle/slow") + [("x-echo-response-bytes", "1000")]))
+        assert c.wait(lambda f: f.type == HEADERS and f.stream == 1) is not None, c.frames
+        got = 0
+        for _ in range(20):  # 100 bytes per 200 ms: 2 s in all, four idle timeouts' worth
+            c.send(window_update(1, 100))
+            c.pump(0.2, drain=True)
+            got = sum(len(f.payload) for f in c.of(1, DATA))
+            if got >= 1000:
+                break
+        status, body, code = c.response(1, timeout=T(2))
+        assert (status, len(body), code) == (200, 1000, None), c.frames
 
 
 # ---------------------------------------------------------------------------------------------

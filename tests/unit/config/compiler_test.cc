@@ -329,7 +329,8 @@ TEST(CompilerTest, TargetFields) {
       doc("Mapping", "rr",
           "{prefix: /rr/, service: 'svc:8080', hostname: '*', rewrite: '', "
           "regex_rewrite: {pattern: '^/rr/(.*)$', substitution: '/\\1'}}") +
-      doc("Mapping", "plain", "{prefix: /plain/, service: svc:8080, hostname: '*', rewrite: ''}");
+      doc("Mapping", "plain",
+          "{prefix: /plain/, service: svc:8080, hostname: '*', rewrite: '', idle_timeout_ms: 0}");
   Compiled c = compile_text(yaml);
   ASSERT_TRUE(errors(c).empty()) << testing::dump(c.result.diagnostics);
   const router::VirtualHostSpec* h = vhost(c.snap(), 8080, "*");
@@ -359,11 +360,14 @@ TEST(CompilerTest, TargetFields) {
   EXPECT_EQ(mc.connect_timeout_ms, 250u);
   EXPECT_EQ(mc.idle_timeout_ms, 9000u);
   EXPECT_EQ(mc.stats_name, "mystats");
+  EXPECT_EQ(plain->idle_timeout_ms, 0u);  // 0 turns the stream idle timeout off
 
   EXPECT_FALSE(rr->prefix_rewrite);
   ASSERT_TRUE(rr->regex_rewrite);
   EXPECT_EQ(rr->regex_rewrite->substitution, "/\\1");
   EXPECT_EQ(rr->timeout_ms, 3000u);
+  // No idle_timeout_ms: Envoy's 5 min stream_idle_timeout, as under Emissary.
+  EXPECT_EQ(rr->idle_timeout_ms, 300000u);
   EXPECT_FALSE(plain->prefix_rewrite);
   // Same service and settings: one cluster.
   EXPECT_EQ(rr->cluster, plain->cluster);
