@@ -968,6 +968,17 @@ def _proxy_upstream_rx_queue(echo_port):
     return total
 
 
+def _assert_stalled_stream_reset(c, t0, T):
+    """Stream 1 of a zero-window client is reset about 500 ms (the route's idle timeout) after
+    `t0`, with no DATA sent and the connection kept."""
+    rst = c.rst(1, timeout=T(5))
+    waited = time.monotonic() - t0
+    assert rst is not None, c.frames
+    assert 0.4 <= waited < T(3), f"reset after {waited:.2f} s"
+    assert not [f for f in c.of(1, DATA) if f.payload], "DATA beyond a zero window"
+    assert c.goaway(timeout=0.05) is None
+
+
 def test_case24_zero_window_reader_pauses_the_upstream_and_times_out(edge, T):
     gw, echo, _ = edge
     rss0 = gw.rss_kib()
@@ -984,12 +995,7 @@ def test_case24_zero_window_reader_pauses_the_upstream_and_times_out(edge, T):
         grown = gw.rss_kib() - rss0
         assert grown < RSS_SLACK * 16 * 1024, f"proxy RSS grew by {grown} KiB"
         # The stream idle timeout (500 ms on /idle/) resets the stalled stream.
-        rst = c.rst(1, timeout=T(5))
-        waited = time.monotonic() - t0
-        assert rst is not None, c.frames
-        assert 0.4 <= waited < T(3), f"reset after {waited:.2f} s"
-        assert not [f for f in c.of(1, DATA) if f.payload], "DATA beyond a zero window"
-        assert c.goaway(timeout=0.05) is None
+        _assert_stalled_stream_reset(c, t0, T)
     assert m.grew(TX_RESET) == 1
     assert_still_serving(gw)
 
@@ -1009,12 +1015,7 @@ def test_case24_zero_window_reader_of_a_finished_response_is_reset(edge, T, path
         c.send(headers_frame(1, get_fields(path) + extra))
         head = c.wait(lambda f: f.type == HEADERS and f.stream == 1)
         assert head is not None, c.frames
-        rst = c.rst(1, timeout=T(5))
-        waited = time.monotonic() - t0
-        assert rst is not None, c.frames
-        assert 0.4 <= waited < T(3), f"reset after {waited:.2f} s"
-        assert not [f for f in c.of(1, DATA) if f.payload], "DATA beyond a zero window"
-        assert c.goaway(timeout=0.05) is None
+        _assert_stalled_stream_reset(c, t0, T)
     assert m.grew(TX_RESET) >= 1
     assert_still_serving(gw)
 
