@@ -129,6 +129,8 @@ std::string target_html(const json& t, bool shadow, bool show_weight) {
     if (!field(redirect, "prefix").is_null()) {
       out += " prefix <code>" + esc(field(redirect, "prefix")) + "</code>";
     }
+  } else if (field(t, "directStatus").is_number()) {
+    out += "<span class=\"tag\">direct " + esc(field(t, "directStatus")) + "</span>";
   } else {
     out += "&rarr; <a class=\"cluster\" href=\"#cluster-" +
            resource_anchor(text(field(t, "cluster"))) + "\">" + esc(field(t, "cluster")) + "</a>";

@@ -105,6 +105,10 @@ json target_json(const config::Snapshot& snapshot, const router::RouteTarget& t,
                      {"prefix", r.prefix ? json(*r.prefix) : json(nullptr)},
                      {"regex", regex_rewrite_json(r.regex)},
                      {"status", r.status}};
+  } else if (t.direct_status != 0) {
+    j["cluster"] = nullptr;
+    j["redirect"] = nullptr;
+    j["directStatus"] = t.direct_status;
   } else {
     j["cluster"] = t.cluster_name;
     j["redirect"] = nullptr;
@@ -295,7 +299,7 @@ nlohmann::json build_diag_model(const DiagInputs& in) {
   // Cluster index -> sources of the Mappings sending traffic (or shadow traffic) to it.
   std::unordered_map<uint32_t, std::vector<std::string>> users;
   auto add_user = [&users](const router::RouteTarget& t) {
-    if (t.redirect) return;
+    if (t.redirect || t.cluster == router::kNoCluster) return;
     auto& list = users[t.cluster];
     if (std::find(list.begin(), list.end(), t.source) == list.end()) list.push_back(t.source);
   };

@@ -245,7 +245,8 @@ class Compiler {
     resolvers_.emplace(kDefaultResolver, ResolverKind::kService);
     resolvers_.emplace("kubernetes-endpoint", ResolverKind::kEndpoint);
     std::erase_if(mappings_, [&](const MappingSpec& m) {
-      return !m.host_redirect && !resolver_for(m.resolver, m.source, m.origin);
+      return !m.host_redirect && !m.direct_response_code &&
+             !resolver_for(m.resolver, m.source, m.origin);
     });
     std::erase_if(tcp_mappings_, [&](const TcpMappingSpec& t) {
       return !resolver_for(t.resolver, t.source, t.origin);
@@ -730,6 +731,13 @@ class Compiler {
 
   router::RouteTarget make_target(const MappingSpec& m, bool shadow) {
     router::RouteTarget t;
+    if (m.direct_response_code) {
+      t.direct_status = *m.direct_response_code;
+      t.cluster = router::kNoCluster;
+      t.timeout_ms = 0;
+      t.source = m.source;
+      return t;
+    }
     t.cluster = cluster_for(m, shadow);
     t.cluster_name = snap_.clusters[t.cluster].name;
     if (m.regex_rewrite) {

@@ -442,7 +442,14 @@ std::optional<MappingSpec> decode_mapping(const Resource& resource,
   mp.shadow = spec.boolean("shadow").value_or(false);
 
   // --- upstream ------------------------------------------------------------------------------
-  spec.require("service");
+  // Only the Gateway API translation writes `direct_response_code` (a backendRef that cannot be
+  // resolved answers 500 for its share); in anyone else's Mapping it is an unknown field.
+  if (resource.source_id == kGatewayApiSource) {
+    if (auto v = spec.integer("direct_response_code", 200, 599)) {
+      mp.direct_response_code = static_cast<int>(*v);
+    }
+  }
+  if (!mp.direct_response_code) spec.require("service");
   YAML::Node service_at = spec.where("service");
   if (auto v = spec.string("service")) {
     mp.service = *v;

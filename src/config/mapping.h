@@ -133,6 +133,7 @@ struct MappingSpec {
   std::shared_ptr<const RE2> method_pattern;  // method with method_regex
 
   // Upstream.
+  std::optional<int> direct_response_code;  // Gateway API only: answer this, send nothing up
   std::string service;
   ServiceAddress address;
   std::optional<std::string> resolver;

@@ -77,6 +77,9 @@ std::string target_text(const Snapshot& snapshot, const router::RouteTarget& t, 
     if (r.regex && r.regex->pattern) {
       out += " regex " + r.regex->pattern->pattern() + " -> " + r.regex->substitution;
     }
+  } else if (t.direct_status != 0) {
+    out = "direct " + std::to_string(t.direct_status);
+    if (show_weight) out += " weight " + std::to_string(share) + "%";
   } else {
     out = t.cluster_name;
     if (show_weight) out += " weight " + std::to_string(share) + "%";

@@ -18,6 +18,9 @@ namespace {
 
 constexpr const char* kEpoch = "1970-01-01T00:00:00Z";
 
+// What a request gets when its rule's backendRef cannot be used (HTTPRouteRule.backendRefs).
+constexpr int kNoBackendStatus = 500;
+
 // What the data plane can do, published on our GatewayClasses (names as in pkg/features).
 const char* const kSupportedFeatures[] = {
     "GRPCRoute",
@@ -1205,15 +1208,29 @@ class Translator {
               if (result.ok && !e.empty()) result = {false, "UnsupportedValue", e};
               continue;
             }
+            // An invalid backendRef keeps its share of the traffic, answered with 500; so is
+            // all of it when no backendRef carries weight (the Gateway API's rule).
             std::vector<uint64_t> weights;
-            for (const Backend& b : rule.backends) weights.push_back(b.valid ? b.weight : 0);
+            for (const Backend& b : rule.backends) weights.push_back(b.weight);
             std::vector<uint32_t> shares = percentages(weights);
             const bool split =
                 std::count_if(shares.begin(), shares.end(), [](uint32_t x) { return x > 0; }) > 1;
             bool members = false;
+            if (std::all_of(shares.begin(), shares.end(), [](uint32_t x) { return x == 0; })) {
+              YAML::Node spec = YAML::Clone(match);
+              spec["direct_response_code"] = kNoBackendStatus;
+              emit(r, "Mapping", name + "-nobackend", r.namespace_, labels, spec);
+            }
             for (size_t b = 0; b < rule.backends.size(); ++b) {
               const Backend& be = rule.backends[b];
-              if (!be.valid || shares[b] == 0) continue;
+              if (shares[b] == 0) continue;
+              if (!be.valid) {
+                YAML::Node spec = YAML::Clone(match);
+                spec["direct_response_code"] = kNoBackendStatus;
+                if (split) spec["weight"] = shares[b];
+                emit(r, "Mapping", name + "-b" + std::to_string(b), r.namespace_, labels, spec);
+                continue;
+              }
               YAML::Node spec = YAML::Clone(match);
               spec["service"] = text(be.service);
               if (split) spec["weight"] = shares[b];

@@ -289,6 +289,9 @@ std::optional<LocalReply> route_exchange(Worker& worker, Exchange& e, const Rout
   }
   const router::RouteTarget& target = *e.match.target;
   if (target.redirect) return redirect_reply(e.request, e.secure, target, *e.match.route);
+  if (target.direct_status != 0) {
+    return LocalReply{target.direct_status, "no valid backend for this route", "-"};
+  }
   // Upgrades (WebSockets) need the route's allow_upgrade; without it they are refused, as
   // Emissary does, and never reach the upstream. h2c upgrade offers are simply ignored.
   if (req.upgrade && !http::iequals(req.upgrade_protocol, "h2c")) {

@@ -97,6 +97,9 @@ struct CorsPolicy {
 // A Mapping's idle_timeout_ms replaces it; 0 turns it off.
 inline constexpr uint32_t kDefaultStreamIdleMs = 300000;
 
+// RouteTarget::cluster of a target that sends nothing upstream.
+inline constexpr uint32_t kNoCluster = UINT32_MAX;
+
 // One member of a canary group: where the traffic goes and how it is rewritten.
 struct RouteTarget {
   uint32_t cumulative_weight = 100;  // pick this target when draw (0..99) < cumulative_weight
@@ -107,7 +110,11 @@ struct RouteTarget {
   std::optional<std::string> host_rewrite;
   bool auto_host_rewrite = false;
   std::optional<Redirect> redirect;  // host_redirect: answer locally instead of proxying
-  uint32_t timeout_ms = 3000;        // 0 = none
+  // Nonzero: answer locally with this status instead of proxying (a Gateway API backendRef
+  // that cannot be resolved takes its share of the traffic as 500s). `cluster` is then
+  // kNoCluster.
+  int direct_status = 0;
+  uint32_t timeout_ms = 3000;                       // 0 = none
   uint32_t idle_timeout_ms = kDefaultStreamIdleMs;  // 0 = none
   HeaderEdits request_headers;
   HeaderEdits response_headers;

@@ -234,6 +234,61 @@ def test_httproute_routes_splits_and_rewrites_with_status(kube, start_kube_gatew
     assert wait_until(lambda: backend_of(http, port, "/search", host) == 404, harness.scaled(5))
 
 
+def test_invalid_backend_refs_answer_500_for_their_share(kube, start_kube_gateway, start_echo,
+                                                         http):
+    # Gateway API HTTPRouteRule.backendRefs: requests for a backend that cannot be used get
+    # 500, and only those; the route still reports why in ResolvedRefs.
+    a = start_echo("a")
+    endpoint_module(kube)
+    service_with_endpoints(kube, "shop", a)
+    port = harness.free_port("0.0.0.0")
+    gateway_objects(kube, port)
+    kube.apply(obj("HTTPRoute", "shop", {
+        "parentRefs": [{"name": "edge"}],
+        "hostnames": ["shop.example.com"],
+        "rules": [
+            {"matches": [{"path": {"type": "PathPrefix", "value": "/gone"}}],
+             "backendRefs": [{"name": "no-such-service", "port": 80}]},
+            {"matches": [{"path": {"type": "PathPrefix", "value": "/bucket"}}],
+             "backendRefs": [{"group": "example.com", "kind": "Bucket", "name": "b"}]},
+            {"matches": [{"path": {"type": "PathPrefix", "value": "/nothing"}}]},
+            {"backendRefs": [{"name": "shop", "port": 80, "weight": 1},
+                             {"name": "no-such-service", "port": 80, "weight": 1}]},
+        ]}, api=GW_API))
+    gw = start_kube_gateway()
+    host = "shop.example.com"
+    assert harness.wait_for_tcp("127.0.0.1", port, harness.scaled(5), gw)
+    assert wait_until(lambda: backend_of(http, port, "/gone", host) == 500, harness.scaled(5))
+    assert backend_of(http, port, "/gone/deeper", host) == 500
+    assert backend_of(http, port, "/bucket", host) == 500
+    assert backend_of(http, port, "/nothing", host) == 500
+    assert backend_of(http, port, "/gonex", host) in ("a", 500)  # the split rule, not /gone
+    counts = {"a": 0, 500: 0}
+    for _ in range(200):
+        counts[backend_of(http, port, "/item", host)] += 1
+    assert 60 <= counts["a"] <= 140, counts  # an even split between the two refs
+    assert counts["a"] + counts[500] == 200
+    # The gateway is still healthy for everything else, and keeps the connection open.
+    with http.get(f"http://127.0.0.1:{port}/gone", headers={"Host": host}, timeout=5) as r:
+        assert r.status_code == 500
+        assert r.headers.get("connection", "").lower() != "close"
+
+    def ours():
+        parents = stored(kube, "HTTPRoute", "shop").get("status", {}).get("parents", [])
+        return [p for p in parents if p.get("controllerName") == CONTROLLER]
+
+    assert wait_until(lambda: ours() and condition(ours()[0]["conditions"], "ResolvedRefs"),
+                      harness.scaled(10))
+    resolved = condition(ours()[0]["conditions"], "ResolvedRefs")
+    assert resolved["status"] == "False", resolved
+    assert resolved["reason"] in ("BackendNotFound", "InvalidKind"), resolved
+    assert condition(ours()[0]["conditions"], "Accepted")["status"] == "True"
+
+    # Once the Service exists, the same rule proxies.
+    service_with_endpoints(kube, "no-such-service", a)
+    assert wait_until(lambda: backend_of(http, port, "/gone", host) == "a", harness.scaled(5))
+
+
 def test_https_and_tcp_gateway_listeners(tmp_path, kube, start_kube_gateway, start_echo, http):
     import subprocess
     from pki import Pki, tls_secret

@@ -179,6 +179,22 @@ TEST(DecoderTest, UnknownFieldIsAWarningOnly) {
   EXPECT_TRUE(mapping_routed(c));
 }
 
+TEST(DecoderTest, DirectResponseCodeIsOnlyForGeneratedMappings) {
+  // The Gateway API translation's field: a user's Mapping cannot answer locally with it.
+  Compiled c = compile_text(std::string(testing::kBase) +
+                            mapping("  hostname: \"*\"\n  direct_response_code: 500\n"));
+  std::vector<std::string> d = diags_for(c, "spec.direct_response_code");
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_TRUE(d[0].ends_with("spec.direct_response_code: unknown field; ignored")) << d[0];
+  ASSERT_TRUE(mapping_routed(c));
+  for (const ListenerSnapshot& l : c.snap().listeners) {
+    if (!l.routes) continue;
+    for (const auto& h : l.routes->hosts()) {
+      for (const auto& r : h.routes) EXPECT_EQ(r->targets.front().direct_status, 0);
+    }
+  }
+}
+
 TEST(DecoderTest, ServiceAddress) {
   Compiled c = compile_text(mapping("", "/m/", "svc:99999"));
   EXPECT_EQ(diags_for(c, "spec.service"),

@@ -650,21 +650,63 @@ spec:
   EXPECT_EQ(c.route_condition("HTTPRoute", "granted", "ResolvedRefs")["status"], "True");
   EXPECT_EQ(c.route_condition("HTTPRoute", "missing", "ResolvedRefs")["reason"], "BackendNotFound");
   EXPECT_EQ(c.route_condition("HTTPRoute", "missing", "Accepted")["status"], "True");
-  EXPECT_EQ(upstream(c.snap(), 80, "missing.example.com", "/"), "");
+  // Traffic for a backend that cannot be used is answered with 500, as the Gateway API says.
+  EXPECT_EQ(upstream(c.snap(), 80, "missing.example.com", "/"), "direct 500");
+  EXPECT_EQ(upstream(c.snap(), 80, "badkind.example.com", "/"), "direct 500");
   EXPECT_EQ(c.route_condition("HTTPRoute", "badkind", "ResolvedRefs")["reason"], "InvalidKind");
   // The Gateway only admits routes of its own namespace; the route in `other` is not allowed
   // there, and its backend is not granted either.
   EXPECT_EQ(c.route_condition("HTTPRoute", "denied", "Accepted")["reason"],
             "NotAllowedByListeners");
   EXPECT_EQ(c.route_condition("HTTPRoute", "denied", "ResolvedRefs")["reason"], "RefNotPermitted");
-  // Half of the traffic went to an unknown Service: the valid backend takes it all.
+  // Half of the traffic goes to an unknown Service: that half is answered with 500.
   EXPECT_EQ(c.route_condition("HTTPRoute", "half", "ResolvedRefs")["reason"], "BackendNotFound");
   Request r;
   r.authority = "half.example.com";
   r.draw = 10;
   EXPECT_EQ(hit(c.snap(), r).upstream, "foo-v1.default:8080");
-  r.draw = 99;
+  r.draw = 49;
   EXPECT_EQ(hit(c.snap(), r).upstream, "foo-v1.default:8080");
+  r.draw = 50;
+  EXPECT_EQ(hit(c.snap(), r).upstream, "direct 500");
+  r.draw = 99;
+  EXPECT_EQ(hit(c.snap(), r).upstream, "direct 500");
+}
+
+TEST(GatewayTranslator, RulesWithoutAUsableBackendAnswer500) {
+  Compiled c = compile(std::string(kBasic) + R"(
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: nobackends, namespace: default}
+spec:
+  parentRefs: [{name: prod-web}]
+  hostnames: [none.example.com]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /edit}}]
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {set: [{name: x-a, value: b}]}
+  - backendRefs: [{name: foo-v1, port: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: zero, namespace: default}
+spec:
+  parentRefs: [{name: prod-web}]
+  hostnames: [zero.example.com]
+  rules: [{backendRefs: [{name: foo-v1, port: 8080, weight: 0}, {name: nope, port: 8080, weight: 0}]}]
+)");
+  ASSERT_FALSE(config::has_errors(c.result.diagnostics)) << dump(c.result.diagnostics);
+  EXPECT_EQ(upstream(c.snap(), 80, "none.example.com", "/edit/x"), "direct 500");
+  EXPECT_EQ(upstream(c.snap(), 80, "none.example.com", "/other"), "foo-v1.default:8080");
+  EXPECT_EQ(c.route_condition("HTTPRoute", "nobackends", "ResolvedRefs")["status"], "True");
+  for (uint32_t draw : {0u, 99u}) {
+    Request r;
+    r.authority = "zero.example.com";
+    r.draw = draw;
+    EXPECT_EQ(hit(c.snap(), r).upstream, "direct 500") << draw;
+  }
 }
 
 TEST(GatewayTranslator, HttpsListenerTerminatesWithItsCertificate) {

@@ -49,7 +49,9 @@ struct Hit {
   bool listener = false;  // a listener with routes serves the port
   const router::Route* route = nullptr;
   const router::RouteTarget* target = nullptr;
-  std::string upstream;  // "host:port", "" when nothing matched or the target redirects
+  // "host:port"; "direct <status>" for a local answer; "" when nothing matched or the target
+  // redirects.
+  std::string upstream;
 };
 
 inline Hit hit(const config::Snapshot& s, const Request& r) {
@@ -69,7 +71,9 @@ inline Hit hit(const config::Snapshot& s, const Request& r) {
     if (m.target == nullptr) return h;
     h.route = m.route;
     h.target = m.target;
-    if (!m.target->redirect) {
+    if (m.target->direct_status != 0) {
+      h.upstream = "direct " + std::to_string(m.target->direct_status);
+    } else if (!m.target->redirect) {
       const upstream::ClusterSpec& c = s.clusters[m.target->cluster];
       h.upstream = c.host + ":" + std::to_string(c.port);
     }
