@@ -1216,19 +1216,20 @@ class Translator {
             const bool split =
                 std::count_if(shares.begin(), shares.end(), [](uint32_t x) { return x > 0; }) > 1;
             bool members = false;
-            if (std::all_of(shares.begin(), shares.end(), [](uint32_t x) { return x == 0; })) {
+            auto answer_500 = [&](const std::string& member, uint32_t share) {
               YAML::Node spec = YAML::Clone(match);
               spec["direct_response_code"] = kNoBackendStatus;
-              emit(r, "Mapping", name + "-nobackend", r.namespace_, labels, spec);
+              if (split) spec["weight"] = share;
+              emit(r, "Mapping", member, r.namespace_, labels, spec);
+            };
+            if (std::all_of(shares.begin(), shares.end(), [](uint32_t x) { return x == 0; })) {
+              answer_500(name + "-nobackend", 100);
             }
             for (size_t b = 0; b < rule.backends.size(); ++b) {
               const Backend& be = rule.backends[b];
               if (shares[b] == 0) continue;
               if (!be.valid) {
-                YAML::Node spec = YAML::Clone(match);
-                spec["direct_response_code"] = kNoBackendStatus;
-                if (split) spec["weight"] = shares[b];
-                emit(r, "Mapping", name + "-b" + std::to_string(b), r.namespace_, labels, spec);
+                answer_500(name + "-b" + std::to_string(b), shares[b]);
                 continue;
               }
               YAML::Node spec = YAML::Clone(match);
