@@ -707,6 +707,10 @@ spec:
     r.draw = draw;
     EXPECT_EQ(hit(c.snap(), r).upstream, "direct 500") << draw;
   }
+  // `proxenos routes` says what such a route does.
+  std::string routes = config::format_routes(c.snap());
+  EXPECT_NE(routes.find("-> direct 500 (Mapping/default/httproute-nobackends-"), std::string::npos)
+      << routes;
 }
 
 TEST(GatewayTranslator, HttpsListenerTerminatesWithItsCertificate) {
